@@ -1,0 +1,59 @@
+//! The broker's core: storage, the commit queue, policy, the SMS provider and the online
+//! sessions, wired together. Commands in `cmd/` act on it; the QUIC server drives it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::config::{Config, LimitsConfig};
+use crate::policy::{NativePolicy, PluginKv, Policy};
+use crate::sessions::Sessions;
+use crate::sms::{OutboxFile, SmsSender};
+use crate::store::{Committer, Store, WakeHook};
+
+/// Everything a command needs. Shared by all connections.
+pub struct Broker {
+    pub store: Store,
+    pub committer: Committer,
+    pub policy: Arc<dyn Policy>,
+    pub sessions: Arc<Sessions>,
+    pub sms: Arc<dyn SmsSender>,
+    pub limits: LimitsConfig,
+    pub message_ttl: Duration,
+}
+
+impl Broker {
+    /// Opens storage in the configured data folder and starts the committer.
+    pub fn open(config: &Config) -> Result<Arc<Broker>> {
+        let path = config.store_path();
+        let store = Store::open(&path).with_context(|| format!("opening storage at {}", path.display()))?;
+        let sessions = Arc::new(Sessions::default());
+        let wake: WakeHook = {
+            let sessions = sessions.clone();
+            Arc::new(move |user: &str| sessions.wake(user))
+        };
+        let committer = Committer::start(store.clone(), config.storage.durability, wake)?;
+        let policy = Arc::new(NativePolicy::new(PluginKv::new(store.clone(), "registrar")));
+        Ok(Arc::new(Broker {
+            store,
+            committer,
+            policy,
+            sessions,
+            sms: Arc::new(OutboxFile::new(config.sms_outbox_path())),
+            limits: config.limits.clone(),
+            message_ttl: config.message_ttl(),
+        }))
+    }
+
+    /// Waits until every write submitted so far is committed (used at shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        self.committer.commit(|_| Ok(())).await?;
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,150 @@
+//! Broker configuration: defaults that serve on loopback, overridable by a TOML file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::Durability;
+
+/// Everything the broker reads from its config file. Every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data folder: storage, TLS material, SMS outbox. `--data` overrides it.
+    pub data: PathBuf,
+    /// UDP address of the QUIC listener.
+    pub listen: SocketAddr,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `fsync` (default): `Sent` means on disk. `buffered`: `Sent` means handed to the OS.
+    pub durability: Durability,
+    /// Undelivered items older than this are deleted, in seconds (default 30 days).
+    pub message_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest message body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Items pushed to a session and not yet acknowledged, at most.
+    pub delivery_window: usize,
+    /// A connection that sends nothing (not even QUIC keep-alives) for this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; default `<data>/tls/cert.pem`, made on first start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key; default `<data>/tls/key.pem`.
+    pub key: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("hotline-data"),
+            listen: "127.0.0.1:4433".parse().unwrap(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { durability: Durability::Fsync, message_ttl_secs: 30 * 24 * 3600 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_body_bytes: hotline_protocol::MAX_BODY_LEN, delivery_window: 256, idle_timeout_secs: 60 }
+    }
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML or has unknown or mistyped fields.
+    #[error("invalid config {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let max = hotline_protocol::MAX_FRAME_LEN as usize - 1024;
+        if self.limits.max_body_bytes == 0 || self.limits.max_body_bytes > max {
+            return Err(ConfigError::Invalid(format!("limits.max_body_bytes must be 1..={max}")));
+        }
+        if self.limits.delivery_window == 0 {
+            return Err(ConfigError::Invalid("limits.delivery_window must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.tls.cert.clone().unwrap_or_else(|| self.data.join("tls").join("cert.pem"))
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.tls.key.clone().unwrap_or_else(|| self.data.join("tls").join("key.pem"))
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data.join("store")
+    }
+
+    pub fn sms_outbox_path(&self) -> PathBuf {
+        self.data.join("sms-outbox.jsonl")
+    }
+
+    pub fn message_ttl(&self) -> Duration {
+        Duration::from_secs(self.storage.message_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:5000\"\nlisen = 1\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("hotline.toml") && err.contains("lisen"), "{err}");
+        std::fs::write(&path, "[limits]\nmax_body_bytes = 0\n").unwrap();
+        assert!(Config::load(&path).unwrap_err().to_string().contains("max_body_bytes"));
+        std::fs::write(&path, "[storage]\ndurability = \"buffered\"\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().storage.durability, Durability::Buffered);
+    }
+}

@@ -1,0 +1,16 @@
+//! The Hotline broker: QUIC sessions, durable store-and-forward delivery, receipts and
+//! registration, with policy behind one seam ([`policy::Policy`]).
+//!
+//! Read `docs/ARCHITECTURE.md` for the map. Data path, top to bottom:
+//! [`server`] (listener → connection → session) → [`cmd`] (one file per request) →
+//! [`broker`] (shared state) → [`store`] (fjall, group commit) and [`policy`].
+
+pub mod broker;
+pub mod cmd;
+pub mod config;
+pub mod policy;
+pub mod server;
+pub mod sessions;
+pub mod sms;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,8 @@
+//! The QUIC side: the listener accepts connections; each connection runs one session over
+//! one bidirectional stream. Framing lives here, decisions in `cmd/`.
+
+mod connection;
+mod listener;
+mod session;
+
+pub use listener::Listener;

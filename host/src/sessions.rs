@@ -1,0 +1,81 @@
+//! The registry of online sessions: one per logged-in number, with the signals the core
+//! sends it (wake up and deliver; close with a reason). Knows nothing of QUIC.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, Notify};
+
+/// Why the core wants a session closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kick {
+    /// A `hotline_protocol::close_code`.
+    pub code: u32,
+    pub reason: String,
+}
+
+/// What a session listens to. Created by [`Sessions::register`].
+pub struct SessionSignals {
+    pub id: u64,
+    /// Notified when the user's queue gained durable items.
+    pub wake: Arc<Notify>,
+    /// Receives at most one kick.
+    pub kick: mpsc::UnboundedReceiver<Kick>,
+}
+
+struct Entry {
+    id: u64,
+    wake: Arc<Notify>,
+    kick: mpsc::UnboundedSender<Kick>,
+}
+
+/// Online sessions by phone number.
+#[derive(Default)]
+pub struct Sessions {
+    map: DashMap<String, Entry>,
+    next_id: AtomicU64,
+}
+
+impl Sessions {
+    /// Registers a session for `phone`. An older session of the same number is kicked with
+    /// `replaced`: a number is online on one connection at a time.
+    pub fn register(&self, phone: &str, replaced: Kick) -> SessionSignals {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let wake = Arc::new(Notify::new());
+        let (kick_tx, kick) = mpsc::unbounded_channel();
+        let old = self.map.insert(phone.to_string(), Entry { id, wake: wake.clone(), kick: kick_tx });
+        if let Some(old) = old {
+            let _ = old.kick.send(replaced);
+        }
+        SessionSignals { id, wake, kick }
+    }
+
+    /// Removes session `id` of `phone` (and not a newer one that replaced it).
+    pub fn unregister(&self, phone: &str, id: u64) {
+        self.map.remove_if(phone, |_, e| e.id == id);
+    }
+
+    /// Tells `phone`'s session, if online, that new items are queued.
+    pub fn wake(&self, phone: &str) {
+        if let Some(e) = self.map.get(phone) {
+            e.wake.notify_one();
+        }
+    }
+
+    /// Closes `phone`'s session, if online.
+    pub fn kick(&self, phone: &str, kick: Kick) {
+        if let Some((_, e)) = self.map.remove(phone) {
+            let _ = e.kick.send(kick);
+        }
+    }
+
+    /// Number of online sessions.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}

@@ -1,0 +1,222 @@
+//! Group commit: one thread applies writes in arrival order and shares one fsync among all
+//! writes that arrived while the previous fsync ran.
+//!
+//! A job is a closure run on the committer thread against a [`Txn`]: it may read the store,
+//! allocate item ids and stage writes. Its writes are committed as one atomic fjall batch;
+//! its caller is answered only after the fsync that covers them. Because jobs run one at a
+//! time in order, item ids are allocated in commit order, and read-check-write sequences
+//! (idempotency, "is this item still queued?") need no locks.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
+use tokio::sync::{mpsc, oneshot};
+
+use super::records::{encode, Account, IdempotencyRecord, StoredItem};
+use super::{keys, Durability, Store, StoreError};
+
+/// Called with each user whose queue gained durable items, after the fsync.
+pub type WakeHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&mut Txn<'_>) -> (bool, Completion) + Send>;
+
+/// Most jobs applied before one shared fsync.
+const MAX_GROUP: usize = 1024;
+/// Ids reserved on disk at a time; after a restart allocation resumes above the reservation.
+const ID_BLOCK: u64 = 1 << 20;
+/// Capacity of the commit queue; submitters wait when it is full.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// Handle for submitting jobs to the committer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Job>,
+}
+
+/// A submitted job whose result arrives once its writes are durable.
+pub struct Pending<T> {
+    rx: oneshot::Receiver<Result<T, StoreError>>,
+}
+
+impl<T> Pending<T> {
+    /// Waits for the job's result, available after the fsync that covers its writes.
+    pub async fn wait(self) -> Result<T, StoreError> {
+        self.rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+/// The view a job has while it runs: reads, id allocation and staged writes.
+pub struct Txn<'a> {
+    store: &'a Store,
+    ids: &'a mut IdAllocator,
+    batch: WriteBatch,
+    woken: Vec<String>,
+}
+
+impl Txn<'_> {
+    /// The store, for reads. Reads see every job committed before this one.
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// A new item id, greater than every id allocated before (also across restarts).
+    pub fn alloc_id(&mut self) -> Result<u64, StoreError> {
+        self.ids.alloc(self.store)
+    }
+
+    /// Stages `item` as item `id` of `user`'s queue; the user's session is woken once durable.
+    pub fn enqueue(&mut self, user: &str, id: u64, item: &StoredItem) {
+        self.batch.insert(&self.store.queues, keys::queue_key(user, id), encode(item));
+        self.woken.push(user.to_string());
+    }
+
+    /// Stages the removal of item `id` from `user`'s queue.
+    pub fn dequeue(&mut self, user: &str, id: u64) {
+        self.batch.remove(&self.store.queues, keys::queue_key(user, id));
+    }
+
+    /// Stages the account record of `phone`.
+    pub fn put_account(&mut self, phone: &str, account: &Account) {
+        self.batch.insert(&self.store.accounts, phone, encode(account));
+    }
+
+    /// Stages the idempotency record of `(sender, client_id)`.
+    pub fn put_idempotency(&mut self, sender: &str, client_id: u64, record: &IdempotencyRecord) {
+        self.batch.insert(&self.store.idempotency, keys::idempotency_key(sender, client_id), encode(record));
+    }
+
+    /// Stages the removal of an idempotency record.
+    pub fn delete_idempotency(&mut self, key: &[u8]) {
+        self.batch.remove(&self.store.idempotency, key.to_vec());
+    }
+}
+
+impl Committer {
+    /// Starts the committer thread. It stops when every handle is dropped.
+    pub fn start(store: Store, durability: Durability, wake: WakeHook) -> Result<Self, StoreError> {
+        let ids = IdAllocator::recover(&store)?;
+        store.publish_durable(ids.next - 1);
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("hotline-committer".into())
+            .spawn(move || run(store, durability, wake, ids, rx))
+            .map_err(|e| StoreError::Fjall(format!("cannot start committer thread: {e}")))?;
+        Ok(Committer { tx })
+    }
+
+    /// Queues `job`; jobs run in the order they were submitted. Returns once the job is
+    /// queued, so a caller can submit several in order and wait for them later.
+    pub async fn submit<T, F>(&self, job: F) -> Result<Pending<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let result = job(txn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |durable| {
+                let _ = tx.send(result.and_then(|v| durable.map(|()| v)));
+            });
+            (ok, completion)
+        });
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        Ok(Pending { rx })
+    }
+
+    /// Runs `job` and waits until its writes are durable.
+    pub async fn commit<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Txn<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(job).await?.wait().await
+    }
+
+    /// Jobs waiting in the commit queue (a health gauge).
+    pub fn queue_len(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+fn run(store: Store, durability: Durability, wake: WakeHook, mut ids: IdAllocator, mut rx: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(group.len());
+        let mut woken = BTreeSet::new();
+        for job in group.drain(..) {
+            let mut txn = Txn { store: &store, ids: &mut ids, batch: store.db.batch(), woken: Vec::new() };
+            let (ok, completion) = job(&mut txn);
+            if !ok {
+                completion(Ok(()));
+                continue;
+            }
+            let Txn { batch, woken: job_woken, .. } = txn;
+            match batch.commit() {
+                Ok(()) => {
+                    woken.extend(job_woken);
+                    completions.push(completion);
+                }
+                Err(e) => completion(Err(e.into())),
+            }
+        }
+        let durable = match durability {
+            Durability::Fsync => store.db.persist(PersistMode::SyncData).map_err(StoreError::from),
+            Durability::Buffered => Ok(()),
+        };
+        if let Err(e) = &durable {
+            tracing::error!(error = %e, "group commit failed; storage refuses further writes");
+        } else {
+            store.publish_durable(ids.next - 1);
+            for user in &woken {
+                wake(user);
+            }
+        }
+        for completion in completions {
+            completion(durable.clone());
+        }
+    }
+}
+
+/// Hands out item ids in increasing order, reserving blocks on disk (hi-lo) so ids never
+/// repeat across restarts.
+pub(super) struct IdAllocator {
+    next: u64,
+    reserved: u64,
+}
+
+impl IdAllocator {
+    fn recover(store: &Store) -> Result<Self, StoreError> {
+        let reserved = match store.meta.get(keys::ID_HIGH_WATER)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                keyspace: "meta",
+                detail: "id high water is not 8 bytes".into(),
+            })?),
+            None => 1,
+        };
+        Ok(IdAllocator { next: reserved, reserved })
+    }
+
+    fn alloc(&mut self, store: &Store) -> Result<u64, StoreError> {
+        if self.next >= self.reserved {
+            // Committed before the job's own batch, so the journal holds it first.
+            let reserved = self.reserved + ID_BLOCK;
+            let mut batch = store.db.batch();
+            batch.insert(&store.meta, keys::ID_HIGH_WATER, reserved.to_be_bytes());
+            batch.commit()?;
+            self.reserved = reserved;
+        }
+        let id = self.next;
+        self.next += 1;
+        Ok(id)
+    }
+}

@@ -1,0 +1,190 @@
+//! Durable state of the broker in one fjall database: accounts, per-recipient queues,
+//! idempotency records, plugin key-value data and counters.
+//!
+//! Reads go straight to fjall. Writes that clients wait on go through the [`Committer`],
+//! which applies them in order and shares one fsync among everything that arrived together.
+
+mod committer;
+mod keys;
+mod records;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+pub use committer::{Committer, Pending, Txn, WakeHook};
+pub use records::{Account, IdempotencyRecord, StoredItem};
+
+/// What can go wrong in storage.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// fjall reported an I/O or storage error.
+    #[error("storage error: {0}")]
+    Fjall(String),
+    /// A previous fsync failed; the store refuses all further writes until restarted.
+    #[error("storage is poisoned after a failed write or fsync; restart the broker")]
+    Poisoned,
+    /// A stored record could not be decoded (corruption or a format from a newer broker).
+    #[error("corrupt record in {keyspace}: {detail}")]
+    Corrupt { keyspace: &'static str, detail: String },
+    /// The committer has stopped (the broker is shutting down).
+    #[error("storage committer is closed")]
+    Closed,
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        match e {
+            fjall::Error::Poisoned => StoreError::Poisoned,
+            other => StoreError::Fjall(other.to_string()),
+        }
+    }
+}
+
+/// How hard a commit tries to be durable before `Sent` is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync the journal once per group of commits: survives power loss.
+    #[default]
+    Fsync,
+    /// hand writes to the OS only: survives a broker crash, not a power loss.
+    Buffered,
+}
+
+/// Handles to the database and its keyspaces. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Database,
+    pub(crate) accounts: Keyspace,
+    pub(crate) queues: Keyspace,
+    pub(crate) idempotency: Keyspace,
+    pub(crate) plugin_kv: Keyspace,
+    pub(crate) meta: Keyspace,
+    /// Highest item id whose commit is durable; sessions deliver only up to it.
+    durable_id: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = Database::builder(dir).open()?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        Ok(Store {
+            accounts: ks("accounts")?,
+            queues: ks("queues")?,
+            idempotency: ks("idempotency")?,
+            plugin_kv: ks("plugin_kv")?,
+            meta: ks("meta")?,
+            db,
+            durable_id: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The account registered for `phone`, if any.
+    pub fn account(&self, phone: &str) -> Result<Option<Account>, StoreError> {
+        match self.accounts.get(phone)? {
+            Some(v) => records::decode(&v, "accounts").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One queued item of `user`.
+    pub fn item(&self, user: &str, id: u64) -> Result<Option<StoredItem>, StoreError> {
+        match self.queues.get(keys::queue_key(user, id))? {
+            Some(v) => records::decode(&v, "queues").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` durable items of `user` with ids greater than `after`, in id order.
+    pub fn queue_after(&self, user: &str, after: u64, limit: usize) -> Result<Vec<(u64, StoredItem)>, StoreError> {
+        let upto = self.durable_id();
+        if after >= upto {
+            return Ok(Vec::new());
+        }
+        let range = keys::queue_key(user, after + 1)..=keys::queue_key(user, upto);
+        let mut out = Vec::new();
+        for guard in self.queues.range(range).take(limit) {
+            let (k, v) = guard.into_inner()?;
+            out.push((keys::queue_key_id(&k), records::decode(&v, "queues")?));
+        }
+        Ok(out)
+    }
+
+    /// Number of items queued per user, for the operator (`hotline inspect`).
+    pub fn queue_lengths(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let mut out = std::collections::BTreeMap::new();
+        for guard in self.queues.iter() {
+            let k = guard.key()?;
+            *out.entry(keys::queue_key_user(&k).to_string()).or_insert(0) += 1;
+        }
+        Ok(out)
+    }
+
+    /// Queue items queued before `item_cutoff_ms` and keys of idempotency records older than
+    /// `record_cutoff_ms`. A full scan: run rarely.
+    #[allow(clippy::type_complexity)]
+    pub fn expired(&self, item_cutoff_ms: u64, record_cutoff_ms: u64) -> Result<(Vec<(String, u64)>, Vec<Vec<u8>>), StoreError> {
+        let mut items = Vec::new();
+        for guard in self.queues.iter() {
+            let (k, v) = guard.into_inner()?;
+            let item: StoredItem = records::decode(&v, "queues")?;
+            if item.queued_at_ms() < item_cutoff_ms {
+                items.push((keys::queue_key_user(&k).to_string(), keys::queue_key_id(&k)));
+            }
+        }
+        let mut records = Vec::new();
+        for guard in self.idempotency.iter() {
+            let (k, v) = guard.into_inner()?;
+            let record: IdempotencyRecord = records::decode(&v, "idempotency")?;
+            if record.at_ms < record_cutoff_ms {
+                records.push(k.to_vec());
+            }
+        }
+        Ok((items, records))
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn disk_space(&self) -> Result<u64, StoreError> {
+        Ok(self.db.disk_space()?)
+    }
+
+    /// The idempotency record of `(sender, client_id)`, if the message was stored before.
+    pub fn idempotency(&self, sender: &str, client_id: u64) -> Result<Option<IdempotencyRecord>, StoreError> {
+        match self.idempotency.get(keys::idempotency_key(sender, client_id))? {
+            Some(v) => records::decode(&v, "idempotency").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A value from a plugin's own key-value space.
+    pub fn kv_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.plugin_kv.get(keys::kv_key(space, key))?.map(|v| v.to_vec()))
+    }
+
+    /// Sets a value in a plugin's key-value space. Written at once (not via the committer);
+    /// made durable by the next group fsync.
+    pub fn kv_set(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        Ok(self.plugin_kv.insert(keys::kv_key(space, key), value)?)
+    }
+
+    /// Deletes a key from a plugin's key-value space.
+    pub fn kv_delete(&self, space: &str, key: &[u8]) -> Result<(), StoreError> {
+        Ok(self.plugin_kv.remove(keys::kv_key(space, key))?)
+    }
+
+    /// Highest durable item id.
+    pub fn durable_id(&self) -> u64 {
+        self.durable_id.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn publish_durable(&self, id: u64) {
+        self.durable_id.fetch_max(id, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+//! The frames of the protocol: what a client may say and what the broker answers or pushes.
+//!
+//! The order of variants and fields is the wire format (postcard encodes an enum variant
+//! as its index). Append new variants at the end only; never reorder.
+
+use serde::{Deserialize, Serialize};
+
+/// A frame sent by a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// 0. First frame of every connection: the range of protocol versions the client speaks.
+    Hello { min_version: u16, max_version: u16 },
+    /// 1. Ask for a registration code to be sent by SMS to `phone` (E.164).
+    RequestCode { phone: String },
+    /// 2. Prove ownership of `phone` with the code; answered by [`ServerFrame::Registered`].
+    Verify { phone: String, code: String },
+    /// 3. Authenticate with the key from registration. Starts delivery of queued items.
+    Login { phone: String, key: String },
+    /// 4. Send `body` to `to`. `client_id` is chosen by the client and makes retries safe:
+    /// the same `(sender, client_id)` is stored once.
+    Send { client_id: u64, to: String, body: Vec<u8> },
+    /// 5. The client has accepted item `id` (a message or a receipt); the broker deletes it.
+    Ack { id: u64 },
+    /// 6. The user has read message `id`, which came from `from`.
+    Read { id: u64, from: String },
+    /// 7. Keep-alive / round-trip probe; answered by [`ServerFrame::Pong`].
+    Ping { nonce: u64 },
+}
+
+/// A frame sent by the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// 0. Answer to `Hello`: the version both sides now speak.
+    Welcome { version: u16 },
+    /// 1. A code was sent by SMS; it expires in `expires_in_secs`.
+    CodeSent { phone: String, expires_in_secs: u32 },
+    /// 2. Registration succeeded. `key` authenticates every later `Login`; the broker keeps
+    /// only its hash, so it is shown exactly once.
+    Registered { phone: String, key: String },
+    /// 3. `Login` succeeded; queued items follow.
+    LoggedIn { phone: String },
+    /// 4. The message with `client_id` is durably stored under `id`.
+    Sent { client_id: u64, id: u64 },
+    /// 5. The message with `client_id` was not accepted.
+    SendFailed { client_id: u64, error: ErrorCode, reason: String },
+    /// 6. A message for this user. Acknowledge it with [`ClientFrame::Ack`].
+    Message { id: u64, from: String, sent_at_ms: u64, body: Vec<u8> },
+    /// 7. A receipt for a message this user sent. `id` is the receipt's own queue id (ack it);
+    /// `message_id` is the id that [`ServerFrame::Sent`] returned.
+    Receipt { id: u64, message_id: u64, by: String, status: ReceiptStatus, at_ms: u64 },
+    /// 8. A request (`RequestCode`, `Verify`, `Read`) failed; the connection stays open.
+    Error { error: ErrorCode, reason: String },
+    /// 9. Answer to `Ping`.
+    Pong { nonce: u64 },
+}
+
+/// What a receipt reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptStatus {
+    /// 0. The recipient's device accepted the message.
+    Delivered,
+    /// 1. The recipient read the message.
+    Read,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// 0. A field is malformed (e.g. a phone number not in E.164 form).
+    InvalidArgument,
+    /// 1. The recipient is not a registered number.
+    UnknownRecipient,
+    /// 2. Policy refused the message or the registration step; `reason` says why.
+    Rejected,
+    /// 3. The code is wrong.
+    WrongCode,
+    /// 4. The code expired, was used up, or none was requested.
+    CodeExpired,
+    /// 5. Too many requests or attempts; try again later.
+    RateLimited,
+    /// 6. The body exceeds the broker's limit.
+    TooLarge,
+    /// 7. A transient failure (storage, policy plugin); the same request may be retried.
+    Retryable,
+}
+
+impl ErrorCode {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorCode::Retryable | ErrorCode::RateLimited)
+    }
+}
+
+impl ReceiptStatus {
+    /// The lowercase name used in logs and the CLI's JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Read => "read",
+        }
+    }
+}
