@@ -21,6 +21,9 @@ pub struct Broker {
     pub sms: Arc<dyn SmsSender>,
     pub limits: LimitsConfig,
     pub message_ttl: Duration,
+    /// Serialises registrar policy calls, so that attempt and request limits are counted
+    /// exactly even when many connections register the same number at once.
+    pub registration: std::sync::Mutex<()>,
 }
 
 impl Broker {
@@ -43,6 +46,7 @@ impl Broker {
             sms: Arc::new(OutboxFile::new(config.sms_outbox_path())),
             limits: config.limits.clone(),
             message_ttl: config.message_ttl(),
+            registration: std::sync::Mutex::new(()),
         }))
     }
 

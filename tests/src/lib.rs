@@ -1,1 +1,214 @@
-//! placeholder
+//! Harness for end-to-end tests: starts the real `hotline` binary on a free port with its
+//! own data folder, registers numbers through the real SMS outbox, and connects real QUIC
+//! clients. Nothing here stands in for the broker.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hotline_client::{Client, ConnectOptions};
+
+/// Path of a binary of this workspace (`hotline`, `hotline-chat`). `cargo test --workspace`
+/// (and `cargo nextest run --workspace`) builds them before any test runs, because the
+/// host and client crates have integration tests of their own.
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("HOTLINE_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    // target/<profile>/deps/<test-binary> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not found; run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A running `hotline serve` with its own data folder. Killed when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    extra_args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// Starts a broker in a fresh temporary data folder.
+    pub fn start() -> Result<Broker> {
+        Broker::start_with(&[])
+    }
+
+    /// Starts a broker in a fresh temporary data folder with extra `serve` arguments.
+    pub fn start_with(args: &[&str]) -> Result<Broker> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let mut broker = Broker {
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            _dir: Some(dir),
+        };
+        broker.spawn("127.0.0.1:0".parse().unwrap())?;
+        Ok(broker)
+    }
+
+    fn spawn(&mut self, listen: SocketAddr) -> Result<()> {
+        let mut child = Command::new(bin("hotline"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .args(&self.extra_args)
+            .env("HOTLINE_LOG", std::env::var("HOTLINE_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting hotline")?;
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().context("hotline exited before listening")??;
+        let addr = line
+            .strip_prefix("hotline listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .with_context(|| format!("unexpected first line {line:?}"))?;
+        self.addr = addr.parse()?;
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Stops the broker gracefully (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    if !status.success() {
+                        bail!("hotline exited with {status}");
+                    }
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    bail!("hotline did not stop within 20 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the broker with SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again on the same data folder and the same port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// Starts a stopped or killed broker again on the same data folder and port.
+    pub fn start_again(&mut self) -> Result<()> {
+        let addr = self.addr;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn(addr) {
+                Ok(()) => return Ok(()),
+                // The old process's socket may linger for a moment after a kill.
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("restart failed, retrying: {e:#}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Connection options for this broker.
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions { server: self.addr, ca: self.data.join("tls/cert.pem"), server_name: "localhost".into() }
+    }
+
+    /// A connected client that said Hello.
+    pub async fn connect(&self) -> Result<Client> {
+        Ok(Client::connect(&self.options()).await?)
+    }
+
+    /// The latest code sent to `phone` through the development SMS outbox.
+    pub fn sms_code(&self, phone: &str) -> Result<String> {
+        let text = std::fs::read_to_string(self.data.join("sms-outbox.jsonl")).context("reading SMS outbox")?;
+        for line in text.lines().rev() {
+            let sms: serde_json::Value = serde_json::from_str(line)?;
+            if sms["to"] == phone {
+                let body = sms["text"].as_str().unwrap_or_default();
+                let code: String = body
+                    .split(|c: char| !c.is_ascii_digit())
+                    .find(|w| w.len() == 5)
+                    .with_context(|| format!("no 5-digit code in {body:?}"))?
+                    .to_string();
+                return Ok(code);
+            }
+        }
+        bail!("no SMS to {phone}")
+    }
+
+    /// Registers `phone` the way an app does: request a code, read the SMS, verify.
+    /// Returns the key.
+    pub async fn register(&self, phone: &str) -> Result<String> {
+        let mut client = self.connect().await?;
+        client.request_code(phone).await?;
+        let key = client.verify(phone, &self.sms_code(phone)?).await?;
+        client.close().await;
+        Ok(key)
+    }
+
+    /// A client logged in as `phone`.
+    pub async fn login(&self, phone: &str, key: &str) -> Result<Client> {
+        let mut client = self.connect().await?;
+        client.login(phone, key).await?;
+        Ok(client)
+    }
+
+    /// `hotline inspect` of the (stopped) broker's storage.
+    pub fn inspect(&self) -> Result<serde_json::Value> {
+        let out = Command::new(bin("hotline")).arg("inspect").arg("--data").arg(&self.data).output()?;
+        if !out.status.success() {
+            bail!("hotline inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// A `hotline-chat` command pointed at this broker, with profile folder `profile`.
+    pub fn chat(&self, profile: &Path) -> Command {
+        let mut cmd = Command::new(bin("hotline-chat"));
+        cmd.arg("--profile")
+            .arg(profile)
+            .arg("--server")
+            .arg(self.addr.to_string())
+            .arg("--ca")
+            .arg(self.data.join("tls/cert.pem"));
+        cmd
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

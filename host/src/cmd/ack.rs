@@ -20,7 +20,8 @@ pub async fn ack(broker: &Broker, user: &str, id: u64) -> Result<(), StoreError>
                 Ok(true) => Some(from.clone()),
                 Ok(false) => None,
                 Err(e) => {
-                    // Keep the message queued rather than lose its receipt; it is delivered again.
+                    // Keep the message queued rather than lose its receipt; it is pushed again on
+                    // the user's next login.
                     tracing::warn!(error = %e, "receipts policy failed; message stays queued");
                     return Ok(());
                 }

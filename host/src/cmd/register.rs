@@ -16,7 +16,11 @@ pub fn request_code(broker: &Broker, phone: &str) -> ServerFrame {
     if !is_e164(phone) {
         return error(ErrorCode::InvalidArgument, format!("{phone:?} is not an E.164 number like +15551234567"));
     }
-    match broker.policy.request_code(phone, now_ms()) {
+    let decision = {
+        let _one_at_a_time = broker.registration.lock().unwrap_or_else(|p| p.into_inner());
+        broker.policy.request_code(phone, now_ms())
+    };
+    match decision {
         Ok(CodeDecision::Send { sms_text, expires_in_secs }) => match broker.sms.send(phone, &sms_text) {
             Ok(()) => ServerFrame::CodeSent { phone: phone.to_string(), expires_in_secs },
             Err(e) => {
@@ -37,7 +41,11 @@ pub async fn verify(broker: &Broker, phone: &str, code: &str) -> ServerFrame {
     if !is_e164(phone) {
         return error(ErrorCode::InvalidArgument, format!("{phone:?} is not an E.164 number like +15551234567"));
     }
-    match broker.policy.verify_code(phone, code, now_ms()) {
+    let decision = {
+        let _one_at_a_time = broker.registration.lock().unwrap_or_else(|p| p.into_inner());
+        broker.policy.verify_code(phone, code, now_ms())
+    };
+    match decision {
         Ok(VerifyDecision::Accept) => {}
         Ok(VerifyDecision::Refuse { error: code, reason }) => return error(code, reason),
         Err(e) => {

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::session::{Close, Session};
 use crate::broker::Broker;
 
-/// How long a client has to open its stream and say `Hello`.
+/// How long a client has to open its stream, and then again to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames decoded but not yet handled; the reader stops reading when it is full.
 const INBOUND_CAPACITY: usize = 64;

@@ -178,6 +178,12 @@ impl Session {
         }
         let replaced = Kick { code: close_code::SESSION_REPLACED, reason: "logged in on a newer connection".into() };
         let signals = self.broker.sessions.register(&phone, replaced);
+        // A re-registration may have revoked the key between the check and the register
+        // above; checking again closes that gap.
+        if let Err(e) = cmd::login::login(&self.broker, &phone, &key) {
+            self.broker.sessions.unregister(&phone, signals.id);
+            return Err(Close::new(close_code::AUTH_FAILED, e.to_string()));
+        }
         tracing::debug!(%phone, "logged in");
         self.state = State::Online(Online { phone: phone.clone(), signals, cursor: 0, in_flight: BTreeSet::new() });
         self.reply(ServerFrame::LoggedIn { phone }).await?;

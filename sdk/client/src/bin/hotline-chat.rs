@@ -1,1 +1,248 @@
-fn main(){}
+//! `hotline-chat`: try Hotline by hand or from scripts. A profile folder remembers the
+//! server, the CA file, the number and its key.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use hotline_client::{Client, ConnectOptions};
+use hotline_protocol::{ReceiptStatus, ServerFrame};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "hotline-chat", version, about = "Command-line client for the Hotline broker")]
+struct Cli {
+    /// Profile folder holding profile.json (server, CA, number, key).
+    #[arg(long, default_value = "hotline-profile", global = true)]
+    profile: PathBuf,
+    /// Broker address [default: the profile's, else 127.0.0.1:4433].
+    #[arg(long, global = true)]
+    server: Option<SocketAddr>,
+    /// CA certificate file [default: the profile's, else ./hotline-data/tls/cert.pem].
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// Name the broker's certificate carries.
+    #[arg(long, default_value = "localhost", global = true)]
+    server_name: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register PHONE: request a code by SMS and read it from stdin, or verify --code.
+    Register {
+        phone: String,
+        /// Verify a code requested earlier instead of requesting one.
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Send TEXT to TO; prints the message id.
+    Send {
+        to: String,
+        text: String,
+        /// State to wait for before exiting.
+        #[arg(long, value_enum, default_value_t = Wait::Sent)]
+        wait: Wait,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Print incoming messages and receipts as JSON lines, acknowledging each.
+    Listen {
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Exit after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Also report each message as read.
+        #[arg(long)]
+        read: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+enum Wait {
+    Sent,
+    Delivered,
+    Read,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Profile {
+    server: Option<SocketAddr>,
+    ca: Option<PathBuf>,
+    phone: Option<String>,
+    key: Option<String>,
+}
+
+impl Profile {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("profile.json")
+    }
+
+    fn load(dir: &Path) -> Result<Profile> {
+        let path = Profile::path(dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Profile::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = Profile::path(dir);
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn account(&self, dir: &Path) -> Result<(String, String)> {
+        match (&self.phone, &self.key) {
+            (Some(p), Some(k)) => Ok((p.clone(), k.clone())),
+            _ => bail!("profile {} has no registered number; run `hotline-chat --profile {} register PHONE` first", dir.display(), dir.display()),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("hotline-chat: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut profile = Profile::load(&cli.profile)?;
+    let server = cli.server.or(profile.server).unwrap_or_else(|| "127.0.0.1:4433".parse().unwrap());
+    let ca = cli.ca.clone().or(profile.ca.clone()).unwrap_or_else(|| PathBuf::from("hotline-data/tls/cert.pem"));
+    let ca = std::path::absolute(&ca).unwrap_or(ca);
+    let opts = ConnectOptions { server, ca: ca.clone(), server_name: cli.server_name.clone() };
+    match cli.command {
+        Command::Register { phone, code } => {
+            let mut client = Client::connect(&opts).await?;
+            let code = match code {
+                Some(code) => code,
+                None => {
+                    let secs = client.request_code(&phone).await?;
+                    eprintln!("A code was sent to {phone} by SMS (valid {} minutes). Enter it:", secs / 60);
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    let line = line.trim().to_string();
+                    if line.is_empty() {
+                        eprintln!("No code entered. Verify later with: hotline-chat --profile {} register {phone} --code CODE", cli.profile.display());
+                        client.close().await;
+                        return Ok(());
+                    }
+                    line
+                }
+            };
+            let key = client.verify(&phone, &code).await?;
+            client.close().await;
+            profile = Profile { server: Some(server), ca: Some(ca), phone: Some(phone.clone()), key: Some(key) };
+            profile.save(&cli.profile)?;
+            println!("registered {phone}; key saved in {}", Profile::path(&cli.profile).display());
+            Ok(())
+        }
+        Command::Send { to, text, wait, timeout } => {
+            let (phone, key) = profile.account(&cli.profile)?;
+            let mut client = Client::connect(&opts).await?;
+            client.login(&phone, &key).await?;
+            let limit = Duration::from_secs(timeout);
+            let result = tokio::time::timeout(limit, send(&mut client, &to, text, wait)).await;
+            client.close().await;
+            match result {
+                Ok(r) => r,
+                Err(_) => bail!("timed out after {timeout} s waiting for the message to be {}", wait_name(wait)),
+            }
+        }
+        Command::Listen { count, timeout, read } => {
+            let (phone, key) = profile.account(&cli.profile)?;
+            let mut client = Client::connect(&opts).await?;
+            client.login(&phone, &key).await?;
+            let mut seen = 0usize;
+            let listening = listen(&mut client, count, read, &mut seen);
+            let result = match timeout {
+                Some(secs) => tokio::time::timeout(Duration::from_secs(secs), listening).await.ok(),
+                None => Some(listening.await),
+            };
+            client.close().await;
+            match (result, count) {
+                (Some(r), _) => r,
+                (None, Some(n)) if seen < n => bail!("timed out after {seen} of {n} events"),
+                (None, _) => Ok(()),
+            }
+        }
+    }
+}
+
+fn wait_name(wait: Wait) -> &'static str {
+    match wait {
+        Wait::Sent => "sent",
+        Wait::Delivered => "delivered",
+        Wait::Read => "read",
+    }
+}
+
+/// Sends and waits for the wanted state. Acks only the receipts for this message; other
+/// items stay queued for `listen`.
+async fn send(client: &mut Client, to: &str, text: String, wait: Wait) -> Result<()> {
+    let client_id = client.send(to, text.into_bytes()).await?;
+    let mut id = None;
+    loop {
+        match client.next_frame().await? {
+            ServerFrame::Sent { client_id: c, id: message_id } if c == client_id => {
+                println!("{message_id}");
+                if wait == Wait::Sent {
+                    return Ok(());
+                }
+                id = Some(message_id);
+            }
+            ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id => {
+                bail!("not sent ({error:?}): {reason}")
+            }
+            ServerFrame::Receipt { id: receipt_id, message_id, status, .. } if Some(message_id) == id => {
+                client.ack(receipt_id).await?;
+                let reached = match status {
+                    ReceiptStatus::Delivered => Wait::Delivered,
+                    ReceiptStatus::Read => Wait::Read,
+                };
+                if reached >= wait {
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn listen(client: &mut Client, count: Option<usize>, read: bool, seen: &mut usize) -> Result<()> {
+    while count.is_none_or(|n| *seen < n) {
+        let event = match client.next_frame().await? {
+            ServerFrame::Message { id, from, sent_at_ms, body } => {
+                client.ack(id).await?;
+                if read {
+                    client.read(id, &from).await?;
+                }
+                json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms})
+            }
+            ServerFrame::Receipt { id, message_id, by, status, at_ms } => {
+                client.ack(id).await?;
+                json!({"type": "receipt", "id": message_id, "status": status.as_str(), "by": by, "at_ms": at_ms})
+            }
+            ServerFrame::Error { error, reason } => {
+                eprintln!("broker error {error:?}: {reason}");
+                continue;
+            }
+            _ => continue,
+        };
+        println!("{event}");
+        *seen += 1;
+    }
+    Ok(())
+}
