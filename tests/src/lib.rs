@@ -18,9 +18,12 @@ pub fn bin(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("HOTLINE_BIN_DIR") {
         return PathBuf::from(dir).join(name);
     }
-    // target/<profile>/deps/<test-binary> → target/<profile>/<name>
+    // Tests run from target/<profile>/deps/, other tools (the benchmark) from target/<profile>/.
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     let path = dir.join(name);
     assert!(path.exists(), "{} not found; run the tests with `cargo test --workspace`", path.display());
     path

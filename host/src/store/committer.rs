@@ -8,6 +8,7 @@
 //! (idempotency, "is this item still queued?") need no locks.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
@@ -33,6 +34,16 @@ const QUEUE_CAPACITY: usize = 4096;
 #[derive(Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Job>,
+    stats: Arc<CommitStats>,
+}
+
+/// Counters of the committer, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Groups committed, each with one fsync (in `fsync` durability).
+    pub groups: AtomicU64,
+    /// Jobs committed.
+    pub jobs: AtomicU64,
 }
 
 /// A submitted job whose result arrives once its writes are durable.
@@ -99,11 +110,13 @@ impl Committer {
         let ids = IdAllocator::recover(&store)?;
         store.publish_durable(ids.next - 1);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(CommitStats::default());
+        let thread_stats = stats.clone();
         std::thread::Builder::new()
             .name("hotline-committer".into())
-            .spawn(move || run(store, durability, wake, ids, rx))
+            .spawn(move || run(store, durability, wake, ids, rx, &thread_stats))
             .map_err(|e| StoreError::Fjall(format!("cannot start committer thread: {e}")))?;
-        Ok(Committer { tx })
+        Ok(Committer { tx, stats })
     }
 
     /// Queues `job`; jobs run in the order they were submitted. Returns once the job is
@@ -135,13 +148,25 @@ impl Committer {
         self.submit(job).await?.wait().await
     }
 
+    /// Counters since start.
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+
     /// Jobs waiting in the commit queue (a health gauge).
     pub fn queue_len(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
 }
 
-fn run(store: Store, durability: Durability, wake: WakeHook, mut ids: IdAllocator, mut rx: mpsc::Receiver<Job>) {
+fn run(
+    store: Store,
+    durability: Durability,
+    wake: WakeHook,
+    mut ids: IdAllocator,
+    mut rx: mpsc::Receiver<Job>,
+    stats: &CommitStats,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -173,6 +198,8 @@ fn run(store: Store, durability: Durability, wake: WakeHook, mut ids: IdAllocato
             Durability::Fsync => store.db.persist(PersistMode::SyncData).map_err(StoreError::from),
             Durability::Buffered => Ok(()),
         };
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        stats.jobs.fetch_add(completions.len() as u64, Ordering::Relaxed);
         if let Err(e) = &durable {
             tracing::error!(error = %e, "group commit failed; storage refuses further writes");
         } else {

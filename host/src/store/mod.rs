@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
-pub use committer::{Committer, Pending, Txn, WakeHook};
+pub use committer::{CommitStats, Committer, Pending, Txn, WakeHook};
 pub use records::{Account, IdempotencyRecord, StoredItem};
 
 /// What can go wrong in storage.
