@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use crate::config::{Config, LimitsConfig};
-use crate::policy::{NativePolicy, PluginKv, Policy};
+use crate::plugins::PluginHost;
+use crate::policy::Policy;
 use crate::sessions::Sessions;
 use crate::sms::{OutboxFile, SmsSender};
 use crate::store::{Committer, Store, WakeHook};
@@ -16,9 +17,11 @@ use crate::store::{Committer, Store, WakeHook};
 pub struct Broker {
     pub store: Store,
     pub committer: Committer,
+    /// The decisions: the plugin host, seen by the core only as a [`Policy`].
     pub policy: Arc<dyn Policy>,
+    /// The same plugin host, for operators (list, rollback).
+    pub plugins: Arc<PluginHost>,
     pub sessions: Arc<Sessions>,
-    pub sms: Arc<dyn SmsSender>,
     pub limits: LimitsConfig,
     pub message_ttl: Duration,
     /// Serialises registrar policy calls, so that attempt and request limits are counted
@@ -37,13 +40,20 @@ impl Broker {
             Arc::new(move |user: &str| sessions.wake(user))
         };
         let committer = Committer::start(store.clone(), config.storage.durability, wake)?;
-        let policy = Arc::new(NativePolicy::new(PluginKv::new(store.clone(), "registrar")));
+        let sms: Arc<dyn SmsSender> = Arc::new(OutboxFile::new(config.sms_outbox_path()));
+        let plugins = Arc::new(PluginHost::start(
+            config.plugins.clone(),
+            config.plugin_dir(),
+            config.plugin_cache_dir(),
+            store.clone(),
+            sms.clone(),
+        )?);
         Ok(Arc::new(Broker {
             store,
             committer,
-            policy,
+            policy: plugins.clone(),
+            plugins,
             sessions,
-            sms: Arc::new(OutboxFile::new(config.sms_outbox_path())),
             limits: config.limits.clone(),
             message_ttl: config.message_ttl(),
             registration: std::sync::Mutex::new(()),

@@ -19,6 +19,63 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub tls: TlsConfig,
+    pub plugins: PluginsConfig,
+    pub admin: AdminConfig,
+}
+
+/// The WebAssembly plugins: where they live and the limits they run under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Plugin folder; default `<data>/plugins`.
+    pub dir: Option<PathBuf>,
+    /// Time limit of one plugin call, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Memory cap of one plugin instance, in MiB.
+    pub memory_limit_mib: u64,
+    /// Idle instances kept per version (calls beyond run on new instances).
+    pub max_idle_instances: usize,
+    /// A new version is on probation for this long after it becomes current…
+    pub probation_secs: u64,
+    /// …and is rolled back automatically after this many consecutive failed calls in it.
+    pub probation_failures: u32,
+    /// Earlier versions kept per slot for rollback.
+    pub keep_versions: usize,
+    /// Config text handed to each slot's plugin `init`.
+    pub router_config: String,
+    pub registrar_config: String,
+    pub receipts_config: String,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            call_timeout_ms: 100,
+            memory_limit_mib: 64,
+            max_idle_instances: 8,
+            probation_secs: 300,
+            probation_failures: 3,
+            keep_versions: 16,
+            router_config: String::new(),
+            registrar_config: String::new(),
+            receipts_config: String::new(),
+        }
+    }
+}
+
+/// The admin HTTP endpoint: plugins, health, metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// TCP address; `--admin` overrides it.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: "127.0.0.1:9464".parse().unwrap() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +115,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
             tls: TlsConfig::default(),
+            plugins: PluginsConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -104,6 +163,9 @@ impl Config {
         if self.limits.max_body_bytes == 0 || self.limits.max_body_bytes > max {
             return Err(ConfigError::Invalid(format!("limits.max_body_bytes must be 1..={max}")));
         }
+        if self.plugins.call_timeout_ms == 0 || self.plugins.memory_limit_mib == 0 {
+            return Err(ConfigError::Invalid("plugins.call_timeout_ms and plugins.memory_limit_mib must be positive".into()));
+        }
         if self.limits.delivery_window == 0 {
             return Err(ConfigError::Invalid("limits.delivery_window must be at least 1".into()));
         }
@@ -120,6 +182,14 @@ impl Config {
 
     pub fn store_path(&self) -> PathBuf {
         self.data.join("store")
+    }
+
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.plugins.dir.clone().unwrap_or_else(|| self.data.join("plugins"))
+    }
+
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.data.join("plugin-cache")
     }
 
     pub fn sms_outbox_path(&self) -> PathBuf {

@@ -5,9 +5,11 @@
 //! [`server`] (listener → connection → session) → [`cmd`] (one file per request) →
 //! [`broker`] (shared state) → [`store`] (fjall, group commit) and [`policy`].
 
+pub mod admin;
 pub mod broker;
 pub mod cmd;
 pub mod config;
+pub mod plugins;
 pub mod policy;
 pub mod server;
 pub mod sessions;

@@ -19,6 +19,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PluginsCommand {
+    /// Versions per slot: version, state, loaded at, calls, errors; then the swap history.
+    List {
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the previous version of SLOT (router, registrar, receipts) current again.
+    Rollback { slot: String },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the broker.
     Serve {
@@ -31,6 +43,17 @@ enum Command {
         /// UDP address for QUIC, e.g. 127.0.0.1:4433 (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// TCP address of the admin HTTP endpoint (metrics, plugin API).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
+    /// Operate the plugins of a running broker through its admin endpoint.
+    Plugins {
+        /// Admin endpoint of the broker.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: SocketAddr,
+        #[command(subcommand)]
+        command: PluginsCommand,
     },
     /// Print queue lengths and disk use of a stopped broker's storage as JSON.
     Inspect {
@@ -48,7 +71,8 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data, config, listen } => {
+        Command::Plugins { admin, command } => plugins_command(admin, command),
+        Command::Serve { data, config, listen, admin } => {
             let mut config = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
@@ -58,6 +82,9 @@ fn main() -> Result<()> {
             }
             if let Some(listen) = listen {
                 config.listen = listen;
+            }
+            if let Some(admin) = admin {
+                config.admin.listen = admin;
             }
             tokio::runtime::Runtime::new()?.block_on(serve(config))
         }
@@ -75,9 +102,20 @@ async fn serve(config: Config) -> Result<()> {
     let broker = Broker::open(&config)?;
     let listener = Listener::bind(config.listen, tls, broker.clone())?;
     let addr = listener.local_addr()?;
+    let _watcher = hotline::plugins::Watcher::start(broker.plugins.clone())?;
+    let admin = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin endpoint {}", config.admin.listen))?;
+    let admin_addr = admin.local_addr()?;
+    let admin_app = hotline::admin::router(broker.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin, admin_app).await {
+            tracing::error!(error = %e, "admin endpoint failed");
+        }
+    });
     // Tests and scripts wait for this line on stdout.
-    println!("hotline listening on {addr} (data {})", config.data.display());
-    tracing::info!(%addr, data = %config.data.display(), "serving");
+    println!("hotline listening on {addr} admin {admin_addr} (data {})", config.data.display());
+    tracing::info!(%addr, %admin_addr, data = %config.data.display(), plugins = %broker.plugins.dir().display(), "serving");
 
     let expiry = {
         let broker = broker.clone();
@@ -108,6 +146,67 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+fn plugins_command(admin: SocketAddr, command: PluginsCommand) -> Result<()> {
+    let base = format!("http://{admin}/api/plugins");
+    let unreachable = || format!("cannot reach the broker's admin endpoint at {admin} (is it running? --admin ADDR)");
+    match command {
+        PluginsCommand::List { json } => {
+            let report: serde_json::Value = ureq::get(&base).call().with_context(unreachable)?.body_mut().read_json()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
+            println!("{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}", "SLOT", "VERSION", "STATE", "LOADED AT (UTC)", "CALLS", "ERRORS");
+            for v in report["versions"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}",
+                    v["slot"].as_str().unwrap_or("?"),
+                    v["version"].as_str().unwrap_or("?"),
+                    v["state"].as_str().unwrap_or("?"),
+                    format_ms(v["loaded_at_ms"].as_u64().unwrap_or(0)),
+                    v["calls"],
+                    v["errors"]
+                );
+            }
+            let history = report["history"].as_array().cloned().unwrap_or_default();
+            if !history.is_empty() {
+                println!("\nHISTORY");
+                for e in history.iter().rev().take(20).rev() {
+                    println!(
+                        "{}  {:<10} {:<13} {:<12} {}",
+                        format_ms(e["at_ms"].as_u64().unwrap_or(0)),
+                        e["slot"].as_str().unwrap_or("?"),
+                        e["version"].as_str().unwrap_or("?"),
+                        e["event"].as_str().unwrap_or("?"),
+                        e["detail"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        PluginsCommand::Rollback { slot } => {
+            let response = ureq::post(format!("{base}/{slot}/rollback"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send_empty()
+                .with_context(unreachable)?;
+            let ok = response.status().is_success();
+            let body: serde_json::Value = response.into_body().read_json()?;
+            if !ok {
+                anyhow::bail!("rollback of {slot} refused: {}", body["error"].as_str().unwrap_or("unknown error"));
+            }
+            println!("{slot} rolled back; current version {}", body["version"].as_str().unwrap_or("?"));
+            Ok(())
+        }
+    }
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time.
+fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 fn inspect(data: PathBuf) -> Result<()> {

@@ -33,6 +33,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Broker {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The admin HTTP endpoint (metrics, plugin API).
+    pub admin: SocketAddr,
     pub data: PathBuf,
     extra_args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
@@ -51,21 +53,25 @@ impl Broker {
         let mut broker = Broker {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
             data,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             _dir: Some(dir),
         };
-        broker.spawn("127.0.0.1:0".parse().unwrap())?;
+        let any = "127.0.0.1:0".parse().unwrap();
+        broker.spawn(any, any)?;
         Ok(broker)
     }
 
-    fn spawn(&mut self, listen: SocketAddr) -> Result<()> {
+    fn spawn(&mut self, listen: SocketAddr, admin: SocketAddr) -> Result<()> {
         let mut child = Command::new(bin("hotline"))
             .arg("serve")
             .arg("--data")
             .arg(&self.data)
             .arg("--listen")
             .arg(listen.to_string())
+            .arg("--admin")
+            .arg(admin.to_string())
             .args(&self.extra_args)
             .env("HOTLINE_LOG", std::env::var("HOTLINE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
@@ -75,11 +81,15 @@ impl Broker {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let line = lines.next().context("hotline exited before listening")??;
-        let addr = line
-            .strip_prefix("hotline listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .with_context(|| format!("unexpected first line {line:?}"))?;
-        self.addr = addr.parse()?;
+        // "hotline listening on ADDR admin ADDR (data DIR)"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["hotline", "listening", "on", addr, "admin", admin, ..] => {
+                self.addr = addr.parse()?;
+                self.admin = admin.parse()?;
+            }
+            _ => bail!("unexpected first line {line:?}"),
+        }
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
@@ -125,10 +135,10 @@ impl Broker {
 
     /// Starts a stopped or killed broker again on the same data folder and port.
     pub fn start_again(&mut self) -> Result<()> {
-        let addr = self.addr;
+        let (addr, admin) = (self.addr, self.admin);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match self.spawn(addr) {
+            match self.spawn(addr, admin) {
                 Ok(()) => return Ok(()),
                 // The old process's socket may linger for a moment after a kill.
                 Err(e) if Instant::now() < deadline => {
@@ -194,6 +204,34 @@ impl Broker {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// `hotline plugins list --json` against this broker's admin endpoint.
+    pub fn plugins(&self) -> Result<serde_json::Value> {
+        let out = Command::new(bin("hotline"))
+            .args(["plugins", "--admin", &self.admin.to_string(), "list", "--json"])
+            .output()?;
+        if !out.status.success() {
+            bail!("hotline plugins list failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// The current version (12 hex digits) of `slot`.
+    pub fn current_version(&self, slot: &str) -> Result<String> {
+        let report = self.plugins()?;
+        report["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["slot"] == slot && (v["state"] == "current" || v["state"] == "probation"))
+            .and_then(|v| v["version"].as_str().map(String::from))
+            .with_context(|| format!("no current {slot} version in {report}"))
+    }
+
+    /// The plugin folder.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.data.join("plugins")
+    }
+
     /// A `hotline-chat` command pointed at this broker, with profile folder `profile`.
     pub fn chat(&self, profile: &Path) -> Command {
         let mut cmd = Command::new(bin("hotline-chat"));
@@ -213,5 +251,60 @@ impl Drop for Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A copy of a component with a custom section appended: same behaviour, new hash, so the
+/// broker sees a new version.
+pub fn with_marker(component: &[u8], marker: &str) -> Vec<u8> {
+    let name = b"hotline-test-marker";
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(marker.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// First 12 hex digits of the SHA-256 of `bytes`: the version name the broker gives a file.
+pub fn version_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))[..12].to_string()
+}
+
+/// Writes `bytes` as `dir/name` atomically (write a temporary file, then rename).
+pub fn install(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    Ok(())
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
+pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("condition not met within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -15,8 +15,8 @@ pub async fn ack(broker: &Broker, user: &str, id: u64) -> Result<(), StoreError>
     };
     let receipt_to = match &item {
         StoredItem::Message { from, .. } => {
-            let meta = ReceiptMeta { message_id: id, by: user, to: from, status: ReceiptStatus::Delivered };
-            match broker.policy.receipt(&meta) {
+            let meta = ReceiptMeta { message_id: id, by: user.to_string(), to: from.clone(), status: ReceiptStatus::Delivered };
+            match broker.policy.receipt(meta) {
                 Ok(true) => Some(from.clone()),
                 Ok(false) => None,
                 Err(e) => {

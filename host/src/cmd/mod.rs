@@ -4,6 +4,7 @@
 //! returns the frame to answer with (or, for sends, a pending commit). Sessions call them.
 
 pub mod ack;
+pub mod command;
 pub mod expire;
 pub mod login;
 pub mod read;

@@ -17,8 +17,8 @@ pub async fn read(broker: &Broker, user: &str, id: u64, sender: String) -> Optio
         Ok(None) => return Some(error(ErrorCode::UnknownRecipient, format!("{sender} is not registered"))),
         Err(e) => return Some(error(ErrorCode::Retryable, e.to_string())),
     }
-    let meta = ReceiptMeta { message_id: id, by: user, to: &sender, status: ReceiptStatus::Read };
-    match broker.policy.receipt(&meta) {
+    let meta = ReceiptMeta { message_id: id, by: user.to_string(), to: sender.clone(), status: ReceiptStatus::Read };
+    match broker.policy.receipt(meta) {
         Ok(true) => {}
         Ok(false) => return None,
         Err(e) => {

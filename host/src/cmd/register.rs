@@ -7,30 +7,24 @@ use sha2::{Digest, Sha256};
 
 use super::error;
 use crate::broker::{now_ms, Broker};
-use crate::policy::{CodeDecision, VerifyDecision};
+use crate::policy::Refusal;
 use crate::sessions::Kick;
 use crate::store::Account;
 
-/// Asks policy for a code and sends it by SMS.
+/// Asks the registrar plugin to send a code by SMS.
 pub fn request_code(broker: &Broker, phone: &str) -> ServerFrame {
     if !is_e164(phone) {
         return error(ErrorCode::InvalidArgument, format!("{phone:?} is not an E.164 number like +15551234567"));
     }
     let decision = {
         let _one_at_a_time = broker.registration.lock().unwrap_or_else(|p| p.into_inner());
-        broker.policy.request_code(phone, now_ms())
+        broker.policy.request_code(phone)
     };
     match decision {
-        Ok(CodeDecision::Send { sms_text, expires_in_secs }) => match broker.sms.send(phone, &sms_text) {
-            Ok(()) => ServerFrame::CodeSent { phone: phone.to_string(), expires_in_secs },
-            Err(e) => {
-                tracing::error!(error = %e, "SMS provider failed");
-                error(ErrorCode::Retryable, "the SMS could not be sent; try again later")
-            }
-        },
-        Ok(CodeDecision::Refuse { error: code, reason }) => error(code, reason),
+        Ok(Ok(expires_in_secs)) => ServerFrame::CodeSent { phone: phone.to_string(), expires_in_secs },
+        Ok(Err(Refusal { error: code, reason })) => error(code, reason),
         Err(e) => {
-            tracing::warn!(error = %e, "registrar policy failed");
+            tracing::warn!(error = %e, "registrar plugin failed");
             error(ErrorCode::Retryable, "registration is unavailable right now; try again")
         }
     }
@@ -43,13 +37,13 @@ pub async fn verify(broker: &Broker, phone: &str, code: &str) -> ServerFrame {
     }
     let decision = {
         let _one_at_a_time = broker.registration.lock().unwrap_or_else(|p| p.into_inner());
-        broker.policy.verify_code(phone, code, now_ms())
+        broker.policy.verify_code(phone, code)
     };
     match decision {
-        Ok(VerifyDecision::Accept) => {}
-        Ok(VerifyDecision::Refuse { error: code, reason }) => return error(code, reason),
+        Ok(Ok(())) => {}
+        Ok(Err(Refusal { error: code, reason })) => return error(code, reason),
         Err(e) => {
-            tracing::warn!(error = %e, "registrar policy failed");
+            tracing::warn!(error = %e, "registrar plugin failed");
             return error(ErrorCode::Retryable, "registration is unavailable right now; try again");
         }
     }

@@ -1,24 +1,50 @@
 //! The policy seam: every decision about where a message goes, how a number registers and
 //! which receipts are sent is asked of a [`Policy`]. The core keeps mechanisms only.
 //!
-//! Policy sees metadata, never message bodies. Its state lives in its own key-value space
-//! of the broker's storage ([`PluginKv`]), so it outlives restarts (and, later, swaps of
-//! the WebAssembly components that will implement this trait).
-
-mod native;
-
-pub use native::NativePolicy;
+//! The broker's implementation is [`crate::plugins::PluginHost`], which asks WebAssembly
+//! components. Policy sees metadata, never message bodies.
 
 use hotline_protocol::{ErrorCode, ReceiptStatus};
 
-use crate::store::{Store, StoreError};
+/// The policy slots, one plugin each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    Router,
+    Registrar,
+    Receipts,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 3] = [Slot::Router, Slot::Registrar, Slot::Receipts];
+
+    /// The slot's name: also its plugin file's stem and its key-value space.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::Router => "router",
+            Slot::Registrar => "registrar",
+            Slot::Receipts => "receipts",
+        }
+    }
+
+    /// The slot with this name.
+    pub fn from_name(name: &str) -> Option<Slot> {
+        Slot::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What policy is told about a message: metadata only, never the body.
-#[derive(Debug, Clone)]
-pub struct MessageMeta<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
-    pub size: usize,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub from: String,
+    pub to: String,
+    pub size: u32,
     pub at_ms: u64,
 }
 
@@ -31,81 +57,44 @@ pub enum Route {
     Reject(String),
 }
 
-/// Answer to a request for a registration code.
+/// A registrar's "no", with the error the client sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CodeDecision {
-    /// Send `sms_text` (which contains the code) to the number.
-    Send { sms_text: String, expires_in_secs: u32 },
-    /// Send nothing; the client sees `error` and `reason`.
-    Refuse { error: ErrorCode, reason: String },
-}
-
-/// Answer to a code the client sent back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerifyDecision {
-    /// The code is right: the host issues a new key for the number.
-    Accept,
-    /// The code is wrong, expired or used up.
-    Refuse { error: ErrorCode, reason: String },
+pub struct Refusal {
+    pub error: ErrorCode,
+    pub reason: String,
 }
 
 /// A receipt the host is about to queue.
-#[derive(Debug, Clone)]
-pub struct ReceiptMeta<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptMeta {
     pub message_id: u64,
     /// Who received or read the message.
-    pub by: &'a str,
+    pub by: String,
     /// Who sent the message and would get the receipt.
-    pub to: &'a str,
+    pub to: String,
     pub status: ReceiptStatus,
 }
 
 /// A policy call that failed (not a decision): the host answers with a retryable error and
 /// keeps the item queued.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PolicyError {
-    /// The policy's own state could not be read or written.
-    #[error("policy storage: {0}")]
-    Storage(#[from] StoreError),
-    /// The policy failed to decide (a crash or time-out in a plugin).
-    #[error("policy failed: {0}")]
-    Failed(String),
+    /// The plugin trapped, ran out of time or memory, or could not be instantiated.
+    #[error("{slot} plugin failed: {detail}")]
+    Failed { slot: Slot, detail: String },
 }
 
-/// The decisions the broker delegates. Calls are synchronous and must be quick.
+/// The decisions the broker delegates. Calls are synchronous and quick (microseconds); a
+/// misbehaving plugin is cut off by its time limit.
 pub trait Policy: Send + Sync {
-    /// The recipients of a message, or a rejection.
-    fn route(&self, msg: &MessageMeta<'_>) -> Result<Route, PolicyError>;
-    /// Whether to send a code to `phone`, and the SMS text with the code.
-    fn request_code(&self, phone: &str, now_ms: u64) -> Result<CodeDecision, PolicyError>;
+    /// The recipients of each message, or a rejection; one answer per message, in order.
+    fn route(&self, messages: Vec<MessageMeta>) -> Result<Vec<Route>, PolicyError>;
+    /// Asks the registrar to send a code to `phone` by SMS; answers its validity in seconds.
+    fn request_code(&self, phone: &str) -> Result<Result<u32, Refusal>, PolicyError>;
     /// Whether `code` proves ownership of `phone`.
-    fn verify_code(&self, phone: &str, code: &str, now_ms: u64) -> Result<VerifyDecision, PolicyError>;
+    fn verify_code(&self, phone: &str, code: &str) -> Result<Result<(), Refusal>, PolicyError>;
     /// Whether a receipt reaches the message's sender.
-    fn receipt(&self, receipt: &ReceiptMeta<'_>) -> Result<bool, PolicyError>;
-}
-
-/// A policy's own key-value space in the broker's storage.
-#[derive(Clone)]
-pub struct PluginKv {
-    store: Store,
-    space: String,
-}
-
-impl PluginKv {
-    /// The space named `space` (one per policy slot).
-    pub fn new(store: Store, space: impl Into<String>) -> Self {
-        PluginKv { store, space: space.into() }
-    }
-
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.kv_get(&self.space, key)
-    }
-
-    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.store.kv_set(&self.space, key, value)
-    }
-
-    pub fn delete(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.store.kv_delete(&self.space, key)
-    }
+    fn receipt(&self, receipt: ReceiptMeta) -> Result<bool, PolicyError>;
+    /// A client's command for the plugin in `slot`: its output or error text.
+    fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError>;
 }

@@ -60,13 +60,18 @@ pub struct Session {
     broker: Arc<Broker>,
     out: mpsc::Sender<ServerFrame>,
     state: State,
+    /// A frame read ahead while batching sends, handled next.
+    stashed: Option<ClientFrame>,
 }
 
 type Inbound = mpsc::Receiver<Result<ClientFrame, FrameError>>;
 
+/// Most sends routed in one plugin call.
+const MAX_SEND_BATCH: usize = 64;
+
 impl Session {
     pub fn new(broker: Arc<Broker>, out: mpsc::Sender<ServerFrame>) -> Session {
-        Session { broker, out, state: State::New }
+        Session { broker, out, state: State::New, stashed: None }
     }
 
     /// Runs until the client leaves, breaks the protocol or is kicked.
@@ -82,6 +87,12 @@ impl Session {
         let hello_deadline = tokio::time::sleep(hello_timeout);
         tokio::pin!(hello_deadline);
         loop {
+            if let Some(frame) = self.stashed.take() {
+                if let Err(close) = self.handle(frame, inbound).await {
+                    return close;
+                }
+                continue;
+            }
             let step = match &mut self.state {
                 State::Online(online) => {
                     tokio::select! {
@@ -101,7 +112,7 @@ impl Session {
             let result = match step {
                 Step::Frame(None) => return Close::new(close_code::NORMAL, "bye"),
                 Step::Frame(Some(Err(e))) => return Close::from_frame_error(&e),
-                Step::Frame(Some(Ok(frame))) => self.handle(frame).await,
+                Step::Frame(Some(Ok(frame))) => self.handle(frame, inbound).await,
                 Step::Wake => self.push().await,
                 Step::Kicked(Some(kick)) => return kick.into(),
                 Step::Kicked(None) => return Close::new(close_code::SESSION_REPLACED, "session removed"),
@@ -113,7 +124,7 @@ impl Session {
         }
     }
 
-    async fn handle(&mut self, frame: ClientFrame) -> Result<(), Close> {
+    async fn handle(&mut self, frame: ClientFrame, inbound: &mut Inbound) -> Result<(), Close> {
         match (&mut self.state, frame) {
             (State::New, ClientFrame::Hello { min_version, max_version }) => {
                 if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
@@ -137,18 +148,12 @@ impl Session {
             }
             (State::Anonymous, ClientFrame::Login { phone, key }) => self.login(phone, key).await,
             (State::Anonymous, other) => Err(unexpected(&other, "before Login")),
-            (State::Online(online), ClientFrame::Send { client_id, to, body }) => {
-                match cmd::send::send(&self.broker, &online.phone, client_id, to, body).await {
-                    Ok(pending) => {
-                        // Answer once durable, without holding up the frames behind it.
-                        let out = self.out.clone();
-                        tokio::spawn(async move {
-                            let _ = out.send(cmd::send::outcome(client_id, pending.wait().await)).await;
-                        });
-                        Ok(())
-                    }
-                    Err(refusal) => self.reply(refusal).await,
-                }
+            (State::Online(_), ClientFrame::Send { client_id, to, body }) => {
+                self.send(inbound, cmd::send::Outgoing { client_id, to, body }).await
+            }
+            (State::Online(online), ClientFrame::Command { request_id, slot, name, args }) => {
+                let answer = cmd::command::command(&self.broker, &online.phone, request_id, &slot, &name, args);
+                self.reply(answer).await
             }
             (State::Online(online), ClientFrame::Ack { id }) => {
                 online.in_flight.remove(&id);
@@ -166,6 +171,47 @@ impl Session {
             }
             (State::Online(_), other) => Err(unexpected(&other, "after Login")),
         }
+    }
+
+    /// Sends `first` together with every `Send` already waiting behind it: one router call
+    /// for the batch, commits submitted in order, each answered once durable.
+    async fn send(&mut self, inbound: &mut Inbound, first: cmd::send::Outgoing) -> Result<(), Close> {
+        let State::Online(online) = &self.state else { return Ok(()) };
+        let mut batch = vec![first];
+        while batch.len() < MAX_SEND_BATCH {
+            match inbound.try_recv() {
+                Ok(Ok(ClientFrame::Send { client_id, to, body })) => batch.push(cmd::send::Outgoing { client_id, to, body }),
+                Ok(Ok(other)) => {
+                    self.stashed = Some(other);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    // Answer what we have first; the bad frame closes the session after.
+                    let close = Close::from_frame_error(&e);
+                    self.submit_sends(online.phone.clone(), batch).await?;
+                    return Err(close);
+                }
+                Err(_) => break,
+            }
+        }
+        let phone = online.phone.clone();
+        self.submit_sends(phone, batch).await
+    }
+
+    async fn submit_sends(&self, phone: String, batch: Vec<cmd::send::Outgoing>) -> Result<(), Close> {
+        for submitted in cmd::send::send(&self.broker, &phone, batch).await {
+            match submitted {
+                cmd::send::Submitted::Pending { client_id, pending } => {
+                    // Answer once durable, without holding up the frames behind it.
+                    let out = self.out.clone();
+                    tokio::spawn(async move {
+                        let _ = out.send(cmd::send::outcome(client_id, pending.wait().await)).await;
+                    });
+                }
+                cmd::send::Submitted::Refused(frame) => self.reply(frame).await?,
+            }
+        }
+        Ok(())
     }
 
     async fn login(&mut self, phone: String, key: String) -> Result<(), Close> {

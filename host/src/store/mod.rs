@@ -171,6 +171,17 @@ impl Store {
         Ok(self.plugin_kv.insert(keys::kv_key(space, key), value)?)
     }
 
+    /// Keys of a plugin's space starting with `prefix`, in order, at most `limit`.
+    pub fn kv_keys(&self, space: &str, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let full = keys::kv_key(space, prefix);
+        let skip = space.len() + 1;
+        let mut out = Vec::new();
+        for guard in self.plugin_kv.prefix(full).take(limit) {
+            out.push(guard.key()?[skip..].to_vec());
+        }
+        Ok(out)
+    }
+
     /// Deletes a key from a plugin's key-value space.
     pub fn kv_delete(&self, space: &str, key: &[u8]) -> Result<(), StoreError> {
         Ok(self.plugin_kv.remove(keys::kv_key(space, key))?)

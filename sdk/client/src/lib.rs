@@ -153,6 +153,27 @@ impl Client {
         self.send_frame(&ClientFrame::Read { id, from: from.into() }).await
     }
 
+    /// Sends a command to the plugin in `slot` and waits for its answer. Frames that arrive
+    /// meanwhile (messages, receipts) are returned too, so the caller can handle them.
+    pub async fn command(
+        &mut self,
+        slot: &str,
+        name: &str,
+        args: Vec<String>,
+    ) -> Result<(Result<String, String>, Vec<ServerFrame>), ClientError> {
+        let request_id: u64 = rand::random();
+        self.send_frame(&ClientFrame::Command { request_id, slot: slot.into(), name: name.into(), args }).await?;
+        let mut other = Vec::new();
+        loop {
+            match self.next_frame().await? {
+                ServerFrame::CommandResult { request_id: r, ok, output } if r == request_id => {
+                    return Ok((if ok { Ok(output) } else { Err(output) }, other));
+                }
+                frame => other.push(frame),
+            }
+        }
+    }
+
     /// Writes one frame.
     pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.write_raw(&encode(frame)).await

@@ -121,6 +121,7 @@ mod tests {
             ClientFrame::Ack { id: 7 },
             ClientFrame::Read { id: 7, from: "+15551230002".into() },
             ClientFrame::Ping { nonce: 1 },
+            ClientFrame::Command { request_id: 9, slot: "router".into(), name: "group-add".into(), args: vec!["#t".into(), "+1555".into()] },
         ]);
         roundtrip_all(vec![
             ServerFrame::Welcome { version: 1 },
@@ -129,6 +130,7 @@ mod tests {
             ServerFrame::Message { id: 1, from: "+1".into(), sent_at_ms: 5, body: b"hi".to_vec() },
             ServerFrame::Receipt { id: 2, message_id: 1, by: "+2".into(), status: ReceiptStatus::Read, at_ms: 6 },
             ServerFrame::Error { error: ErrorCode::WrongCode, reason: "wrong code".into() },
+            ServerFrame::CommandResult { request_id: 9, ok: true, output: "added".into() },
         ]);
     }
 

@@ -25,6 +25,10 @@ pub enum ClientFrame {
     Read { id: u64, from: String },
     /// 7. Keep-alive / round-trip probe; answered by [`ServerFrame::Pong`].
     Ping { nonce: u64 },
+    /// 8. A command for the plugin in `slot` (`router`, `registrar`, `receipts`), e.g.
+    /// `group-add` with args `["#team", "+15551230002"]`. Answered by
+    /// [`ServerFrame::CommandResult`] with the same `request_id`.
+    Command { request_id: u64, slot: String, name: String, args: Vec<String> },
 }
 
 /// A frame sent by the broker.
@@ -52,6 +56,8 @@ pub enum ServerFrame {
     Error { error: ErrorCode, reason: String },
     /// 9. Answer to `Ping`.
     Pong { nonce: u64 },
+    /// 10. Answer to `Command`: `ok` with the plugin's output, or not with the error text.
+    CommandResult { request_id: u64, ok: bool, output: String },
 }
 
 /// What a receipt reports.

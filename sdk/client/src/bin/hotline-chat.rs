@@ -52,6 +52,14 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Manage groups (commands for the router plugin). Send to a group with `send #name TEXT`.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Send any command to a plugin: SLOT (router, registrar, receipts), NAME, ARGS.
+    /// Example: `command receipts read-receipts off`.
+    Command { slot: String, name: String, args: Vec<String> },
     /// Print incoming messages and receipts as JSON lines, acknowledging each.
     Listen {
         /// Exit after this many events.
@@ -64,6 +72,18 @@ enum Command {
         #[arg(long)]
         read: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create group NAME (e.g. #team); you become its owner and first member.
+    Create { name: String },
+    /// Add PHONE to group NAME.
+    Add { name: String, phone: String },
+    /// Remove PHONE from group NAME.
+    Remove { name: String, phone: String },
+    /// List the members of group NAME.
+    Members { name: String },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -161,6 +181,16 @@ async fn run(cli: Cli) -> Result<()> {
                 Err(_) => bail!("timed out after {timeout} s waiting for the message to be {}", wait_name(wait)),
             }
         }
+        Command::Group { command } => {
+            let (name, args) = match command {
+                GroupCommand::Create { name } => ("group-create", vec![name]),
+                GroupCommand::Add { name, phone } => ("group-add", vec![name, phone]),
+                GroupCommand::Remove { name, phone } => ("group-remove", vec![name, phone]),
+                GroupCommand::Members { name } => ("group-members", vec![name]),
+            };
+            plugin_command(&cli.profile, &profile, &opts, "router", name, args).await
+        }
+        Command::Command { slot, name, args } => plugin_command(&cli.profile, &profile, &opts, &slot, &name, args).await,
         Command::Listen { count, timeout, read } => {
             let (phone, key) = profile.account(&cli.profile)?;
             let mut client = Client::connect(&opts).await?;
@@ -178,6 +208,24 @@ async fn run(cli: Cli) -> Result<()> {
                 (None, _) => Ok(()),
             }
         }
+    }
+}
+
+/// Runs one plugin command and prints its output; a refusal is an error (exit 1).
+async fn plugin_command(dir: &Path, profile: &Profile, opts: &ConnectOptions, slot: &str, name: &str, args: Vec<String>) -> Result<()> {
+    let (phone, key) = profile.account(dir)?;
+    let mut client = Client::connect(opts).await?;
+    client.login(&phone, &key).await?;
+    let (answer, _) = client.command(slot, name, args).await?;
+    client.close().await;
+    match answer {
+        Ok(output) => {
+            if !output.is_empty() {
+                println!("{output}");
+            }
+            Ok(())
+        }
+        Err(error) => bail!("{error}"),
     }
 }
 

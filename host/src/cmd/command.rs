@@ -1,0 +1,19 @@
+//! `Command`: a client's command for a plugin (e.g. group management for the router).
+
+use hotline_protocol::ServerFrame;
+
+use crate::broker::Broker;
+use crate::policy::Slot;
+
+/// Passes the command to the plugin in `slot` and answers with its output.
+pub fn command(broker: &Broker, from: &str, request_id: u64, slot: &str, name: &str, args: Vec<String>) -> ServerFrame {
+    let answer = |ok, output: String| ServerFrame::CommandResult { request_id, ok, output };
+    let Some(slot) = Slot::from_name(slot) else {
+        return answer(false, format!("no plugin slot {slot:?}; slots are router, registrar, receipts"));
+    };
+    match broker.policy.command(slot, from, name, args) {
+        Ok(Ok(output)) => answer(true, output),
+        Ok(Err(error)) => answer(false, error),
+        Err(e) => answer(false, format!("{e}; try again")),
+    }
+}

@@ -1,0 +1,362 @@
+//! WebAssembly plugins: the runtime that loads components into slots, swaps them while the
+//! broker runs, and answers the core's [`Policy`] calls with them.
+//!
+//! Code map: `bindings` (the WIT contract, host side), `host_api/` (one file per host
+//! interface), `state` (an instance's store data), `runtime` (engine, linkers, compile
+//! cache), `version` (one loaded version and its instance pool), `slot` (current and earlier
+//! versions, swap and rollback), `watcher` (the plugin folder), `defaults` (built-in plugins).
+
+mod bindings;
+pub mod defaults;
+mod host_api;
+pub mod metrics;
+mod runtime;
+mod slot;
+mod state;
+mod version;
+mod watcher;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hotline_protocol::{ErrorCode, ReceiptStatus};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use bindings::types;
+pub use metrics::PluginCounters;
+use runtime::Runtime;
+pub use slot::SwapEvent;
+use slot::SlotState;
+use version::{Instance, Version};
+pub use watcher::Watcher;
+
+use crate::config::PluginsConfig;
+use crate::policy::{MessageMeta, Policy, PolicyError, ReceiptMeta, Refusal, Route, Slot};
+use crate::sms::SmsSender;
+use crate::store::Store;
+
+/// Limits every plugin instance runs under.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub call_timeout: Duration,
+    pub memory_bytes: usize,
+    pub max_idle_instances: usize,
+}
+
+/// What versions need to instantiate: engine, storage, SMS, counters, limits, configs.
+pub struct PluginContext {
+    runtime: Runtime,
+    store: Store,
+    sms: Arc<dyn SmsSender>,
+    counters: [Arc<PluginCounters>; 3],
+    limits: Limits,
+    config: PluginsConfig,
+}
+
+impl PluginContext {
+    fn counters(&self, slot: Slot) -> Arc<PluginCounters> {
+        self.counters[slot as usize].clone()
+    }
+
+    fn config_for(&self, slot: Slot) -> String {
+        match slot {
+            Slot::Router => self.config.router_config.clone(),
+            Slot::Registrar => self.config.registrar_config.clone(),
+            Slot::Receipts => self.config.receipts_config.clone(),
+        }
+    }
+}
+
+/// The plugin runtime: three slots, each with its current version.
+pub struct PluginHost {
+    ctx: PluginContext,
+    slots: [SlotState; 3],
+    dir: PathBuf,
+}
+
+/// One version as the operator sees it (`hotline plugins list`).
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    pub slot: Slot,
+    /// First 12 hex digits of the file's SHA-256.
+    pub version: String,
+    /// `current`, `probation` (current, still in its first minutes), `previous` (kept for
+    /// rollback) or `rolled-back`.
+    pub state: &'static str,
+    pub calls: u64,
+    pub errors: u64,
+    pub idle_instances: usize,
+    #[serde(flatten)]
+    pub load: version::LoadInfo,
+}
+
+/// Everything about the plugins, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginsReport {
+    pub versions: Vec<VersionInfo>,
+    pub history: Vec<SwapEvent>,
+    pub counters: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PluginHost {
+    /// Prepares the plugin folder (writing the built-in plugins on first start), compiles
+    /// and loads one version per slot. A slot whose file cannot be loaded starts with its
+    /// built-in plugin, and the refusal is logged and listed.
+    pub fn start(config: PluginsConfig, dir: PathBuf, cache_dir: PathBuf, store: Store, sms: Arc<dyn SmsSender>) -> anyhow::Result<PluginHost> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating plugin folder {}", dir.display()))?;
+        let limits = Limits {
+            call_timeout: Duration::from_millis(config.call_timeout_ms),
+            memory_bytes: (config.memory_limit_mib as usize) << 20,
+            max_idle_instances: config.max_idle_instances,
+        };
+        let ctx = PluginContext {
+            runtime: Runtime::new(cache_dir)?,
+            store,
+            sms,
+            counters: Default::default(),
+            limits,
+            config,
+        };
+        let mut refusals = Vec::new();
+        let mut load_slot = |slot: Slot| -> anyhow::Result<SlotState> {
+            let path = dir.join(format!("{slot}.wasm"));
+            if !path.exists() {
+                std::fs::write(&path, defaults::bytes(slot)).with_context(|| format!("writing {}", path.display()))?;
+                tracing::info!(file = %path.display(), "wrote the built-in {slot} plugin");
+            }
+            match Self::load_path(&ctx, slot, &path) {
+                Ok(v) => Ok(SlotState::new(v)),
+                Err((hash, e)) => {
+                    tracing::error!(file = %path.display(), "refused {slot} plugin: {e:#}; starting with the built-in one");
+                    refusals.push((slot, hash, format!("{e:#}")));
+                    let bytes = defaults::bytes(slot);
+                    let hash = sha256_hex(bytes);
+                    let compiled = ctx.runtime.compile(bytes, &hash)?;
+                    Ok(SlotState::new(Version::load(&ctx, slot, hash, compiled, "built-in".into())?))
+                }
+            }
+        };
+        let slots = [load_slot(Slot::Router)?, load_slot(Slot::Registrar)?, load_slot(Slot::Receipts)?];
+        let host = PluginHost { ctx, slots, dir };
+        for slot in Slot::ALL {
+            let v = host.slot(slot).current();
+            host.event(slot, v.short(), "loaded", format!("from {}", v.info.source));
+        }
+        for (slot, hash, detail) in refusals {
+            host.event(slot, &hash, "refused", detail);
+        }
+        Ok(host)
+    }
+
+    /// The plugin folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn slot(&self, slot: Slot) -> &SlotState {
+        &self.slots[slot as usize]
+    }
+
+    fn event(&self, slot: Slot, version: &str, event: &'static str, detail: String) {
+        self.slot(slot).record(SwapEvent {
+            at_ms: crate::broker::now_ms(),
+            slot: slot.name().into(),
+            version: version.chars().take(12).collect(),
+            event,
+            detail,
+        });
+    }
+
+    /// Reads, hashes, compiles (or loads from cache) and instantiates a plugin file. The
+    /// error carries the file's short hash ("-" if unreadable).
+    fn load_path(ctx: &PluginContext, slot: Slot, path: &Path) -> Result<Arc<Version>, (String, anyhow::Error)> {
+        let bytes = std::fs::read(path).map_err(|e| ("-".to_string(), anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+        let hash = sha256_hex(&bytes);
+        let fail = |e: anyhow::Error| (hash[..12].to_string(), e);
+        if bytes.is_empty() {
+            return Err(fail(anyhow::anyhow!("the file is empty")));
+        }
+        let compiled = ctx.runtime.compile(&bytes, &hash).map_err(|e| fail(anyhow::anyhow!("not a valid component: {e:#}")))?;
+        Version::load(ctx, slot, hash.clone(), compiled, path.display().to_string()).map_err(fail)
+    }
+
+    /// Loads `path` into `slot` and makes it current, unless it is the current version
+    /// already. Refusals are logged and recorded. Called by the watcher.
+    pub fn load_file(&self, slot: Slot, path: &Path) {
+        if let Ok(bytes) = std::fs::read(path) {
+            if sha256_hex(&bytes) == self.slot(slot).current().hash {
+                return;
+            }
+        }
+        match Self::load_path(&self.ctx, slot, path) {
+            Ok(version) => {
+                let detail = format!(
+                    "{} in {} ms",
+                    if version.info.from_cache { "loaded from the compile cache" } else { "compiled" },
+                    version.info.compile_us / 1000
+                );
+                tracing::info!(%slot, version = version.short(), "plugin is now current ({detail})");
+                self.event(slot, version.short(), "loaded", detail);
+                self.slot(slot).swap_in(version, self.ctx.config.keep_versions);
+            }
+            Err((hash, e)) => {
+                tracing::error!(%slot, file = %path.display(), "refused plugin: {e:#}; the current version stays");
+                self.event(slot, &hash, "refused", format!("{e:#}"));
+            }
+        }
+    }
+
+    /// Puts the previous version of `slot` back (operator's rollback).
+    pub fn rollback(&self, slot: Slot) -> Result<String, String> {
+        let (bad, now) = self.slot(slot).roll_back(None)?;
+        let detail = format!("operator rolled back from {}", bad.short());
+        tracing::warn!(%slot, version = now.short(), "{detail}");
+        self.event(slot, now.short(), "rollback", detail);
+        Ok(now.short().to_string())
+    }
+
+    /// Versions, history and counters of every slot.
+    pub fn report(&self) -> PluginsReport {
+        let mut versions = Vec::new();
+        let mut history = Vec::new();
+        let mut counters = std::collections::BTreeMap::new();
+        let probation = Duration::from_secs(self.ctx.config.probation_secs);
+        for slot in Slot::ALL {
+            let state = self.slot(slot);
+            let info = |v: &Arc<Version>, state: &'static str| VersionInfo {
+                slot,
+                version: v.short().to_string(),
+                state,
+                calls: v.calls.load(Ordering::Relaxed),
+                errors: v.errors.load(Ordering::Relaxed),
+                idle_instances: v.idle_instances(),
+                load: v.info.clone(),
+            };
+            let current = state.current();
+            let in_probation = state.has_earlier() && state.current_for() < probation;
+            versions.push(info(&current, if in_probation { "probation" } else { "current" }));
+            let (earlier, rolled_back) = state.others();
+            versions.extend(earlier.iter().rev().map(|v| info(v, "previous")));
+            versions.extend(rolled_back.iter().rev().map(|v| info(v, "rolled-back")));
+            history.extend(state.events());
+            counters.insert(slot.name().to_string(), self.ctx.counters(slot).snapshot());
+        }
+        history.sort_by_key(|e| e.at_ms);
+        PluginsReport { versions, history, counters }
+    }
+
+    /// Calls the current version of `slot`; after a failure, rolls back a version that keeps
+    /// failing in its probation.
+    fn call<R>(
+        &self,
+        slot: Slot,
+        f: impl FnOnce(&mut wasmtime::Store<state::PluginState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let version = self.slot(slot).current();
+        version.call(&self.ctx, f).map_err(|detail| {
+            self.after_failure(slot, &version, &detail);
+            PolicyError::Failed { slot, detail }
+        })
+    }
+
+    fn after_failure(&self, slot: Slot, version: &Arc<Version>, detail: &str) {
+        let config = &self.ctx.config;
+        let state = self.slot(slot);
+        let failures = version.consecutive_errors.load(Ordering::Relaxed);
+        if failures < config.probation_failures || state.current_for() > Duration::from_secs(config.probation_secs) {
+            return;
+        }
+        if let Ok((bad, now)) = state.roll_back(Some(version)) {
+            let detail = format!("{} rolled back after {failures} consecutive failures in probation (last: {detail})", bad.short());
+            tracing::error!(%slot, version = now.short(), "{detail}");
+            self.event(slot, bad.short(), "rolled-back", detail);
+        }
+    }
+}
+
+fn wrong_slot<T>() -> wasmtime::Result<T> {
+    Err(wasmtime::Error::msg("instance is for another slot"))
+}
+
+fn to_wit_meta(m: MessageMeta) -> types::MessageMeta {
+    types::MessageMeta { from: m.from, to: m.to, size: m.size, at_ms: m.at_ms }
+}
+
+fn from_wit_route(r: types::Destination) -> Route {
+    match r {
+        types::Destination::Deliver(to) => Route::Deliver(to),
+        types::Destination::Reject(reason) => Route::Reject(reason),
+    }
+}
+
+fn from_wit_refusal(r: types::Refusal) -> Refusal {
+    let error = match r.kind {
+        types::RefusalKind::Rejected => ErrorCode::Rejected,
+        types::RefusalKind::RateLimited => ErrorCode::RateLimited,
+        types::RefusalKind::WrongCode => ErrorCode::WrongCode,
+        types::RefusalKind::CodeExpired => ErrorCode::CodeExpired,
+        types::RefusalKind::Unavailable => ErrorCode::Retryable,
+    };
+    Refusal { error, reason: r.reason }
+}
+
+impl Policy for PluginHost {
+    fn route(&self, messages: Vec<MessageMeta>) -> Result<Vec<Route>, PolicyError> {
+        let mut metas: Vec<types::MessageMeta> = messages.into_iter().map(to_wit_meta).collect();
+        let routes = self.call(Slot::Router, |store, instance| {
+            let Instance::Router(router) = instance else { return wrong_slot() };
+            let routing = router.hotline_plugin_routing();
+            if metas.len() == 1 {
+                Ok(vec![routing.call_route(&mut *store, &metas.pop().unwrap())?])
+            } else {
+                routing.call_route_batch(&mut *store, &metas)
+            }
+        })?;
+        Ok(routes.into_iter().map(from_wit_route).collect())
+    }
+
+    fn request_code(&self, phone: &str) -> Result<Result<u32, Refusal>, PolicyError> {
+        let answer = self.call(Slot::Registrar, |store, instance| {
+            let Instance::Registrar(registrar) = instance else { return wrong_slot() };
+            registrar.hotline_plugin_registration().call_request_code(store, phone)
+        })?;
+        Ok(answer.map_err(from_wit_refusal))
+    }
+
+    fn verify_code(&self, phone: &str, code: &str) -> Result<Result<(), Refusal>, PolicyError> {
+        let answer = self.call(Slot::Registrar, |store, instance| {
+            let Instance::Registrar(registrar) = instance else { return wrong_slot() };
+            registrar.hotline_plugin_registration().call_verify_code(store, phone, code)
+        })?;
+        Ok(answer.map_err(from_wit_refusal))
+    }
+
+    fn receipt(&self, receipt: ReceiptMeta) -> Result<bool, PolicyError> {
+        let meta = types::ReceiptMeta {
+            message_id: receipt.message_id,
+            by: receipt.by,
+            to: receipt.to,
+            status: match receipt.status {
+                ReceiptStatus::Delivered => types::ReceiptStatus::Delivered,
+                ReceiptStatus::Read => types::ReceiptStatus::Read,
+            },
+        };
+        self.call(Slot::Receipts, |store, instance| {
+            let Instance::Receipts(receipts) = instance else { return wrong_slot() };
+            receipts.hotline_plugin_receipting().call_allow(store, &meta)
+        })
+    }
+
+    fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError> {
+        let command = types::Command { from: from.to_string(), name: name.to_string(), args };
+        self.call(slot, |store, instance| instance.handle_command(store, &command))
+    }
+}

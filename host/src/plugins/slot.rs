@@ -1,0 +1,124 @@
+//! One slot's versions, after Erlang's current and old code: the current version takes new
+//! calls; earlier versions are kept for rollback; a swap or rollback is one atomic pointer
+//! store, and calls already running finish on the version they started on.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::version::Version;
+
+/// Something that happened to a slot, for the operator's swap history.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapEvent {
+    pub at_ms: u64,
+    pub slot: String,
+    /// Short hash of the version concerned (or of the refused file).
+    pub version: String,
+    /// `loaded`, `refused`, `rolled-back` (automatic) or `rollback` (by an operator).
+    pub event: &'static str,
+    pub detail: String,
+}
+
+/// Most events kept per slot.
+const MAX_EVENTS: usize = 200;
+/// Most rolled-back versions kept for display.
+const MAX_ROLLED_BACK: usize = 8;
+
+/// The versions of one slot.
+pub struct SlotState {
+    current: ArcSwap<Version>,
+    /// When the current version became current (its probation starts then).
+    since: Mutex<Instant>,
+    /// Versions that were current before, newest last; rollback takes the newest.
+    earlier: Mutex<VecDeque<Arc<Version>>>,
+    /// Versions taken out by a rollback, newest last (display only).
+    rolled_back: Mutex<VecDeque<Arc<Version>>>,
+    events: Mutex<VecDeque<SwapEvent>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SlotState {
+    pub fn new(first: Arc<Version>) -> SlotState {
+        SlotState {
+            current: ArcSwap::new(first),
+            since: Mutex::new(Instant::now()),
+            earlier: Mutex::new(VecDeque::new()),
+            rolled_back: Mutex::new(VecDeque::new()),
+            events: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The version new calls go to.
+    pub fn current(&self) -> Arc<Version> {
+        self.current.load_full()
+    }
+
+    /// Makes `next` current; the old current is kept for rollback (at most `keep`).
+    pub fn swap_in(&self, next: Arc<Version>, keep: usize) {
+        let mut earlier = lock(&self.earlier);
+        let old = self.current.swap(next);
+        *lock(&self.since) = Instant::now();
+        old.retire();
+        earlier.push_back(old);
+        while earlier.len() > keep {
+            earlier.pop_front();
+        }
+    }
+
+    /// Puts the newest earlier version back, if `bad` is still current (`None`: whatever is
+    /// current). Returns the version now current.
+    pub fn roll_back(&self, bad: Option<&Arc<Version>>) -> Result<(Arc<Version>, Arc<Version>), String> {
+        let mut earlier = lock(&self.earlier);
+        let current = self.current();
+        if let Some(bad) = bad {
+            if !Arc::ptr_eq(bad, &current) {
+                return Err("already replaced".into());
+            }
+        }
+        let previous = earlier.pop_back().ok_or_else(|| "no earlier version to roll back to".to_string())?;
+        previous.revive();
+        self.current.store(previous.clone());
+        *lock(&self.since) = Instant::now();
+        current.retire();
+        let mut rolled = lock(&self.rolled_back);
+        rolled.push_back(current.clone());
+        while rolled.len() > MAX_ROLLED_BACK {
+            rolled.pop_front();
+        }
+        Ok((current, previous))
+    }
+
+    /// How long the current version has been current.
+    pub fn current_for(&self) -> std::time::Duration {
+        lock(&self.since).elapsed()
+    }
+
+    /// Whether there is a version to roll back to.
+    pub fn has_earlier(&self) -> bool {
+        !lock(&self.earlier).is_empty()
+    }
+
+    pub fn record(&self, event: SwapEvent) {
+        let mut events = lock(&self.events);
+        events.push_back(event);
+        while events.len() > MAX_EVENTS {
+            events.pop_front();
+        }
+    }
+
+    pub fn events(&self) -> Vec<SwapEvent> {
+        lock(&self.events).iter().cloned().collect()
+    }
+
+    /// Earlier versions (oldest first) and rolled-back ones.
+    pub fn others(&self) -> (Vec<Arc<Version>>, Vec<Arc<Version>>) {
+        (lock(&self.earlier).iter().cloned().collect(), lock(&self.rolled_back).iter().cloned().collect())
+    }
+}

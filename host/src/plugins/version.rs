@@ -1,0 +1,235 @@
+//! One loaded version of a plugin: its compiled component ready to instantiate, a pool of
+//! idle instances so calls run in parallel, and its counters. A call checks an instance out,
+//! runs under a deadline and a memory cap, and returns it; an instance that failed is dropped.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::Store;
+
+use super::bindings::{receipts, registrar, router};
+use super::runtime::{Runtime, EPOCH_TICK};
+use super::state::PluginState;
+use super::PluginContext;
+use crate::policy::Slot;
+
+/// A component instantiated for one slot's world.
+pub enum Instance {
+    Router(router::Router),
+    Registrar(registrar::Registrar),
+    Receipts(receipts::Receipts),
+}
+
+impl Instance {
+    /// The `lifecycle.init` export, whatever the world.
+    pub fn init(&self, store: &mut Store<PluginState>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Instance::Router(i) => i.hotline_plugin_lifecycle().call_init(store, config),
+            Instance::Registrar(i) => i.hotline_plugin_lifecycle().call_init(store, config),
+            Instance::Receipts(i) => i.hotline_plugin_lifecycle().call_init(store, config),
+        }
+    }
+
+    /// The `lifecycle.handle-command` export, whatever the world.
+    pub fn handle_command(
+        &self,
+        store: &mut Store<PluginState>,
+        command: &super::types::Command,
+    ) -> wasmtime::Result<Result<String, String>> {
+        match self {
+            Instance::Router(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
+            Instance::Registrar(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
+            Instance::Receipts(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
+        }
+    }
+}
+
+enum Pre {
+    Router(router::RouterPre<PluginState>),
+    Registrar(registrar::RegistrarPre<PluginState>),
+    Receipts(receipts::ReceiptsPre<PluginState>),
+}
+
+/// An instance with its store, checked out of the pool for one call.
+pub struct Loaded {
+    store: Store<PluginState>,
+    instance: Instance,
+}
+
+/// How a version came to be loaded, for the operator.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadInfo {
+    /// Unix milliseconds.
+    pub loaded_at_ms: u64,
+    /// Compile (or cache load) time in microseconds.
+    pub compile_us: u64,
+    pub from_cache: bool,
+    /// Where it came from: a file path or "built-in".
+    pub source: String,
+}
+
+/// One version of one slot's plugin.
+pub struct Version {
+    pub slot: Slot,
+    /// Full SHA-256 of the file, hex.
+    pub hash: String,
+    pub info: LoadInfo,
+    pre: Pre,
+    pool: Mutex<Vec<Loaded>>,
+    /// Set once the version is no longer current: instances are dropped, not pooled.
+    retired: AtomicBool,
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub consecutive_errors: AtomicU32,
+    config: String,
+}
+
+impl Version {
+    /// Links a compiled component against the slot's world and instantiates it once, calling
+    /// `init(config)`. Any failure means the file is refused.
+    pub fn load(
+        ctx: &PluginContext,
+        slot: Slot,
+        hash: String,
+        compiled: super::runtime::Compiled,
+        source: String,
+    ) -> anyhow::Result<Arc<Version>> {
+        let rt: &Runtime = &ctx.runtime;
+        let instance_pre = rt.linker(slot).instantiate_pre(&compiled.component).map_err(|e| {
+            anyhow::anyhow!("imports something the {slot} world does not offer (wrong world or WIT version?): {e:#}")
+        })?;
+        let wrong_world = |e: wasmtime::Error| anyhow::anyhow!("does not export the {slot} world: {e:#}");
+        let pre = match slot {
+            Slot::Router => Pre::Router(router::RouterPre::new(instance_pre).map_err(wrong_world)?),
+            Slot::Registrar => Pre::Registrar(registrar::RegistrarPre::new(instance_pre).map_err(wrong_world)?),
+            Slot::Receipts => Pre::Receipts(receipts::ReceiptsPre::new(instance_pre).map_err(wrong_world)?),
+        };
+        let version = Arc::new(Version {
+            slot,
+            hash,
+            info: LoadInfo {
+                loaded_at_ms: crate::broker::now_ms(),
+                compile_us: compiled.duration.as_micros() as u64,
+                from_cache: compiled.from_cache,
+                source,
+            },
+            pre,
+            pool: Mutex::new(Vec::new()),
+            retired: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            consecutive_errors: AtomicU32::new(0),
+            config: ctx.config_for(slot),
+        });
+        // The probe instance proves it instantiates and accepts its config; keep it pooled.
+        let probe = super::runtime::blocking(|| version.instantiate(ctx))?;
+        version.pool.lock().unwrap_or_else(|p| p.into_inner()).push(probe);
+        Ok(version)
+    }
+
+    /// The first 12 hex digits of the hash: the version's name.
+    pub fn short(&self) -> &str {
+        &self.hash[..12]
+    }
+
+    fn instantiate(&self, ctx: &PluginContext) -> anyhow::Result<Loaded> {
+        let state = PluginState::new(
+            self.slot,
+            self.short().to_string(),
+            ctx.store.clone(),
+            ctx.sms.clone(),
+            ctx.counters(self.slot),
+            ctx.limits.memory_bytes,
+        );
+        let mut store = Store::new(&ctx.runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
+        let instance = match &self.pre {
+            Pre::Router(pre) => Instance::Router(pre.instantiate(&mut store)?),
+            Pre::Registrar(pre) => Instance::Registrar(pre.instantiate(&mut store)?),
+            Pre::Receipts(pre) => Instance::Receipts(pre.instantiate(&mut store)?),
+        };
+        store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
+        instance.init(&mut store, &self.config)?.map_err(|e| anyhow::anyhow!("init refused its config: {e}"))?;
+        Ok(Loaded { store, instance })
+    }
+
+    /// Runs `f` on an instance of this version under the call time limit. Counts the call;
+    /// on failure counts the error and drops the instance.
+    pub fn call<R>(
+        &self,
+        ctx: &PluginContext,
+        f: impl FnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, String> {
+        super::runtime::blocking(|| self.call_here(ctx, f))
+    }
+
+    fn call_here<R>(
+        &self,
+        ctx: &PluginContext,
+        f: impl FnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, String> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut loaded = match pooled {
+            Some(loaded) => loaded,
+            None => match self.instantiate(ctx) {
+                Ok(loaded) => loaded,
+                Err(e) => return Err(self.failed(format!("instantiation failed: {e:#}"))),
+            },
+        };
+        loaded.store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
+        match f(&mut loaded.store, &loaded.instance) {
+            Ok(result) => {
+                self.consecutive_errors.store(0, Ordering::Relaxed);
+                if !self.retired.load(Ordering::Acquire) {
+                    let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                    if pool.len() < ctx.limits.max_idle_instances {
+                        pool.push(loaded);
+                    }
+                }
+                Ok(result)
+            }
+            Err(e) => Err(self.failed(describe_trap(&e, ctx.limits.call_timeout))),
+        }
+    }
+
+    fn failed(&self, detail: String) -> String {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.consecutive_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(slot = %self.slot, version = self.short(), "plugin call failed: {detail}");
+        detail
+    }
+
+    /// Stops pooling: idle instances are freed now, busy ones when their call ends.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Makes the version poolable again (after a rollback to it).
+    pub fn revive(&self) {
+        self.retired.store(false, Ordering::Release);
+        self.consecutive_errors.store(0, Ordering::Relaxed);
+    }
+
+    /// Idle instances in the pool.
+    pub fn idle_instances(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn ticks(limit: Duration) -> u64 {
+    (limit.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+}
+
+/// A readable cause for a failed call: time limit, memory, or the guest's own trap.
+fn describe_trap(e: &wasmtime::Error, limit: Duration) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!("exceeded the time limit of {} ms per call", limit.as_millis()),
+        Some(trap) => format!("trapped: {trap}"),
+        None => format!("{e:#}"),
+    }
+}

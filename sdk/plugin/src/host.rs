@@ -1,0 +1,143 @@
+//! The `Host` trait (the capabilities the broker gives a plugin) and `WasmHost`, its
+//! implementation over the WIT imports of the world this crate was built for.
+
+use crate::types::Level;
+
+/// What the broker lets a plugin do: its own key-value store, logging, a clock, randomness,
+/// counters, and (registrar only) sending an SMS.
+///
+/// Plugin logic takes `&dyn Host`, so the same code runs against [`WasmHost`] inside the
+/// broker and against [`crate::testing::TestHost`] in native unit tests.
+pub trait Host {
+    /// The value stored under `key`, if any.
+    fn kv_get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Stores `value` under `key`. Visible at once; durable with the broker's next commit.
+    fn kv_set(&self, key: &[u8], value: &[u8]);
+    /// Removes `key` (no-op if absent).
+    fn kv_delete(&self, key: &[u8]);
+    /// Keys starting with `prefix`, in byte order, at most `limit`.
+    fn kv_keys(&self, prefix: &[u8], limit: u32) -> Vec<Vec<u8>>;
+    /// Writes to the broker's log, tagged with the plugin's slot and version.
+    fn log(&self, level: Level, message: &str);
+    /// Wall-clock time, Unix milliseconds.
+    fn now_ms(&self) -> u64;
+    /// A random u64 from the host's secure generator.
+    fn random_u64(&self) -> u64;
+    /// Adds `value` to the counter `name` (exported as `hotline_plugin_counter{slot,name}`).
+    fn counter_add(&self, name: &str, value: u64);
+    /// Sends an SMS through the broker's provider. Only registrar plugins have this
+    /// capability; elsewhere it returns an error.
+    fn sms_send(&self, to: &str, text: &str) -> Result<(), String>;
+}
+
+/// The real host: calls the contract's imports. Only works inside a component running in the
+/// broker; on a native target (or a wasm build with no slot feature) every call panics,
+/// except `sms_send`, which errs outside the registrar slot. Use
+/// [`crate::testing::TestHost`] in tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WasmHost;
+
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "receipts",
+    not(feature = "router"),
+    not(feature = "registrar")
+))]
+use crate::receipts_bindings as world;
+#[cfg(all(target_arch = "wasm32", feature = "registrar", not(feature = "router")))]
+use crate::registrar_bindings as world;
+/// The bindings of the one world this build targets.
+#[cfg(all(target_arch = "wasm32", feature = "router"))]
+use crate::router_bindings as world;
+
+#[cfg(all(
+    target_arch = "wasm32",
+    any(feature = "router", feature = "registrar", feature = "receipts")
+))]
+impl Host for WasmHost {
+    fn kv_get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        world::hotline::plugin::kv::get(key)
+    }
+    fn kv_set(&self, key: &[u8], value: &[u8]) {
+        world::hotline::plugin::kv::set(key, value)
+    }
+    fn kv_delete(&self, key: &[u8]) {
+        world::hotline::plugin::kv::delete(key)
+    }
+    fn kv_keys(&self, prefix: &[u8], limit: u32) -> Vec<Vec<u8>> {
+        world::hotline::plugin::kv::keys(prefix, limit)
+    }
+    fn log(&self, level: Level, message: &str) {
+        use world::hotline::plugin::log::Level as L;
+        let level = match level {
+            Level::Debug => L::Debug,
+            Level::Info => L::Info,
+            Level::Warn => L::Warn,
+            Level::Error => L::Error,
+        };
+        world::hotline::plugin::log::log(level, message)
+    }
+    fn now_ms(&self) -> u64 {
+        world::hotline::plugin::clock::now_ms()
+    }
+    fn random_u64(&self) -> u64 {
+        world::hotline::plugin::random::next_u64()
+    }
+    fn counter_add(&self, name: &str, value: u64) {
+        world::hotline::plugin::metrics::counter_add(name, value)
+    }
+    #[cfg(feature = "registrar")]
+    fn sms_send(&self, to: &str, text: &str) -> Result<(), String> {
+        world::hotline::plugin::sms::send(to, text)
+    }
+    #[cfg(not(feature = "registrar"))]
+    fn sms_send(&self, _to: &str, _text: &str) -> Result<(), String> {
+        Err("sms is only available to registrar plugins".to_string())
+    }
+}
+
+#[cfg(not(all(
+    target_arch = "wasm32",
+    any(feature = "router", feature = "registrar", feature = "receipts")
+)))]
+impl Host for WasmHost {
+    fn kv_get(&self, _key: &[u8]) -> Option<Vec<u8>> {
+        outside()
+    }
+    fn kv_set(&self, _key: &[u8], _value: &[u8]) {
+        outside()
+    }
+    fn kv_delete(&self, _key: &[u8]) {
+        outside()
+    }
+    fn kv_keys(&self, _prefix: &[u8], _limit: u32) -> Vec<Vec<u8>> {
+        outside()
+    }
+    fn log(&self, _level: Level, _message: &str) {
+        outside()
+    }
+    fn now_ms(&self) -> u64 {
+        outside()
+    }
+    fn random_u64(&self) -> u64 {
+        outside()
+    }
+    fn counter_add(&self, _name: &str, _value: u64) {
+        outside()
+    }
+    fn sms_send(&self, _to: &str, _text: &str) -> Result<(), String> {
+        outside()
+    }
+}
+
+#[cfg(not(all(
+    target_arch = "wasm32",
+    any(feature = "router", feature = "registrar", feature = "receipts")
+)))]
+#[track_caller]
+fn outside() -> ! {
+    panic!(
+        "hotline_plugin::WasmHost only works inside a component built for wasm32 with one slot \
+         feature (router, registrar or receipts); use hotline_plugin::testing::TestHost in tests"
+    )
+}

@@ -1,0 +1,143 @@
+//! Plain Rust versions of the contract's shared types (`hotline:plugin/types`), independent of
+//! the generated bindings so plugin logic and its tests never touch bindgen code.
+
+use std::fmt;
+
+/// What a router is told about a message: metadata only, never the body.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageMeta {
+    /// Sender, an E.164 number.
+    pub from: String,
+    /// Address the sender used: an E.164 number, or anything else the router understands
+    /// (the default router takes `#name` for a group).
+    pub to: String,
+    /// Body size in bytes.
+    pub size: u32,
+    /// When the broker received the message, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+impl MessageMeta {
+    /// Metadata for a message from `from` to `to`, with size 0 and time 0 (handy in tests).
+    pub fn new(from: impl Into<String>, to: impl Into<String>) -> Self {
+        MessageMeta {
+            from: from.into(),
+            to: to.into(),
+            size: 0,
+            at_ms: 0,
+        }
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Store the message for each of these E.164 numbers (unregistered ones are skipped).
+    Deliver(Vec<String>),
+    /// Refuse the message; the sender sees the reason.
+    Reject(String),
+}
+
+/// Error kinds a registrar may answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalKind {
+    /// The request is refused by policy (e.g. number not allowed).
+    Rejected,
+    /// Too many requests or attempts.
+    RateLimited,
+    /// The code is wrong.
+    WrongCode,
+    /// The code expired, was used, or none was requested.
+    CodeExpired,
+    /// A transient failure (e.g. the SMS provider is down); the client may retry.
+    Unavailable,
+}
+
+impl fmt::Display for RefusalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RefusalKind::Rejected => "rejected",
+            RefusalKind::RateLimited => "rate-limited",
+            RefusalKind::WrongCode => "wrong-code",
+            RefusalKind::CodeExpired => "code-expired",
+            RefusalKind::Unavailable => "unavailable",
+        })
+    }
+}
+
+/// A registrar's refusal: kind and a reason shown to the person registering.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, reason: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.reason)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// What a receipt reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReceiptStatus {
+    Delivered,
+    Read,
+}
+
+/// A receipt the broker is about to send.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReceiptMeta {
+    /// The message's id.
+    pub message_id: u64,
+    /// Who received or read the message.
+    pub by: String,
+    /// Who sent the message, and would get the receipt.
+    pub to: String,
+    pub status: ReceiptStatus,
+}
+
+/// A command a client sent to this plugin (e.g. `group-add #team +15551230002`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Command {
+    /// The number that sent it.
+    pub from: String,
+    /// The command's name, e.g. `group-add`.
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+impl Command {
+    /// A command from `from` named `name` with `args` (handy in tests).
+    pub fn new<A: Into<String>>(
+        from: impl Into<String>,
+        name: impl Into<String>,
+        args: impl IntoIterator<Item = A>,
+    ) -> Self {
+        Command {
+            from: from.into(),
+            name: name.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Log levels of the broker's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}

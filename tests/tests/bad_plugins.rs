@@ -1,0 +1,150 @@
+//! Broken plugin files are refused and failing versions are rolled back, within a bounded
+//! time, while the broker keeps serving and loses nothing.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use hotline_client::Client;
+use hotline_protocol::{ErrorCode, ServerFrame};
+use hotline_tests::{eventually, install, version_of, with_marker, Broker};
+
+const ALICE: &str = "+15550700001";
+const BOB: &str = "+15550700002";
+const T: Duration = Duration::from_secs(20);
+
+/// Sends one message, retrying retryable failures with the same client id (as a phone
+/// would). Returns the message id and the number of retries.
+async fn send_reliably(client: &mut Client, client_id: u64, text: &str) -> (u64, u32) {
+    let mut retries = 0;
+    loop {
+        client.send_with_id(client_id, BOB, text.as_bytes().to_vec()).await.unwrap();
+        match client.next_frame_within(T).await.unwrap() {
+            ServerFrame::Sent { client_id: c, id } if c == client_id => return (id, retries),
+            ServerFrame::SendFailed { client_id: c, error: ErrorCode::Retryable, .. } if c == client_id => {
+                retries += 1;
+                assert!(retries < 200, "message {client_id} never got through");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn history_has(broker: &Broker, event: &str, version: &str) -> bool {
+    let report = broker.plugins().unwrap();
+    report["history"].as_array().unwrap().iter().any(|e| e["event"] == event && e["version"] == version && e["slot"] == "router")
+}
+
+/// Bob takes everything queued and checks it is exactly `ids`, in order.
+async fn bob_receives_exactly(broker: &Broker, bob_key: &str, ids: &[u64]) {
+    let mut bob = broker.login(BOB, bob_key).await.unwrap();
+    let mut received = Vec::new();
+    while received.len() < ids.len() {
+        match bob.next_frame_within(T).await.unwrap() {
+            ServerFrame::Message { id, .. } => {
+                received.push(id);
+                bob.ack(id).await.unwrap();
+            }
+            other => panic!("expected Message, got {other:?}"),
+        }
+    }
+    assert_eq!(received, ids);
+    assert!(bob.next_frame_within(Duration::from_millis(300)).await.is_err());
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_files_are_refused_and_the_current_version_stays() {
+    let broker = Broker::start().unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    let dir = broker.plugin_dir();
+    let router = std::fs::read(dir.join("router.wasm")).unwrap();
+    let receipts = std::fs::read(dir.join("receipts.wasm")).unwrap();
+    let current = broker.current_version("router").unwrap();
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not wasm", b"#!/bin/sh\necho this is not a component\n".to_vec()),
+        ("truncated", router[..router.len() / 2].to_vec()),
+        ("wrong world", receipts.clone()),
+        ("empty", Vec::new()),
+    ];
+    let mut ids = Vec::new();
+    for (n, (name, bytes)) in cases.into_iter().enumerate() {
+        let version = if bytes.is_empty() { "-".to_string() } else { version_of(&bytes) };
+        let start = Instant::now();
+        install(&dir, "router.wasm", &bytes).unwrap();
+        if name != "empty" {
+            eventually(T, || history_has(&broker, "refused", &version).then_some(()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!("{name}: refused after {:?}", start.elapsed());
+        assert_eq!(broker.current_version("router").unwrap(), current, "{name} replaced the router");
+        let (id, retries) = send_reliably(&mut alice, n as u64, name).await;
+        assert_eq!(retries, 0, "{name}: the current version should have kept serving");
+        ids.push(id);
+    }
+
+    // Written slowly in pieces, without a rename: the complete file is what ends up serving.
+    let full = with_marker(&router, "slow");
+    let mut file = std::fs::File::create(dir.join("router.wasm")).unwrap();
+    for chunk in full.chunks(full.len() / 4 + 1) {
+        file.write_all(chunk).unwrap();
+        file.flush().unwrap();
+        let (id, _) = send_reliably(&mut alice, 100 + ids.len() as u64, "during slow write").await;
+        ids.push(id);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    drop(file);
+    let version = version_of(&full);
+    eventually(T, || (broker.current_version("router").ok()? == version).then_some(()))
+        .expect("the completely written file is loaded");
+    let (id, _) = send_reliably(&mut alice, 999, "after").await;
+    ids.push(id);
+    alice.close().await;
+    bob_receives_exactly(&broker, &bob_key, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
+    let broker = Broker::start().unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    let dir = broker.plugin_dir();
+    let good = broker.current_version("router").unwrap();
+
+    let cases = [
+        ("traps on every call", env!("HOTLINE_TEST_PLUGIN_TRAP")),
+        ("loops forever", env!("HOTLINE_TEST_PLUGIN_SPIN")),
+        ("allocates without bound", env!("HOTLINE_TEST_PLUGIN_HOG")),
+    ];
+    let mut ids = Vec::new();
+    for (n, (name, path)) in cases.into_iter().enumerate() {
+        let bytes = std::fs::read(path).unwrap();
+        let bad = version_of(&bytes);
+        install(&dir, "router.wasm", &bytes).unwrap();
+        eventually(T, || (broker.current_version("router").ok()? == bad).then_some(()))
+            .unwrap_or_else(|e| panic!("{name}: the version never loaded: {e}"));
+        // Messages keep coming; the failing version is cut off and rolled back, and the
+        // sender's retries go through on the good version. Nothing is lost.
+        let start = Instant::now();
+        let mut total_retries = 0;
+        for i in 0..5 {
+            let (id, retries) = send_reliably(&mut alice, (n * 10 + i) as u64, name).await;
+            total_retries += retries;
+            ids.push(id);
+        }
+        let rolled_back_after = start.elapsed();
+        assert!(total_retries >= 1, "{name}: no call failed");
+        assert_eq!(broker.current_version("router").unwrap(), good, "{name}: not rolled back");
+        assert!(history_has(&broker, "rolled-back", &bad), "{name}: rollback not in history");
+        assert!(rolled_back_after < Duration::from_secs(10), "{name}: took {rolled_back_after:?}");
+        eprintln!("{name}: rolled back, all sends through after {rolled_back_after:?} ({total_retries} retries)");
+    }
+    alice.close().await;
+    bob_receives_exactly(&broker, &bob_key, &ids).await;
+}
