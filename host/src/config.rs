@@ -166,6 +166,9 @@ impl Config {
         if self.plugins.call_timeout_ms == 0 || self.plugins.memory_limit_mib == 0 {
             return Err(ConfigError::Invalid("plugins.call_timeout_ms and plugins.memory_limit_mib must be positive".into()));
         }
+        if self.plugins.probation_failures == 0 {
+            return Err(ConfigError::Invalid("plugins.probation_failures must be at least 1".into()));
+        }
         if self.limits.delivery_window == 0 {
             return Err(ConfigError::Invalid("limits.delivery_window must be at least 1".into()));
         }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod broker;
 pub mod cmd;
 pub mod config;
+pub mod expiry;
 pub mod plugins;
 pub mod policy;
 pub mod server;

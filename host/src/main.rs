@@ -95,7 +95,10 @@ fn main() -> Result<()> {
 async fn serve(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data).with_context(|| format!("creating data folder {}", config.data.display()))?;
     let (cert, key) = (config.cert_path(), config.key_path());
-    if hotline::tls::ensure_dev_certificate(&cert, &key)? {
+    // A configured certificate must exist; only the default location gets a development one.
+    if config.tls.cert.is_some() {
+        anyhow::ensure!(cert.exists(), "tls.cert {} does not exist", cert.display());
+    } else if hotline::tls::ensure_dev_certificate(&cert, &key)? {
         tracing::info!(cert = %cert.display(), "made a development certificate");
     }
     let tls = hotline::tls::server_config(&cert, &key)?;
@@ -123,7 +126,7 @@ async fn serve(config: Config) -> Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 tick.tick().await;
-                if let Err(e) = hotline::cmd::expire::expire(&broker).await {
+                if let Err(e) = hotline::expiry::expire(&broker).await {
                     tracing::error!(error = %e, "expiry failed");
                 }
             }

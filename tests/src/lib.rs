@@ -308,3 +308,20 @@ pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Resul
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Takes the next `n` frames, which must all be messages, acknowledging each. Returns their
+/// ids in arrival order.
+pub async fn take_messages(client: &mut Client, n: usize) -> Vec<u64> {
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        match client.next_frame_within(Duration::from_secs(20)).await {
+            Ok(hotline_protocol::ServerFrame::Message { id, .. }) => {
+                client.ack(id).await.expect("ack");
+                ids.push(id);
+            }
+            Ok(other) => panic!("expected a message, got {other:?}"),
+            Err(e) => panic!("after {} of {n} messages: {e}", ids.len()),
+        }
+    }
+    ids
+}

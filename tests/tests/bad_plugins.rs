@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hotline_client::Client;
 use hotline_protocol::{ErrorCode, ServerFrame};
-use hotline_tests::{eventually, install, version_of, with_marker, Broker};
+use hotline_tests::{eventually, install, take_messages, version_of, with_marker, Broker};
 
 const ALICE: &str = "+15550700001";
 const BOB: &str = "+15550700002";
@@ -38,16 +38,7 @@ fn history_has(broker: &Broker, event: &str, version: &str) -> bool {
 /// Bob takes everything queued and checks it is exactly `ids`, in order.
 async fn bob_receives_exactly(broker: &Broker, bob_key: &str, ids: &[u64]) {
     let mut bob = broker.login(BOB, bob_key).await.unwrap();
-    let mut received = Vec::new();
-    while received.len() < ids.len() {
-        match bob.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, .. } => {
-                received.push(id);
-                bob.ack(id).await.unwrap();
-            }
-            other => panic!("expected Message, got {other:?}"),
-        }
-    }
+    let received = take_messages(&mut bob, ids.len()).await;
     assert_eq!(received, ids);
     assert!(bob.next_frame_within(Duration::from_millis(300)).await.is_err());
     bob.close().await;

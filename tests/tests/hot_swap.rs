@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotline_protocol::ServerFrame;
-use hotline_tests::{eventually, install, version_of, with_marker, Broker};
+use hotline_tests::{eventually, install, take_messages, version_of, with_marker, Broker};
 
 const ALICE: &str = "+15550600001";
 const BOB: &str = "+15550600002";
@@ -83,16 +83,7 @@ async fn the_router_is_swapped_fifty_times_while_messages_flow() {
 
     // Nothing lost: Bob gets every message exactly once, in order.
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
-    let mut received = Vec::new();
-    while received.len() < sent.len() {
-        match bob.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, .. } => {
-                received.push(id);
-                bob.ack(id).await.unwrap();
-            }
-            other => panic!("expected Message, got {other:?}"),
-        }
-    }
+    let received = take_messages(&mut bob, sent.len()).await;
     assert_eq!(received, sent);
 
     // The operator rolls back: the previous version is current again.

@@ -88,3 +88,24 @@ async fn a_thousand_messages_survive_a_restart_and_arrive_in_order_exactly_once(
     eprintln!("disk after drain: {} bytes", report["disk_bytes"]);
     ids.clear();
 }
+
+#[tokio::test]
+async fn undelivered_messages_expire_after_the_configured_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hotline.toml");
+    std::fs::write(&config, "[storage]\nmessage_ttl_secs = 1\n").unwrap();
+    let mut broker = Broker::start_with(&["--config", config.to_str().unwrap()]).unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    send_batch(&mut alice, 0..3).await;
+    alice.close().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Expiry runs when the broker starts (and hourly after).
+    broker.restart().unwrap();
+    let mut bob = broker.login(BOB, &bob_key).await.unwrap();
+    assert!(bob.next_frame_within(Duration::from_millis(700)).await.is_err(), "an expired message was delivered");
+    bob.close().await;
+    broker.stop().unwrap();
+    assert_eq!(broker.inspect().unwrap()["queued_items"], 0);
+}

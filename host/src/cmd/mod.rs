@@ -5,7 +5,6 @@
 
 pub mod ack;
 pub mod command;
-pub mod expire;
 pub mod login;
 pub mod read;
 pub mod register;

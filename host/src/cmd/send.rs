@@ -95,7 +95,12 @@ async fn submit(broker: &Broker, from: &str, msg: Outgoing, route: Option<Route>
         }
     }
     if registered.is_empty() {
-        return fail(ErrorCode::UnknownRecipient, format!("{} is not registered", msg.to));
+        let reason = if is_e164(&msg.to) {
+            format!("{} is not registered", msg.to)
+        } else {
+            format!("{} has no registered recipient besides you", msg.to)
+        };
+        return fail(ErrorCode::UnknownRecipient, reason);
     }
     let from = from.to_string();
     let item = StoredItem::Message { from: from.clone(), sent_at_ms: at_ms, body: msg.body };

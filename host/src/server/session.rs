@@ -4,7 +4,8 @@
 //! Delivery: the session keeps a cursor (the highest item id pushed) and the set of items
 //! pushed but not yet acknowledged. When woken (new durable items) or when an ack frees
 //! room in the window, it reads the queue after the cursor and pushes. Items leave storage
-//! only on `Ack`; a broken connection leaves them queued for the next session.
+//! only on `Ack` (or when they expire); a broken connection leaves them queued for the
+//! next session.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -79,11 +79,13 @@
 //! # }
 //! ```
 //!
-//! Build the component and drop it into the broker's plugin folder:
+//! Build the component and drop it into the broker's plugin folder under its slot's name
+//! (write a temporary file, then rename, so the broker never sees half a file):
 //!
 //! ```sh
 //! cargo build --release --target wasm32-wasip2 -p my-router
-//! cp target/wasm32-wasip2/release/my_router.wasm hotline-data/plugins/
+//! cp target/wasm32-wasip2/release/my_router.wasm hotline-data/plugins/.router.tmp
+//! mv hotline-data/plugins/.router.tmp hotline-data/plugins/router.wasm
 //! ```
 //!
 //! # Features and targets

@@ -1,5 +1,5 @@
-//! Expiry: deletes queued items older than the configured time to live and idempotency
-//! records older than a day. Runs at start and then hourly.
+//! Expiry, run by the broker at start and hourly: deletes queued items older than the
+//! configured time to live and idempotency records older than a day.
 
 use std::time::Duration;
 

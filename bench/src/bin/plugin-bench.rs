@@ -1,0 +1,127 @@
+//! `plugin-bench`: what plugins cost.
+//!
+//! 1. Swap: a new router file is written (rename into place) into a running broker's plugin
+//!    folder; time until the admin API reports it current. Cold (a file never seen, so it is
+//!    compiled) and cached (a file compiled before, loaded from the compile cache). The
+//!    watcher's quiet period (150 ms) is part of it.
+//! 2. Call: the per-message cost of the router call, through the same `Policy` the broker
+//!    uses, one message per call and in batches of 64.
+//!
+//! Figures: `cargo build --release -p hotline -p hotline-bench && target/release/plugin-bench`.
+//! CI keeps it working with `--quick`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use hotline::config::PluginsConfig;
+use hotline::plugins::PluginHost;
+use hotline::policy::{MessageMeta, Policy, Route};
+use hotline::sms::OutboxFile;
+use hotline::store::Store;
+use hotline_tests::{install, version_of, with_marker, Broker};
+
+#[derive(Parser)]
+struct Args {
+    /// Swaps measured per mode.
+    #[arg(long, default_value_t = 20)]
+    swaps: usize,
+    /// Router calls measured.
+    #[arg(long, default_value_t = 200_000)]
+    calls: usize,
+    /// A small run that only checks the benchmark works (CI).
+    #[arg(long)]
+    quick: bool,
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.swaps = 2;
+        args.calls = 2_000;
+    }
+    swaps(&args)?;
+    calls(&args)?;
+    Ok(())
+}
+
+fn current_router(admin: std::net::SocketAddr) -> Result<String> {
+    let report: serde_json::Value = ureq::get(format!("http://{admin}/api/plugins")).call()?.body_mut().read_json()?;
+    for v in report["versions"].as_array().into_iter().flatten() {
+        if v["slot"] == "router" && (v["state"] == "current" || v["state"] == "probation") {
+            return Ok(v["version"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    bail!("no current router")
+}
+
+/// Installs `bytes` as the router and returns the time until it serves.
+fn swap_to(broker: &Broker, bytes: &[u8]) -> Result<Duration> {
+    let want = version_of(bytes);
+    let start = Instant::now();
+    install(&broker.plugin_dir(), "router.wasm", bytes)?;
+    while current_router(broker.admin)? != want {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("version {want} never became current");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(start.elapsed())
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("  {name:<28} median {:>7.1} ms   worst {:>7.1} ms   ({} swaps)", ms(samples[samples.len() / 2]), ms(*samples.last().unwrap()), samples.len());
+}
+
+fn swaps(args: &Args) -> Result<()> {
+    let broker = Broker::start()?;
+    let router = std::fs::read(broker.plugin_dir().join("router.wasm"))?;
+    println!("plugin-bench: file written -> new version serving (default router, {} bytes)", router.len());
+    let variants: Vec<Vec<u8>> = (0..args.swaps).map(|i| with_marker(&router, &format!("bench {i}"))).collect();
+    let cold = variants.iter().map(|v| swap_to(&broker, v)).collect::<Result<Vec<_>>>()?;
+    // Every variant is in the compile cache now; swap through them again.
+    let cached = variants.iter().map(|v| swap_to(&broker, v)).collect::<Result<Vec<_>>>()?;
+    summary("cold (compiled)", cold);
+    summary("cached (compile cache)", cached);
+    Ok(())
+}
+
+fn calls(args: &Args) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("store"))?;
+    let sms = Arc::new(OutboxFile::new(dir.path().join("sms.jsonl")));
+    let host = PluginHost::start(PluginsConfig::default(), dir.path().join("plugins"), dir.path().join("cache"), store, sms)?;
+    let meta = |i: usize| MessageMeta { from: "+15550000001".into(), to: format!("+1555{:07}", i % 1000 + 1_000_000), size: 100, at_ms: 0 };
+    println!("plugin-bench: router call (default router, direct messages)");
+    for batch in [1usize, 64] {
+        let start = Instant::now();
+        let mut routed = 0;
+        while routed < args.calls {
+            let routes = host.route((0..batch).map(|i| meta(routed + i)).collect())?;
+            assert!(matches!(routes[0], Route::Deliver(_)));
+            routed += batch;
+        }
+        let per = start.elapsed().as_nanos() as f64 / routed as f64;
+        println!("  batch {batch:>2}: {per:>8.0} ns per message ({routed} messages, plain thread)");
+    }
+    // As the broker calls it: from a tokio worker, which steps out of the async context
+    // (block_in_place) for each call.
+    let host = Arc::new(host);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
+    let total = args.calls;
+    let per = rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for i in 0..total {
+                host.route(vec![meta(i)]).expect("route");
+            }
+            start.elapsed().as_nanos() as f64 / total as f64
+        })
+        .await
+    })?;
+    println!("  batch  1: {per:>8.0} ns per message (from a tokio worker, as in the broker)");
+    Ok(())
+}
