@@ -2,7 +2,7 @@
 //! binary over QUIC, acknowledging everything they receive (so every message also makes a
 //! delivered receipt). Prints throughput and the latency of `Sent` (durable storage).
 //!
-//! Figures: `cargo build --release -p hotline -p hotline-bench && target/release/hotline-bench`
+//! Figures: `cargo build --release --workspace --bins && target/release/hotline-bench`
 //! (see docs/perf.md; the benchmark starts the `hotline` binary that sits beside it).
 //! CI keeps it working with `--quick`.
 

@@ -7,7 +7,7 @@
 //! 2. Call: the per-message cost of the router call, through the same `Policy` the broker
 //!    uses, one message per call and in batches of 64.
 //!
-//! Figures: `cargo build --release -p hotline -p hotline-bench && target/release/plugin-bench`.
+//! Figures: `cargo build --release --workspace --bins && target/release/plugin-bench`.
 //! CI keeps it working with `--quick`.
 
 use std::sync::Arc;
