@@ -101,7 +101,7 @@ async fn broken_files_are_refused_and_the_current_version_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
-    let broker = Broker::start().unwrap();
+    let mut broker = Broker::start().unwrap();
     let alice_key = broker.register(ALICE).await.unwrap();
     let bob_key = broker.register(BOB).await.unwrap();
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
@@ -134,8 +134,14 @@ async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
         assert_eq!(broker.current_version("router").unwrap(), good, "{name}: not rolled back");
         assert!(history_has(&broker, "rolled-back", &bad), "{name}: rollback not in history");
         assert!(rolled_back_after < Duration::from_secs(10), "{name}: took {rolled_back_after:?}");
+        // The folder says what serves: the good version is back in place, the bad file aside.
+        assert_eq!(version_of(&std::fs::read(dir.join("router.wasm")).unwrap()), good, "{name}: file not restored");
+        assert!(dir.join(format!("router.wasm.rolled-back-{bad}")).exists(), "{name}: bad file not kept aside");
         eprintln!("{name}: rolled back, all sends through after {rolled_back_after:?} ({total_retries} retries)");
     }
     alice.close().await;
     bob_receives_exactly(&broker, &bob_key, &ids).await;
+    // A restart does not bring a rolled-back version back.
+    broker.restart().unwrap();
+    assert_eq!(broker.current_version("router").unwrap(), good);
 }

@@ -140,7 +140,7 @@ impl PluginHost {
                     let bytes = defaults::bytes(slot);
                     let hash = sha256_hex(bytes);
                     let compiled = ctx.runtime.compile(bytes, &hash)?;
-                    Ok(SlotState::new(Version::load(&ctx, slot, hash, compiled, "built-in".into())?))
+                    Ok(SlotState::new(Version::load(&ctx, slot, hash, bytes.to_vec(), compiled, "built-in".into())?))
                 }
             }
         };
@@ -185,7 +185,7 @@ impl PluginHost {
             return Err(fail(anyhow::anyhow!("the file is empty")));
         }
         let compiled = ctx.runtime.compile(&bytes, &hash).map_err(|e| fail(anyhow::anyhow!("not a valid component: {e:#}")))?;
-        Version::load(ctx, slot, hash.clone(), compiled, path.display().to_string()).map_err(fail)
+        Version::load(ctx, slot, hash.clone(), bytes, compiled, path.display().to_string()).map_err(fail)
     }
 
     /// Loads `path` into `slot` and makes it current, unless it is the current version
@@ -214,9 +214,31 @@ impl PluginHost {
         }
     }
 
+    /// After a rollback, makes the folder say what serves: the rolled-back file is kept
+    /// beside it as `<slot>.wasm.rolled-back-<version>` (which the watcher ignores) and the
+    /// serving version's bytes are put back as `<slot>.wasm`, so a restart does not bring
+    /// the bad version back. Skipped if the file was replaced again meanwhile.
+    fn write_back(&self, slot: Slot, bad: &Version, now: &Version) {
+        let path = self.dir.join(format!("{slot}.wasm"));
+        match std::fs::read(&path) {
+            Ok(bytes) if sha256_hex(&bytes) == bad.hash => {}
+            _ => return,
+        }
+        let aside = self.dir.join(format!("{slot}.wasm.rolled-back-{}", bad.short()));
+        let tmp = self.dir.join(format!(".{slot}.wasm.restore"));
+        let result = std::fs::rename(&path, &aside)
+            .and_then(|()| std::fs::write(&tmp, &now.bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        match result {
+            Ok(()) => tracing::info!(%slot, file = %aside.display(), "kept the rolled-back file aside; {} is back in place", now.short()),
+            Err(e) => tracing::error!(%slot, error = %e, "cannot put the serving version back in the plugin folder"),
+        }
+    }
+
     /// Puts the previous version of `slot` back (operator's rollback).
     pub fn rollback(&self, slot: Slot) -> Result<String, String> {
         let (bad, now) = self.slot(slot).roll_back(None)?;
+        self.write_back(slot, &bad, &now);
         let detail = format!("operator rolled back from {}", bad.short());
         tracing::warn!(%slot, version = now.short(), "{detail}");
         self.event(slot, now.short(), "rollback", detail);
@@ -275,6 +297,7 @@ impl PluginHost {
             return;
         }
         if let Ok((bad, now)) = state.roll_back(Some(version)) {
+            self.write_back(slot, &bad, &now);
             let detail = format!("{} rolled back after {failures} consecutive failures in probation (last: {detail})", bad.short());
             tracing::error!(%slot, version = now.short(), "{detail}");
             self.event(slot, bad.short(), "rolled-back", detail);

@@ -74,6 +74,8 @@ pub struct Version {
     pub slot: Slot,
     /// Full SHA-256 of the file, hex.
     pub hash: String,
+    /// The component file's bytes, to put back in the folder after a rollback.
+    pub bytes: Vec<u8>,
     pub info: LoadInfo,
     pre: Pre,
     pool: Mutex<Vec<Loaded>>,
@@ -92,6 +94,7 @@ impl Version {
         ctx: &PluginContext,
         slot: Slot,
         hash: String,
+        bytes: Vec<u8>,
         compiled: super::runtime::Compiled,
         source: String,
     ) -> anyhow::Result<Arc<Version>> {
@@ -108,6 +111,7 @@ impl Version {
         let version = Arc::new(Version {
             slot,
             hash,
+            bytes,
             info: LoadInfo {
                 loaded_at_ms: crate::broker::now_ms(),
                 compile_us: compiled.duration.as_micros() as u64,
