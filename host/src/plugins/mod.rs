@@ -180,6 +180,11 @@ impl PluginHost {
     fn load_path(ctx: &PluginContext, slot: Slot, path: &Path) -> Result<Arc<Version>, (String, anyhow::Error)> {
         let bytes = std::fs::read(path).map_err(|e| ("-".to_string(), anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
         let hash = sha256_hex(&bytes);
+        Self::load_bytes(ctx, slot, bytes, hash, path)
+    }
+
+    /// Compiles (or loads from cache) and instantiates a plugin file's bytes.
+    fn load_bytes(ctx: &PluginContext, slot: Slot, bytes: Vec<u8>, hash: String, path: &Path) -> Result<Arc<Version>, (String, anyhow::Error)> {
         let fail = |e: anyhow::Error| (hash[..12].to_string(), e);
         if bytes.is_empty() {
             return Err(fail(anyhow::anyhow!("the file is empty")));
@@ -191,12 +196,17 @@ impl PluginHost {
     /// Loads `path` into `slot` and makes it current, unless it is the current version
     /// already. Refusals are logged and recorded. Called by the watcher.
     pub fn load_file(&self, slot: Slot, path: &Path) {
-        if let Ok(bytes) = std::fs::read(path) {
-            if sha256_hex(&bytes) == self.slot(slot).current().hash {
-                return;
+        let loaded = match std::fs::read(path) {
+            Ok(bytes) => {
+                let hash = sha256_hex(&bytes);
+                if hash == self.slot(slot).current().hash {
+                    return;
+                }
+                Self::load_bytes(&self.ctx, slot, bytes, hash, path)
             }
-        }
-        match Self::load_path(&self.ctx, slot, path) {
+            Err(e) => Err(("-".to_string(), anyhow::anyhow!("cannot read {}: {e}", path.display()))),
+        };
+        match loaded {
             Ok(version) => {
                 let detail = format!(
                     "{} in {} ms",
