@@ -145,3 +145,37 @@ async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
     broker.restart().unwrap();
     assert_eq!(broker.current_version("router").unwrap(), good);
 }
+
+/// A router whose instances leak (1 MiB kept per call, like componentize-js instances grow)
+/// would trap at the memory cap; the broker recycles an instance once it holds 3/4 of the
+/// cap, so no call fails and nothing is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_keep_growing_are_recycled_before_they_fail_a_call() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[plugins]\nmemory_limit_mib = 16\nrouter_config = \"leak\"\n").unwrap();
+    let broker = Broker::start_with(&["--config", config.path().to_str().unwrap()]).unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    let leaky = std::fs::read(env!("HOTLINE_TEST_PLUGIN_HOG")).unwrap();
+    let version = version_of(&leaky);
+    install(&broker.plugin_dir(), "router.wasm", &leaky).unwrap();
+    eventually(T, || (broker.current_version("router").ok()? == version).then_some(())).unwrap();
+
+    // 16 MiB cap, 1 MiB per call: without recycling an instance fails within ~15 calls.
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let (id, retries) = send_reliably(&mut alice, i, "leaky").await;
+        assert_eq!(retries, 0, "message {i} failed a call");
+        ids.push(id);
+    }
+    alice.close().await;
+    let report = broker.plugins().unwrap();
+    let listed = report["versions"].as_array().unwrap().iter().find(|v| v["version"] == version.as_str()).unwrap().clone();
+    assert_eq!(listed["state"], "probation", "{listed}");
+    assert_eq!(listed["errors"], 0, "{listed}");
+    assert!(listed["recycled_instances"].as_u64() >= Some(2), "{listed}");
+    let memory = listed["instance_memory_bytes"].as_u64().unwrap();
+    assert!(memory > 1 << 20 && memory <= 16 << 20, "{listed}");
+    bob_receives_exactly(&broker, &bob_key, &ids).await;
+}

@@ -90,6 +90,10 @@ pub struct VersionInfo {
     pub calls: u64,
     pub errors: u64,
     pub idle_instances: usize,
+    /// Linear memory of the instance that last finished a call, in bytes.
+    pub instance_memory_bytes: u64,
+    /// Instances replaced because their memory passed 3/4 of `plugins.memory_limit_mib`.
+    pub recycled_instances: u64,
     #[serde(flatten)]
     pub load: version::LoadInfo,
 }
@@ -270,6 +274,8 @@ impl PluginHost {
                 calls: v.calls.load(Ordering::Relaxed),
                 errors: v.errors.load(Ordering::Relaxed),
                 idle_instances: v.idle_instances(),
+                instance_memory_bytes: v.instance_memory.load(Ordering::Relaxed),
+                recycled_instances: v.recycled.load(Ordering::Relaxed),
                 load: v.info.clone(),
             };
             let current = state.current();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::metrics::PluginCounters;
@@ -20,7 +20,7 @@ pub struct PluginState {
     pub(crate) store: Store,
     pub(crate) sms: Arc<dyn SmsSender>,
     pub(crate) counters: Arc<PluginCounters>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: MemoryLimiter,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -41,7 +41,10 @@ impl PluginState {
             store,
             sms,
             counters,
-            limits: StoreLimitsBuilder::new().memory_size(memory_limit).instances(64).tables(64).memories(16).build(),
+            limits: MemoryLimiter {
+                limits: StoreLimitsBuilder::new().memory_size(memory_limit).instances(64).tables(64).memories(16).build(),
+                memory_bytes: 0,
+            },
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         }
@@ -51,5 +54,39 @@ impl PluginState {
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The memory cap of an instance (wasmtime's `StoreLimits`), counting the linear memory
+/// the instance holds so the pool can recycle instances that keep growing.
+pub struct MemoryLimiter {
+    limits: StoreLimits,
+    /// Bytes of linear memory of all the instance's memories.
+    pub(crate) memory_bytes: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }

@@ -83,6 +83,10 @@ pub struct Version {
     retired: AtomicBool,
     pub calls: AtomicU64,
     pub errors: AtomicU64,
+    /// Linear memory of the instance that last finished a call, in bytes.
+    pub instance_memory: AtomicU64,
+    /// Instances dropped after a call because their memory passed the recycle mark.
+    pub recycled: AtomicU64,
     pub consecutive_errors: AtomicU32,
     config: String,
 }
@@ -123,6 +127,8 @@ impl Version {
             retired: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            instance_memory: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
             consecutive_errors: AtomicU32::new(0),
             config: ctx.config_for(slot),
         });
@@ -188,7 +194,14 @@ impl Version {
         match f(&mut loaded.store, &loaded.instance) {
             Ok(result) => {
                 self.consecutive_errors.store(0, Ordering::Relaxed);
-                if !self.retired.load(Ordering::Acquire) {
+                let memory = loaded.store.data().limits.memory_bytes;
+                self.instance_memory.store(memory as u64, Ordering::Relaxed);
+                if memory > ctx.limits.memory_bytes / 4 * 3 {
+                    // An instance that keeps growing (componentize-js's does, ~0.5 KiB per
+                    // call) is replaced before it hits the cap and fails a call.
+                    self.recycled.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(slot = %self.slot, version = self.short(), memory, "recycling a plugin instance");
+                } else if !self.retired.load(Ordering::Acquire) {
                     let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
                     if pool.len() < ctx.limits.max_idle_instances {
                         pool.push(loaded);

@@ -1,7 +1,10 @@
 //! `hotline-test-hog`: a misbehaving router for the broker's hot-swap tests — `init`
 //! succeeds, every `route` and `route_batch` call allocates memory without bound (1 MiB
 //! chunks, written to and kept) until the allocation fails and the instance traps.
+//! With the config `leak`, each call instead keeps one more chunk and routes the message
+//! (a slow leak, as componentize-js instances have), for the instance-recycling test.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use hotline_plugin::{Host, MessageMeta, Plugin, Route, Router};
@@ -11,10 +14,18 @@ static HOARD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 const CHUNK: usize = 1 << 20;
 
+/// Set by `init("leak")`.
+static LEAK: AtomicBool = AtomicBool::new(false);
+
 #[derive(Default)]
 pub struct Hog;
 
-impl Plugin for Hog {}
+impl Plugin for Hog {
+    fn init(&self, _host: &dyn Host, config: &str) -> Result<(), String> {
+        LEAK.store(config.trim() == "leak", Ordering::Relaxed);
+        Ok(())
+    }
+}
 
 impl Hog {
     /// Allocates `chunks` more chunks (unbounded when `None`).
@@ -30,7 +41,11 @@ impl Hog {
 }
 
 impl Router for Hog {
-    fn route(&self, _host: &dyn Host, _message: MessageMeta) -> Route {
+    fn route(&self, _host: &dyn Host, message: MessageMeta) -> Route {
+        if LEAK.load(Ordering::Relaxed) {
+            Hog::grab(Some(1));
+            return Route::Deliver(vec![message.to]);
+        }
         Hog::grab(None);
         unreachable!("memory is never exhausted")
     }
