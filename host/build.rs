@@ -5,6 +5,9 @@ include!("../plugins/build_wasm.rs");
 
 fn main() {
     rerun_if_plugin_sources_change();
+    // `hotline plugins new` embeds these (include_dir! does not track them itself).
+    println!("cargo:rerun-if-changed=templates");
+    println!("cargo:rerun-if-changed=../wit");
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
     for (slot, package) in [("router", "hotline-router"), ("registrar", "hotline-registrar"), ("receipts", "hotline-receipts")] {
         let wasm = build_plugin(package);

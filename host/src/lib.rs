@@ -12,6 +12,7 @@ pub mod config;
 pub mod expiry;
 pub mod plugins;
 pub mod policy;
+pub mod scaffold;
 pub mod server;
 pub mod sessions;
 pub mod sms;

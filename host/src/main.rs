@@ -1,4 +1,5 @@
-//! The `hotline` binary: `serve` runs the broker; `inspect` reports on a stopped broker's storage.
+//! The `hotline` binary: `serve` runs the broker; `plugins` operates its plugins (and
+//! `plugins new` writes a plugin project); `inspect` reports on a stopped broker's storage.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,21 @@ enum PluginsCommand {
     },
     /// Make the previous version of SLOT (router, registrar, receipts) current again.
     Rollback { slot: String },
+    /// Write a new plugin project NAME for SLOT in a language; its ./build.sh builds
+    /// out/SLOT.wasm, ready to drop into a broker's plugin folder.
+    New {
+        /// The language of the project.
+        #[arg(long, value_enum)]
+        lang: hotline::scaffold::Lang,
+        /// Project name: lowercase letters, digits and '-', e.g. my-router.
+        name: String,
+        /// The slot the plugin fills: router, registrar or receipts.
+        #[arg(default_value = "router")]
+        slot: String,
+        /// Folder to create (default: ./NAME). Must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +175,9 @@ async fn shutdown_signal() {
 }
 
 fn plugins_command(admin: SocketAddr, command: PluginsCommand) -> Result<()> {
+    if let PluginsCommand::New { lang, name, slot, dir } = command {
+        return new_plugin(lang, &name, &slot, dir);
+    }
     let base = format!("http://{admin}/api/plugins");
     let unreachable = || format!("cannot reach the broker's admin endpoint at {admin} (is it running? --admin ADDR)");
     match command {
@@ -211,7 +230,22 @@ fn plugins_command(admin: SocketAddr, command: PluginsCommand) -> Result<()> {
             println!("{slot} rolled back; current version {}", body["version"].as_str().unwrap_or("?"));
             Ok(())
         }
+        PluginsCommand::New { .. } => unreachable!("handled above"),
     }
+}
+
+fn new_plugin(lang: hotline::scaffold::Lang, name: &str, slot: &str, dir: Option<PathBuf>) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let files = hotline::scaffold::create(lang, name, slot, &dir)?;
+    println!("created {} ({lang} {slot} plugin, API {}):", dir.display(), hotline::scaffold::API_VERSION);
+    for file in files {
+        println!("  {}", file.display());
+    }
+    println!("next:");
+    println!("  cd {} && ./build.sh", dir.display());
+    println!("  cp out/{slot}.wasm DATA/plugins/.{slot}.tmp && mv DATA/plugins/.{slot}.tmp DATA/plugins/{slot}.wasm");
+    println!("  hotline plugins list");
+    Ok(())
 }
 
 /// Unix milliseconds as an RFC 3339 UTC time.
