@@ -325,3 +325,111 @@ pub async fn take_messages(client: &mut Client, n: usize) -> Vec<u64> {
     }
     ids
 }
+
+/// The workspace's root folder (where `plugins/`, `scripts/` and `wit/` are).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// `PATH` with `<target>/tools/bin` first: where `scripts/setup plugins` puts wit-bindgen,
+/// wasm-tools and componentize-py.
+pub fn tools_path() -> std::ffi::OsString {
+    let target = bin("hotline").parent().and_then(Path::parent).expect("target folder").to_path_buf();
+    let mut dirs = vec![target.join("tools/bin")];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(dirs).expect("PATH")
+}
+
+/// Runs a plugin's `build.sh` (with the plugin toolchains on `PATH`) and returns what it
+/// built at `out`. A missing tool fails the test with the script's message: never a skip.
+pub fn build_plugin_script(script: &Path, args: &[&std::ffi::OsStr], out: &Path) -> Result<Vec<u8>> {
+    build_plugin_script_with(script, args, &[], out)
+}
+
+/// [`build_plugin_script`] with extra environment variables.
+pub fn build_plugin_script_with(script: &Path, args: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)], out: &Path) -> Result<Vec<u8>> {
+    let started = Instant::now();
+    let output = Command::new(script)
+        .args(args)
+        // Cargo's settings for this test run are not the plugin build's.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("PATH", tools_path())
+        .envs(envs.iter().copied())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed ({}); the plugin toolchains come from `scripts/setup plugins`:\n{}{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let bytes = std::fs::read(out).with_context(|| format!("{} did not write {}", script.display(), out.display()))?;
+    eprintln!("built {} ({} bytes) in {:.1?}", out.display(), bytes.len(), started.elapsed());
+    Ok(bytes)
+}
+
+impl Broker {
+    /// Writes `bytes` as `<slot>.wasm` into the plugin folder and waits (up to `limit`:
+    /// a big Python or JS component compiles for tens of seconds) until that version is
+    /// current. Fails at once if the broker refuses it.
+    pub fn load_plugin(&self, slot: &str, bytes: &[u8], limit: Duration) -> Result<String> {
+        let version = version_of(bytes);
+        let started = Instant::now();
+        install(&self.plugin_dir(), &format!("{slot}.wasm"), bytes)?;
+        let deadline = started + limit;
+        loop {
+            let report = self.plugins()?;
+            let listed = report["versions"].as_array().into_iter().flatten().find(|v| v["slot"] == slot && v["version"] == version.as_str());
+            if let Some(v) = listed {
+                if v["state"] == "current" || v["state"] == "probation" {
+                    eprintln!("{slot} {version} current after {:.1?} (compile_us {})", started.elapsed(), v["compile_us"]);
+                    return Ok(version);
+                }
+            }
+            let refused = report["history"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["slot"] == slot && e["version"] == version.as_str() && e["event"] == "refused");
+            if let Some(e) = refused {
+                bail!("the broker refused {slot} {version}: {}", e["detail"]);
+            }
+            if Instant::now() > deadline {
+                bail!("{slot} {version} not current within {limit:?}: {report}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Registers `phone` with `hotline-chat` into profile folder `profile`, reading the
+    /// code (`digits` long) from the SMS outbox.
+    pub fn register_chat(&self, profile: &Path, phone: &str, digits: usize) -> Result<()> {
+        let asked = self.chat(profile).args(["register", phone]).stdin(Stdio::null()).output()?;
+        if !asked.status.success() {
+            bail!("asking a code for {phone}: {}", String::from_utf8_lossy(&asked.stderr));
+        }
+        let text = std::fs::read_to_string(self.data.join("sms-outbox.jsonl"))?;
+        let body = text
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|sms| sms["to"] == phone)
+            .and_then(|sms| sms["text"].as_str().map(String::from))
+            .with_context(|| format!("no SMS to {phone}"))?;
+        let code = body
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == digits)
+            .with_context(|| format!("no {digits}-digit code in {body:?}"))?;
+        let verified = self.chat(profile).args(["register", phone, "--code", code]).output()?;
+        if !verified.status.success() {
+            bail!("verifying {phone}: {}", String::from_utf8_lossy(&verified.stderr));
+        }
+        Ok(())
+    }
+}

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Builds receipts.wasm (a component for the receipts slot) from app.py with componentize-py.
-# Install the tool once: pip install componentize-py==0.25.1  (see ../README.md)
+# Builds a component for the receipts slot from app.py with componentize-py: `build.sh [OUT]`
+# writes OUT (default: receipts.wasm beside this script).
+# Install the tool once: pip install componentize-py==0.25.1 (scripts/setup plugins does).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 wit=$(cd "$here/../../../wit/0.1.0" && pwd)
-cd "$here"
-command -v componentize-py >/dev/null || {
+out=$(realpath -m "${1:-$here/receipts.wasm}")
+componentize_py=${COMPONENTIZE_PY:-componentize-py}
+command -v "$componentize_py" >/dev/null || {
     echo "error: componentize-py not found; install it: pip install componentize-py==0.25.1" >&2; exit 1; }
-componentize-py -d "$wit" -w receipts componentize app -p "$here" -o receipts.wasm
-echo "built $here/receipts.wasm ($(stat -c %s receipts.wasm) bytes)"
+mkdir -p "$(dirname "$out")"
+# Run from a scratch folder: componentize-py leaves nothing in the source folder then.
+scratch=$(mktemp -d /tmp/hotline-py.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+cd "$scratch"
+"$componentize_py" -d "$wit" -w receipts componentize app -p "$here" -o "$out" >/dev/null
+echo "built $out ($(stat -c %s "$out") bytes)"
