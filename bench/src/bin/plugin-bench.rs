@@ -7,9 +7,14 @@
 //! 2. Call: the per-message cost of the router call, through the same `Policy` the broker
 //!    uses, one message per call and in batches of 64.
 //!
-//! Figures: `cargo build --release --workspace --bins && target/release/plugin-bench`.
-//! CI keeps it working with `--quick`.
+//! 3. Memory: the linear memory of an instance after the calls, and how many instances
+//!    were recycled for outgrowing 3/4 of the memory cap.
+//!
+//! `--router FILE` measures any router component (e.g. one built from plugins/examples/)
+//! instead of the built-in one. Figures: `cargo build --release --workspace --bins &&
+//! target/release/plugin-bench [--router FILE --swaps 3]`. CI keeps it working with `--quick`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +35,9 @@ struct Args {
     /// Router calls measured.
     #[arg(long, default_value_t = 200_000)]
     calls: usize,
+    /// A router component to measure instead of the built-in router.
+    #[arg(long)]
+    router: Option<PathBuf>,
     /// A small run that only checks the benchmark works (CI).
     #[arg(long)]
     quick: bool,
@@ -62,7 +70,8 @@ fn swap_to(broker: &Broker, bytes: &[u8]) -> Result<Duration> {
     let start = Instant::now();
     install(&broker.plugin_dir(), "router.wasm", bytes)?;
     while current_router(broker.admin)? != want {
-        if start.elapsed() > Duration::from_secs(30) {
+        // A 12-18 MB Python or JS component compiles for tens of seconds.
+        if start.elapsed() > Duration::from_secs(600) {
             bail!("version {want} never became current");
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -78,8 +87,11 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 
 fn swaps(args: &Args) -> Result<()> {
     let broker = Broker::start()?;
-    let router = std::fs::read(broker.plugin_dir().join("router.wasm"))?;
-    println!("plugin-bench: file written -> new version serving (default router, {} bytes)", router.len());
+    let (router, name) = match &args.router {
+        Some(path) => (std::fs::read(path)?, path.display().to_string()),
+        None => (std::fs::read(broker.plugin_dir().join("router.wasm"))?, "default router".to_string()),
+    };
+    println!("plugin-bench: file written -> new version serving ({name}, {} bytes)", router.len());
     let variants: Vec<Vec<u8>> = (0..args.swaps).map(|i| with_marker(&router, &format!("bench {i}"))).collect();
     let cold = variants.iter().map(|v| swap_to(&broker, v)).collect::<Result<Vec<_>>>()?;
     // Every variant is in the compile cache now; swap through them again.
@@ -93,9 +105,19 @@ fn calls(args: &Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("store"))?;
     let sms = Arc::new(OutboxFile::new(dir.path().join("sms.jsonl")));
-    let host = PluginHost::start(PluginsConfig::default(), dir.path().join("plugins"), dir.path().join("cache"), store, sms)?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let name = match &args.router {
+        Some(path) => {
+            std::fs::copy(path, plugins.join("router.wasm"))?;
+            path.display().to_string()
+        }
+        None => "default router".to_string(),
+    };
+    let host = PluginHost::start(PluginsConfig::default(), plugins, dir.path().join("cache"), store, sms)?;
     let meta = |i: usize| MessageMeta { from: "+15550000001".into(), to: format!("+1555{:07}", i % 1000 + 1_000_000), size: 100, at_ms: 0 };
-    println!("plugin-bench: router call (default router, direct messages)");
+    let compile_us = host.report().versions.iter().find(|v| v.slot == hotline::policy::Slot::Router).map(|v| v.load.compile_us);
+    println!("plugin-bench: router call ({name}, direct messages; compiled in {:.1} ms)", compile_us.unwrap_or(0) as f64 / 1000.0);
     for batch in [1usize, 64] {
         let start = Instant::now();
         let mut routed = 0;
@@ -110,6 +132,7 @@ fn calls(args: &Args) -> Result<()> {
     // As the broker calls it: from a tokio worker, which steps out of the async context
     // (block_in_place) for each call.
     let host = Arc::new(host);
+    let host_report = host.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     let total = args.calls;
     let per = rt.block_on(async move {
@@ -123,5 +146,12 @@ fn calls(args: &Args) -> Result<()> {
         .await
     })?;
     println!("  batch  1: {per:>8.0} ns per message (from a tokio worker, as in the broker)");
+    let report = host_report.report();
+    let router = report.versions.iter().find(|v| v.slot == hotline::policy::Slot::Router).expect("a router");
+    println!(
+        "plugin-bench: memory of a router instance after the calls: {:.2} MiB linear memory; {} instances recycled (memory past 3/4 of the cap)",
+        router.instance_memory_bytes as f64 / (1 << 20) as f64,
+        router.recycled_instances
+    );
     Ok(())
 }

@@ -36,7 +36,7 @@ need "$wasm_tools" "cargo install --locked wasm-tools --version 1.263.0 --no-def
     exit 1
 }
 [ -f "$adapter" ] || {
-    echo "error: $adapter not found; download it: curl -fLo $adapter https://github.com/bytecodealliance/wasmtime/releases/download/v48.0.8/wasi_snapshot_preview1.reactor.wasm" >&2
+    echo "error: $adapter not found; \`hotline plugins new --lang c NAME\` writes it into a new project (copy it from there); it is artefacts/wasi_snapshot_preview1.reactor.wasm of the crates.io crate wasi-preview1-component-adapter-provider 48.0.8" >&2
     exit 1
 }
 

@@ -22,7 +22,8 @@ command -v "$cargo" >/dev/null || {
 
 # The wasm32-wasip2 standard library. Without rustup, the toolchain must already have it.
 if command -v rustup >/dev/null; then
-    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    installed=$(rustup target list --installed 2>/dev/null || true)
+    if ! grep -qx wasm32-wasip2 <<<"$installed"; then
         rustup target add wasm32-wasip2 >/dev/null 2>&1 || {
             echo "error: could not add the wasm32-wasip2 target; run: rustup target add wasm32-wasip2" >&2
             exit 1
