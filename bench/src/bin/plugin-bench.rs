@@ -118,6 +118,9 @@ fn calls(args: &Args) -> Result<()> {
     let meta = |i: usize| MessageMeta { from: "+15550000001".into(), to: format!("+1555{:07}", i % 1000 + 1_000_000), size: 100, at_ms: 0 };
     let compile_us = host.report().versions.iter().find(|v| v.slot == hotline::policy::Slot::Router).map(|v| v.load.compile_us);
     println!("plugin-bench: router call ({name}, direct messages; compiled in {:.1} ms)", compile_us.unwrap_or(0) as f64 / 1000.0);
+    host.route(vec![meta(0)])?;
+    let first = router_memory(&host);
+    println!("  memory of an instance after one call: {:.2} MiB linear memory", first.0 as f64 / (1 << 20) as f64);
     for batch in [1usize, 64] {
         let start = Instant::now();
         let mut routed = 0;
@@ -146,12 +149,17 @@ fn calls(args: &Args) -> Result<()> {
         .await
     })?;
     println!("  batch  1: {per:>8.0} ns per message (from a tokio worker, as in the broker)");
-    let report = host_report.report();
-    let router = report.versions.iter().find(|v| v.slot == hotline::policy::Slot::Router).expect("a router");
+    let (memory, recycled) = router_memory(&host_report);
     println!(
-        "plugin-bench: memory of a router instance after the calls: {:.2} MiB linear memory; {} instances recycled (memory past 3/4 of the cap)",
-        router.instance_memory_bytes as f64 / (1 << 20) as f64,
-        router.recycled_instances
+        "  memory of an instance after all calls: {:.2} MiB linear memory; {recycled} instances recycled (memory past 3/4 of the cap)",
+        memory as f64 / (1 << 20) as f64,
     );
     Ok(())
+}
+
+/// The current router's instance memory (bytes) and recycled-instance count.
+fn router_memory(host: &PluginHost) -> (u64, u64) {
+    let report = host.report();
+    let router = report.versions.iter().find(|v| v.slot == hotline::policy::Slot::Router).expect("a router");
+    (router.instance_memory_bytes, router.recycled_instances)
 }
