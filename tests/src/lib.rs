@@ -433,3 +433,21 @@ impl Broker {
         Ok(())
     }
 }
+
+/// The stdout of a command (e.g. `hotline-chat`) that must succeed; panics with its output
+/// otherwise.
+pub fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "expected success: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The stderr of a command that must fail (a refusal the user sees).
+pub fn refused(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "expected a refusal, got: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr).expect("utf-8 output")
+}
+
+/// The JSON lines `hotline-chat listen` printed (one event each).
+pub fn events(out: std::process::Output) -> Vec<serde_json::Value> {
+    ok(out).lines().map(|l| serde_json::from_str(l).expect("a JSON event line")).collect()
+}

@@ -5,30 +5,14 @@
 //! one fails the test.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use hotline_tests::{build_plugin_script, workspace_root, Broker};
+use hotline_tests::{build_plugin_script, events, ok, refused, workspace_root, Broker};
 
 const ALICE: &str = "+15550900001";
 const BOB: &str = "+15550900002";
 /// A Python or JS component is 12-18 MB; compiling it cold takes tens of seconds here.
 const LOAD_LIMIT: Duration = Duration::from_secs(600);
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "expected success: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The error text of a command that must fail.
-fn refused(out: Output) -> String {
-    assert!(!out.status.success(), "expected a refusal, got: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn events(out: Output) -> Vec<serde_json::Value> {
-    ok(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 /// Builds `plugins/examples/<example>/build.sh` into a scratch folder.
 fn build_example(example: &str, scratch: &Path) -> Vec<u8> {

@@ -4,30 +4,16 @@
 //! `scripts/setup plugins`; a missing one fails the test.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use hotline_tests::{bin, build_plugin_script_with, Broker};
+use hotline_tests::{bin, build_plugin_script_with, events, ok, refused, Broker};
 
 const ALICE: &str = "+15550910001";
 const BOB: &str = "+15550910002";
 const CAROL: &str = "+15550910003";
 /// A Python or JS component is 12-18 MB; compiling it cold takes tens of seconds here.
 const LOAD_LIMIT: Duration = Duration::from_secs(600);
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "expected success: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn refused(out: Output) -> String {
-    assert!(!out.status.success(), "expected a refusal, got: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn events(out: Output) -> Vec<serde_json::Value> {
-    ok(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 /// `hotline plugins new --lang LANG NAME SLOT --dir <scratch>/NAME`, then `build.sh`.
 fn new_and_build(lang: &str, name: &str, slot: &str, scratch: &Path) -> Vec<u8> {

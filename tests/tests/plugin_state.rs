@@ -1,23 +1,13 @@
 //! Plugin state (a group's members, a receipt setting) lives in the broker's storage: it
 //! survives a swap of the plugin and a restart of the broker. Driven with hotline-chat.
 
-use std::process::Output;
 use std::time::Duration;
 
-use hotline_tests::{eventually, install, version_of, with_marker, Broker};
+use hotline_tests::{events, eventually, install, ok, version_of, with_marker, Broker};
 
 const ALICE: &str = "+15550800001";
 const BOB: &str = "+15550800002";
 const CAROL: &str = "+15550800003";
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn events(out: Output) -> Vec<serde_json::Value> {
-    ok(out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_members_survive_a_swap_and_a_restart() {
