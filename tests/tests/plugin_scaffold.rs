@@ -25,8 +25,10 @@ fn new_and_build(lang: &str, name: &str, slot: &str, scratch: &Path) -> Vec<u8> 
         .unwrap());
     assert!(said.contains(&format!("({lang} {slot} plugin, API 0.1.0)")), "{said}");
     assert!(said.contains("./build.sh"), "{said}");
-    // The three Rust projects share one cargo target folder, kept between runs.
-    let rust_target = bin("hotline").parent().unwrap().parent().unwrap().join("scaffold-rust");
+    // The three Rust projects (different names) share one cargo target folder of this run;
+    // not one kept between runs: cargo may take an artifact of an earlier project of the
+    // same name at another path as up to date.
+    let rust_target = scratch.join("rust-target");
     let envs = [("CARGO_TARGET_DIR", rust_target.as_os_str())];
     let envs: &[_] = if lang == "rust" { &envs } else { &[] };
     build_plugin_script_with(&dir.join("build.sh"), &[], envs, &dir.join("out").join(format!("{slot}.wasm"))).unwrap()
