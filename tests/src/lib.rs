@@ -380,23 +380,30 @@ impl Broker {
     /// current. Fails at once if the broker refuses it.
     pub fn load_plugin(&self, slot: &str, bytes: &[u8], limit: Duration) -> Result<String> {
         let version = version_of(bytes);
-        let started = Instant::now();
         install(&self.plugin_dir(), &format!("{slot}.wasm"), bytes)?;
+        self.wait_for_version(slot, &version, limit)?;
+        Ok(version)
+    }
+
+    /// Waits (up to `limit`) until `version` of `slot` is current; fails at once if the
+    /// broker refuses it.
+    pub fn wait_for_version(&self, slot: &str, version: &str, limit: Duration) -> Result<()> {
+        let started = Instant::now();
         let deadline = started + limit;
         loop {
             let report = self.plugins()?;
-            let listed = report["versions"].as_array().into_iter().flatten().find(|v| v["slot"] == slot && v["version"] == version.as_str());
+            let listed = report["versions"].as_array().into_iter().flatten().find(|v| v["slot"] == slot && v["version"] == version);
             if let Some(v) = listed {
                 if v["state"] == "current" || v["state"] == "probation" {
                     eprintln!("{slot} {version} current after {:.1?} (compile_us {})", started.elapsed(), v["compile_us"]);
-                    return Ok(version);
+                    return Ok(());
                 }
             }
             let refused = report["history"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|e| e["slot"] == slot && e["version"] == version.as_str() && e["event"] == "refused");
+                .find(|e| e["slot"] == slot && e["version"] == version && e["event"] == "refused");
             if let Some(e) = refused {
                 bail!("the broker refused {slot} {version}: {}", e["detail"]);
             }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hotline_tests::{build_plugin_script, events, ok, refused, workspace_root, Broker};
+use hotline_tests::{build_plugin_script, events, install, ok, refused, version_of, with_marker, workspace_root, Broker};
 
 const ALICE: &str = "+15550900001";
 const BOB: &str = "+15550900002";
@@ -41,7 +41,17 @@ fn block_list_router(example: &str) {
     let bob = || broker.chat(&profiles.path().join("bob"));
     let builtin = std::fs::read(broker.plugin_dir().join("router.wasm")).unwrap();
 
-    broker.load_plugin("router", &router, LOAD_LIMIT).unwrap();
+    // While the router compiles (tens of seconds for Python and JS), a swap of another
+    // slot is not held up: each slot loads on its own thread.
+    install(&broker.plugin_dir(), "router.wasm", &router).unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // past the quiet period: compiling now
+    let receipts = with_marker(&std::fs::read(broker.plugin_dir().join("receipts.wasm")).unwrap(), example);
+    broker.load_plugin("receipts", &receipts, LOAD_LIMIT).unwrap();
+    let router_now = broker.current_version("router").unwrap();
+    if example != "c-router" {
+        assert_eq!(router_now, version_of(&builtin), "the {example} router was current before the receipts swap finished");
+    }
+    broker.wait_for_version("router", &version_of(&router), LOAD_LIMIT).unwrap();
     assert_eq!(ok(bob().args(["command", "router", "blocked"]).output().unwrap()).trim(), "nobody is blocked");
     assert_eq!(ok(bob().args(["command", "router", "block", ALICE]).output().unwrap()).trim(), format!("blocked {ALICE}"));
     assert_eq!(ok(bob().args(["command", "router", "blocked"]).output().unwrap()).trim(), ALICE);
