@@ -94,7 +94,9 @@ fn run() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Plugins { admin, command } => plugins_command(admin, command),
+        Command::Plugins { command: PluginsCommand::New { lang, name, slot, dir }, .. } => new_plugin(lang, &name, &slot, dir),
+        Command::Plugins { admin, command: PluginsCommand::List { json } } => plugins_list(admin, json),
+        Command::Plugins { admin, command: PluginsCommand::Rollback { slot } } => plugins_rollback(admin, &slot),
         Command::Serve { data, config, listen, admin } => {
             let mut config = match config {
                 Some(path) => Config::load(&path)?,
@@ -174,64 +176,62 @@ async fn shutdown_signal() {
     }
 }
 
-fn plugins_command(admin: SocketAddr, command: PluginsCommand) -> Result<()> {
-    if let PluginsCommand::New { lang, name, slot, dir } = command {
-        return new_plugin(lang, &name, &slot, dir);
+/// The admin API's plugin endpoint, and the error for a broker that does not answer.
+fn plugins_api(admin: SocketAddr) -> (String, String) {
+    (format!("http://{admin}/api/plugins"), format!("cannot reach the broker's admin endpoint at {admin} (is it running? --admin ADDR)"))
+}
+
+fn plugins_list(admin: SocketAddr, json: bool) -> Result<()> {
+    let (base, unreachable) = plugins_api(admin);
+    let report: serde_json::Value = ureq::get(&base).call().context(unreachable)?.body_mut().read_json()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
     }
-    let base = format!("http://{admin}/api/plugins");
-    let unreachable = || format!("cannot reach the broker's admin endpoint at {admin} (is it running? --admin ADDR)");
-    match command {
-        PluginsCommand::List { json } => {
-            let report: serde_json::Value = ureq::get(&base).call().with_context(unreachable)?.body_mut().read_json()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                return Ok(());
-            }
-            println!("{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}", "SLOT", "VERSION", "STATE", "LOADED AT (UTC)", "CALLS", "ERRORS");
-            for v in report["versions"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}",
-                    v["slot"].as_str().unwrap_or("?"),
-                    v["version"].as_str().unwrap_or("?"),
-                    v["state"].as_str().unwrap_or("?"),
-                    format_ms(v["loaded_at_ms"].as_u64().unwrap_or(0)),
-                    v["calls"],
-                    v["errors"]
-                );
-            }
-            let history = report["history"].as_array().cloned().unwrap_or_default();
-            if !history.is_empty() {
-                println!("\nHISTORY");
-                for e in history.iter().rev().take(20).rev() {
-                    println!(
-                        "{}  {:<10} {:<13} {:<12} {}",
-                        format_ms(e["at_ms"].as_u64().unwrap_or(0)),
-                        e["slot"].as_str().unwrap_or("?"),
-                        e["version"].as_str().unwrap_or("?"),
-                        e["event"].as_str().unwrap_or("?"),
-                        e["detail"].as_str().unwrap_or("")
-                    );
-                }
-            }
-            Ok(())
-        }
-        PluginsCommand::Rollback { slot } => {
-            let response = ureq::post(format!("{base}/{slot}/rollback"))
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .send_empty()
-                .with_context(unreachable)?;
-            let ok = response.status().is_success();
-            let body: serde_json::Value = response.into_body().read_json()?;
-            if !ok {
-                anyhow::bail!("rollback of {slot} refused: {}", body["error"].as_str().unwrap_or("unknown error"));
-            }
-            println!("{slot} rolled back; current version {}", body["version"].as_str().unwrap_or("?"));
-            Ok(())
-        }
-        PluginsCommand::New { .. } => unreachable!("handled above"),
+    println!("{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}", "SLOT", "VERSION", "STATE", "LOADED AT (UTC)", "CALLS", "ERRORS");
+    for v in report["versions"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}",
+            v["slot"].as_str().unwrap_or("?"),
+            v["version"].as_str().unwrap_or("?"),
+            v["state"].as_str().unwrap_or("?"),
+            format_ms(v["loaded_at_ms"].as_u64().unwrap_or(0)),
+            v["calls"],
+            v["errors"]
+        );
     }
+    let history = report["history"].as_array().cloned().unwrap_or_default();
+    if !history.is_empty() {
+        println!("\nHISTORY");
+        for e in history.iter().rev().take(20).rev() {
+            println!(
+                "{}  {:<10} {:<13} {:<12} {}",
+                format_ms(e["at_ms"].as_u64().unwrap_or(0)),
+                e["slot"].as_str().unwrap_or("?"),
+                e["version"].as_str().unwrap_or("?"),
+                e["event"].as_str().unwrap_or("?"),
+                e["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn plugins_rollback(admin: SocketAddr, slot: &str) -> Result<()> {
+    let (base, unreachable) = plugins_api(admin);
+    let response = ureq::post(format!("{base}/{slot}/rollback"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .context(unreachable)?;
+    let ok = response.status().is_success();
+    let body: serde_json::Value = response.into_body().read_json()?;
+    if !ok {
+        anyhow::bail!("rollback of {slot} refused: {}", body["error"].as_str().unwrap_or("unknown error"));
+    }
+    println!("{slot} rolled back; current version {}", body["version"].as_str().unwrap_or("?"));
+    Ok(())
 }
 
 fn new_plugin(lang: hotline::scaffold::Lang, name: &str, slot: &str, dir: Option<PathBuf>) -> Result<()> {

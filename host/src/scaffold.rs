@@ -2,14 +2,16 @@
 //! slot from the templates in `host/templates/`, with the WIT contract copied in, so that
 //! its `build.sh` builds a loadable component on the first try.
 //!
-//! Architecture Invariant: this module only writes files. It knows nothing of the broker,
-//! and the templates know nothing of this code beyond the placeholders listed in
-//! [`Placeholders`].
+//! Architecture Invariant: this module only writes files. It knows nothing of the broker
+//! beyond the slot names (`policy::Slot`), and the templates know nothing of this code
+//! beyond the placeholders listed in [`Placeholders`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use include_dir::{include_dir, Dir};
+
+use crate::policy::Slot;
 
 /// `host/templates/<lang>/common/` holds files every slot gets; `<lang>/<slot>/` the slot's
 /// own source. Embedded in the binary so `hotline plugins new` works anywhere.
@@ -51,9 +53,6 @@ impl fmt::Display for Lang {
     }
 }
 
-/// The slots a plugin can fill; each is also the WIT world's name.
-pub const SLOTS: [&str; 3] = ["router", "registrar", "receipts"];
-
 /// Why a project could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
@@ -68,7 +67,7 @@ pub enum ScaffoldError {
     NotEmpty(PathBuf),
     /// The templates for this language and slot are missing from the binary (a build bug).
     #[error("no {lang} template for the {slot} slot in this build of hotline")]
-    NoTemplate { lang: Lang, slot: String },
+    NoTemplate { lang: Lang, slot: Slot },
     /// Writing a file failed.
     #[error("writing {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -77,21 +76,20 @@ pub enum ScaffoldError {
 /// What a template's `{{...}}` placeholders become.
 #[derive(Debug, Clone)]
 pub struct Placeholders {
-    /// `{{name}}`: the project name, e.g. `my-router`.
+    /// `{{name}}`: the project name, e.g. `my-router`; `{{ident}}`: the same with `-` as
+    /// `_` (a Rust crate's library name).
     pub name: String,
-    /// `{{ident}}`: the name with `-` as `_` (a Rust crate's library name, a C prefix).
-    pub ident: String,
     /// `{{slot}}`: router, registrar or receipts (the WIT world).
-    pub slot: String,
-    /// `{{lang}}`: rust, c, python or js.
+    pub slot: Slot,
+    /// `{{lang}}`: rust, c, python or js. (`{{api_version}}` is [`API_VERSION`].)
     pub lang: Lang,
 }
 
 impl Placeholders {
     fn apply(&self, text: &str) -> String {
         text.replace("{{name}}", &self.name)
-            .replace("{{ident}}", &self.ident)
-            .replace("{{slot}}", &self.slot)
+            .replace("{{ident}}", &self.name.replace('-', "_"))
+            .replace("{{slot}}", self.slot.name())
             .replace("{{lang}}", self.lang.name())
             .replace("{{api_version}}", API_VERSION)
     }
@@ -114,9 +112,7 @@ pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
 /// be empty). Returns the files written, relative to `dir`, in order.
 pub fn create(lang: Lang, name: &str, slot: &str, dir: &Path) -> Result<Vec<PathBuf>, ScaffoldError> {
     check_name(name)?;
-    if !SLOTS.contains(&slot) {
-        return Err(ScaffoldError::BadSlot(slot.to_string()));
-    }
+    let slot = Slot::from_name(slot).ok_or_else(|| ScaffoldError::BadSlot(slot.to_string()))?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ScaffoldError::Io { path, source }
@@ -127,12 +123,12 @@ pub fn create(lang: Lang, name: &str, slot: &str, dir: &Path) -> Result<Vec<Path
     let common = TEMPLATES.get_dir(format!("{lang}/common"));
     let own = TEMPLATES.get_dir(format!("{lang}/{slot}"));
     let (Some(common), Some(own)) = (common, own) else {
-        return Err(ScaffoldError::NoTemplate { lang, slot: slot.to_string() });
+        return Err(ScaffoldError::NoTemplate { lang, slot });
     };
-    let values = Placeholders { name: name.to_string(), ident: name.replace('-', "_"), slot: slot.to_string(), lang };
+    let values = Placeholders { name: name.to_string(), slot, lang };
 
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    for (root, template) in [(common, "common"), (own, slot)] {
+    for (root, template) in [(common, "common"), (own, slot.name())] {
         let prefix = Path::new(lang.name()).join(template);
         for file in all_files(root) {
             let relative = file.path().strip_prefix(&prefix).expect("template file under its folder");
@@ -189,10 +185,10 @@ mod tests {
     #[test]
     fn every_language_and_slot_gets_a_complete_project_with_no_placeholder_left() {
         for lang in Lang::ALL {
-            for slot in SLOTS {
+            for slot in Slot::ALL {
                 let dir = tempfile::tempdir().unwrap();
                 let project = dir.path().join("my-plugin");
-                let files = create(lang, "my-plugin", slot, &project).unwrap();
+                let files = create(lang, "my-plugin", slot.name(), &project).unwrap();
                 assert!(files.contains(&PathBuf::from("build.sh")), "{lang} {slot}: {files:?}");
                 assert!(files.contains(&PathBuf::from("README.md")), "{lang} {slot}");
                 assert!(files.contains(&PathBuf::from(".gitignore")), "{lang} {slot}");

@@ -160,8 +160,14 @@ impl Broker {
         Ok(Client::connect(&self.options()).await?)
     }
 
-    /// The latest code sent to `phone` through the development SMS outbox.
+    /// The latest (5-digit, the default registrar's) code sent to `phone` through the
+    /// development SMS outbox.
     pub fn sms_code(&self, phone: &str) -> Result<String> {
+        self.sms_code_of(phone, 5)
+    }
+
+    /// The latest `digits`-long code sent to `phone` through the development SMS outbox.
+    pub fn sms_code_of(&self, phone: &str, digits: usize) -> Result<String> {
         let text = std::fs::read_to_string(self.data.join("sms-outbox.jsonl")).context("reading SMS outbox")?;
         for line in text.lines().rev() {
             let sms: serde_json::Value = serde_json::from_str(line)?;
@@ -169,8 +175,8 @@ impl Broker {
                 let body = sms["text"].as_str().unwrap_or_default();
                 let code: String = body
                     .split(|c: char| !c.is_ascii_digit())
-                    .find(|w| w.len() == 5)
-                    .with_context(|| format!("no 5-digit code in {body:?}"))?
+                    .find(|w| w.len() == digits)
+                    .with_context(|| format!("no {digits}-digit code in {body:?}"))?
                     .to_string();
                 return Ok(code);
             }
@@ -340,14 +346,14 @@ pub fn tools_path() -> std::ffi::OsString {
     std::env::join_paths(dirs).expect("PATH")
 }
 
-/// Runs a plugin's `build.sh` (with the plugin toolchains on `PATH`) and returns what it
-/// built at `out`. A missing tool fails the test with the script's message: never a skip.
-pub fn build_plugin_script(script: &Path, args: &[&std::ffi::OsStr], out: &Path) -> Result<Vec<u8>> {
-    build_plugin_script_with(script, args, &[], out)
-}
+/// How long a plugin load may take: a 12-18 MB Python or JS component compiles for tens of
+/// seconds (longer in a debug broker on a busy machine).
+pub const BIG_PLUGIN_LOAD: Duration = Duration::from_secs(600);
 
-/// [`build_plugin_script`] with extra environment variables.
-pub fn build_plugin_script_with(script: &Path, args: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)], out: &Path) -> Result<Vec<u8>> {
+/// Runs a plugin's `build.sh` with `args` and extra `envs` (and the plugin toolchains on
+/// `PATH`) and returns what it built at `out`. A missing tool fails the test with the
+/// script's message: never a skip.
+pub fn build_plugin_script(script: &Path, args: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)], out: &Path) -> Result<Vec<u8>> {
     let started = Instant::now();
     let output = Command::new(script)
         .args(args)
@@ -421,19 +427,8 @@ impl Broker {
         if !asked.status.success() {
             bail!("asking a code for {phone}: {}", String::from_utf8_lossy(&asked.stderr));
         }
-        let text = std::fs::read_to_string(self.data.join("sms-outbox.jsonl"))?;
-        let body = text
-            .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|sms| sms["to"] == phone)
-            .and_then(|sms| sms["text"].as_str().map(String::from))
-            .with_context(|| format!("no SMS to {phone}"))?;
-        let code = body
-            .split(|c: char| !c.is_ascii_digit())
-            .find(|w| w.len() == digits)
-            .with_context(|| format!("no {digits}-digit code in {body:?}"))?;
-        let verified = self.chat(profile).args(["register", phone, "--code", code]).output()?;
+        let code = self.sms_code_of(phone, digits)?;
+        let verified = self.chat(profile).args(["register", phone, "--code", &code]).output()?;
         if !verified.status.success() {
             bail!("verifying {phone}: {}", String::from_utf8_lossy(&verified.stderr));
         }

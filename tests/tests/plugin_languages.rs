@@ -7,18 +7,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hotline_tests::{build_plugin_script, events, install, ok, refused, version_of, with_marker, workspace_root, Broker};
+use hotline_tests::{build_plugin_script, events, BIG_PLUGIN_LOAD, install, ok, refused, version_of, with_marker, workspace_root, Broker};
 
 const ALICE: &str = "+15550900001";
 const BOB: &str = "+15550900002";
-/// A Python or JS component is 12-18 MB; compiling it cold takes tens of seconds here.
-const LOAD_LIMIT: Duration = Duration::from_secs(600);
 
 /// Builds `plugins/examples/<example>/build.sh` into a scratch folder.
 fn build_example(example: &str, scratch: &Path) -> Vec<u8> {
     let script = workspace_root().join("plugins/examples").join(example).join("build.sh");
     let out = scratch.join(format!("{example}.wasm"));
-    build_plugin_script(&script, &[out.as_os_str()], &out).unwrap()
+    build_plugin_script(&script, &[out.as_os_str()], &[], &out).unwrap()
 }
 
 /// A broker with Alice and Bob registered through `hotline-chat`.
@@ -46,12 +44,12 @@ fn block_list_router(example: &str) {
     install(&broker.plugin_dir(), "router.wasm", &router).unwrap();
     std::thread::sleep(Duration::from_millis(500)); // past the quiet period: compiling now
     let receipts = with_marker(&std::fs::read(broker.plugin_dir().join("receipts.wasm")).unwrap(), example);
-    broker.load_plugin("receipts", &receipts, LOAD_LIMIT).unwrap();
+    broker.load_plugin("receipts", &receipts, BIG_PLUGIN_LOAD).unwrap();
     let router_now = broker.current_version("router").unwrap();
     if example != "c-router" {
         assert_eq!(router_now, version_of(&builtin), "the {example} router was current before the receipts swap finished");
     }
-    broker.wait_for_version("router", &version_of(&router), LOAD_LIMIT).unwrap();
+    broker.wait_for_version("router", &version_of(&router), BIG_PLUGIN_LOAD).unwrap();
     assert_eq!(ok(bob().args(["command", "router", "blocked"]).output().unwrap()).trim(), "nobody is blocked");
     assert_eq!(ok(bob().args(["command", "router", "block", ALICE]).output().unwrap()).trim(), format!("blocked {ALICE}"));
     assert_eq!(ok(bob().args(["command", "router", "blocked"]).output().unwrap()).trim(), ALICE);
@@ -76,7 +74,7 @@ fn block_list_router(example: &str) {
 
     // Block again, then swap the built-in router back: it knows nothing of block lists.
     ok(bob().args(["command", "router", "block", ALICE]).output().unwrap());
-    broker.load_plugin("router", &builtin, LOAD_LIMIT).unwrap();
+    broker.load_plugin("router", &builtin, BIG_PLUGIN_LOAD).unwrap();
     ok(alice().args(["send", BOB, "the default router lets me through"]).output().unwrap());
     let got = events(bob().args(["listen", "--count", "1", "--timeout", "20"]).output().unwrap());
     assert_eq!(got[0]["text"].as_str(), Some("the default router lets me through"));
@@ -125,7 +123,7 @@ fn python_receipts_hide_read_receipts_and_the_builtin_receipts_come_back() {
         got.iter().filter_map(|e| e["status"].as_str().map(String::from)).collect()
     };
 
-    broker.load_plugin("receipts", &receipts, LOAD_LIMIT).unwrap();
+    broker.load_plugin("receipts", &receipts, BIG_PLUGIN_LOAD).unwrap();
     assert_eq!(
         ok(alice().args(["command", "receipts", "policy"]).output().unwrap()).trim(),
         "delivered receipts: always; read receipts: never"
@@ -134,7 +132,7 @@ fn python_receipts_hide_read_receipts_and_the_builtin_receipts_come_back() {
     let counters = &broker.plugins().unwrap()["counters"]["receipts"];
     assert_eq!((counters["delivered_receipts"].as_u64(), counters["read_receipts_dropped"].as_u64()), (Some(1), Some(1)), "{counters}");
 
-    broker.load_plugin("receipts", &builtin, LOAD_LIMIT).unwrap();
+    broker.load_plugin("receipts", &builtin, BIG_PLUGIN_LOAD).unwrap();
     assert_eq!(statuses("read me too"), vec!["delivered", "read"]);
     let why = refused(alice().args(["command", "receipts", "policy"]).output().unwrap());
     assert!(why.contains("unknown command"), "{why}");

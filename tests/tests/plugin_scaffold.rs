@@ -5,15 +5,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use hotline_tests::{bin, build_plugin_script_with, events, ok, refused, Broker};
+use hotline_tests::{bin, build_plugin_script, events, ok, refused, Broker, BIG_PLUGIN_LOAD};
 
 const ALICE: &str = "+15550910001";
 const BOB: &str = "+15550910002";
 const CAROL: &str = "+15550910003";
-/// A Python or JS component is 12-18 MB; compiling it cold takes tens of seconds here.
-const LOAD_LIMIT: Duration = Duration::from_secs(600);
 
 /// `hotline plugins new --lang LANG NAME SLOT --dir <scratch>/NAME`, then `build.sh`.
 fn new_and_build(lang: &str, name: &str, slot: &str, scratch: &Path) -> Vec<u8> {
@@ -31,7 +28,7 @@ fn new_and_build(lang: &str, name: &str, slot: &str, scratch: &Path) -> Vec<u8> 
     let rust_target = scratch.join("rust-target");
     let envs = [("CARGO_TARGET_DIR", rust_target.as_os_str())];
     let envs: &[_] = if lang == "rust" { &envs } else { &[] };
-    build_plugin_script_with(&dir.join("build.sh"), &[], envs, &dir.join("out").join(format!("{slot}.wasm"))).unwrap()
+    build_plugin_script(&dir.join("build.sh"), &[], envs, &dir.join("out").join(format!("{slot}.wasm"))).unwrap()
 }
 
 /// Router, registrar and receipts projects in `lang`, each loaded into one broker in turn.
@@ -52,7 +49,7 @@ fn scaffolded_plugins_work(lang: &str) {
     // Router: direct messages to E.164 numbers, anything else refused with a reason.
     let name = format!("{lang}-router");
     let router = new_and_build(lang, &name, "router", scratch.path());
-    broker.load_plugin("router", &router, LOAD_LIMIT).unwrap();
+    broker.load_plugin("router", &router, BIG_PLUGIN_LOAD).unwrap();
     hello("router", &name);
     ok(alice().args(["send", BOB, "through the new router"]).output().unwrap());
     let got = events(bob().args(["listen", "--count", "1", "--timeout", "20"]).output().unwrap());
@@ -65,7 +62,7 @@ fn scaffolded_plugins_work(lang: &str) {
     // Registrar: six-digit codes by SMS; a wrong code is refused, the right one registers.
     let name = format!("{lang}-registrar");
     let registrar = new_and_build(lang, &name, "registrar", scratch.path());
-    broker.load_plugin("registrar", &registrar, LOAD_LIMIT).unwrap();
+    broker.load_plugin("registrar", &registrar, BIG_PLUGIN_LOAD).unwrap();
     hello("registrar", &name);
     let carol = profiles.path().join("carol");
     ok(broker.chat(&carol).args(["register", CAROL]).stdin(std::process::Stdio::null()).output().unwrap());
@@ -82,7 +79,7 @@ fn scaffolded_plugins_work(lang: &str) {
     // Receipts: every receipt allowed, so Alice hears "delivered" and "read".
     let name = format!("{lang}-receipts");
     let receipts = new_and_build(lang, &name, "receipts", scratch.path());
-    broker.load_plugin("receipts", &receipts, LOAD_LIMIT).unwrap();
+    broker.load_plugin("receipts", &receipts, BIG_PLUGIN_LOAD).unwrap();
     hello("receipts", &name);
     ok(alice().args(["send", BOB, "read me"]).output().unwrap());
     events(bob().args(["listen", "--count", "1", "--timeout", "20", "--read"]).output().unwrap());

@@ -15,9 +15,7 @@ async fn group_members_survive_a_swap_and_a_restart() {
     let profiles = tempfile::tempdir().unwrap();
     let profile = |name: &str| profiles.path().join(name);
     for (name, phone) in [("alice", ALICE), ("bob", BOB), ("carol", CAROL)] {
-        ok(broker.chat(&profile(name)).args(["register", phone]).stdin(std::process::Stdio::null()).output().unwrap());
-        let code = broker.sms_code(phone).unwrap();
-        ok(broker.chat(&profile(name)).args(["register", phone, "--code", &code]).output().unwrap());
+        broker.register_chat(&profile(name), phone, 5).unwrap();
     }
     let alice = || broker.chat(&profile("alice"));
     ok(alice().args(["group", "create", "#team"]).output().unwrap());
@@ -64,9 +62,7 @@ async fn hiding_read_receipts_is_a_per_user_setting_of_the_receipts_plugin() {
     let profiles = tempfile::tempdir().unwrap();
     let profile = |name: &str| profiles.path().join(name);
     for (name, phone) in [("alice", ALICE), ("bob", BOB)] {
-        ok(broker.chat(&profile(name)).args(["register", phone]).stdin(std::process::Stdio::null()).output().unwrap());
-        let code = broker.sms_code(phone).unwrap();
-        ok(broker.chat(&profile(name)).args(["register", phone, "--code", &code]).output().unwrap());
+        broker.register_chat(&profile(name), phone, 5).unwrap();
     }
     ok(broker.chat(&profile("bob")).args(["command", "receipts", "read-receipts", "off"]).output().unwrap());
     ok(broker.chat(&profile("alice")).args(["send", BOB, "private?"]).output().unwrap());

@@ -116,11 +116,10 @@ fn calls(args: &Args) -> Result<()> {
     };
     let host = PluginHost::start(PluginsConfig::default(), plugins, dir.path().join("cache"), store, sms)?;
     let meta = |i: usize| MessageMeta { from: "+15550000001".into(), to: format!("+1555{:07}", i % 1000 + 1_000_000), size: 100, at_ms: 0 };
-    let compile_us = host.report().versions.iter().find(|v| v.slot == hotline::policy::Slot::Router).map(|v| v.load.compile_us);
-    println!("plugin-bench: router call ({name}, direct messages; compiled in {:.1} ms)", compile_us.unwrap_or(0) as f64 / 1000.0);
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    println!("plugin-bench: router call ({name}, direct messages; compiled in {:.1} ms)", router_info(&host).load.compile_us as f64 / 1000.0);
     host.route(vec![meta(0)])?;
-    let first = router_memory(&host);
-    println!("  memory of an instance after one call: {:.2} MiB linear memory", first.0 as f64 / (1 << 20) as f64);
+    println!("  memory of an instance after one call: {:.2} MiB linear memory", mib(router_info(&host).instance_memory_bytes));
     for batch in [1usize, 64] {
         let start = Instant::now();
         let mut routed = 0;
@@ -149,17 +148,16 @@ fn calls(args: &Args) -> Result<()> {
         .await
     })?;
     println!("  batch  1: {per:>8.0} ns per message (from a tokio worker, as in the broker)");
-    let (memory, recycled) = router_memory(&host_report);
+    let router = router_info(&host_report);
     println!(
-        "  memory of an instance after all calls: {:.2} MiB linear memory; {recycled} instances recycled (memory past 3/4 of the cap)",
-        memory as f64 / (1 << 20) as f64,
+        "  memory of an instance after all calls: {:.2} MiB linear memory; {} instances recycled (memory past 3/4 of the cap)",
+        mib(router.instance_memory_bytes),
+        router.recycled_instances
     );
     Ok(())
 }
 
-/// The current router's instance memory (bytes) and recycled-instance count.
-fn router_memory(host: &PluginHost) -> (u64, u64) {
-    let report = host.report();
-    let router = report.versions.iter().find(|v| v.slot == hotline::policy::Slot::Router).expect("a router");
-    (router.instance_memory_bytes, router.recycled_instances)
+/// What the plugin host reports of the current router version (listed first).
+fn router_info(host: &PluginHost) -> hotline::plugins::VersionInfo {
+    host.report().versions.into_iter().find(|v| v.slot == hotline::policy::Slot::Router).expect("a router")
 }

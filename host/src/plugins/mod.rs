@@ -44,6 +44,9 @@ use crate::store::Store;
 pub struct Limits {
     pub call_timeout: Duration,
     pub memory_bytes: usize,
+    /// An instance holding more linear memory than this after a call is recycled (3/4 of
+    /// `memory_bytes`).
+    pub recycle_above_bytes: usize,
     pub max_idle_instances: usize,
 }
 
@@ -119,6 +122,7 @@ impl PluginHost {
         let limits = Limits {
             call_timeout: Duration::from_millis(config.call_timeout_ms),
             memory_bytes: (config.memory_limit_mib as usize) << 20,
+            recycle_above_bytes: ((config.memory_limit_mib as usize) << 20) / 4 * 3,
             max_idle_instances: config.max_idle_instances,
         };
         let ctx = PluginContext {

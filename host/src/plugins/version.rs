@@ -196,7 +196,7 @@ impl Version {
                 self.consecutive_errors.store(0, Ordering::Relaxed);
                 let memory = loaded.store.data().limits.memory_bytes;
                 self.instance_memory.store(memory as u64, Ordering::Relaxed);
-                if memory > ctx.limits.memory_bytes / 4 * 3 {
+                if memory > ctx.limits.recycle_above_bytes {
                     // An instance that keeps growing (componentize-js's does, ~0.5 KiB per
                     // call) is replaced before it hits the cap and fails a call.
                     self.recycled.fetch_add(1, Ordering::Relaxed);
