@@ -17,12 +17,39 @@ use crate::policy::Slot;
 /// The admin routes.
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/plugins", get(plugins))
         .route("/api/plugins/{slot}/rollback", post(rollback))
         .with_state(broker)
+}
+
+/// Liveness: fails (503, with the reason) once storage refuses writes, which only a
+/// restart can clear.
+async fn healthz(State(broker): State<Arc<Broker>>) -> Response {
+    match storage_refusal(&broker) {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        None => "ok\n".into_response(),
+    }
+}
+
+/// Readiness: fails (503, with the reason) while the broker cannot accept messages.
+async fn readyz(State(broker): State<Arc<Broker>>) -> Response {
+    match storage_refusal(&broker) {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        None => "ready\n".into_response(),
+    }
+}
+
+fn storage_refusal(broker: &Broker) -> Option<String> {
+    let health = broker.store.health().report();
+    health.poisoned_by.map(|cause| {
+        format!(
+            "storage refuses writes since: {cause} ({} writes refused); fix the cause (e.g. free disk space) and restart the broker\n",
+            health.failed_writes
+        )
+    })
 }
 
 async fn plugins(State(broker): State<Arc<Broker>>) -> Json<crate::plugins::PluginsReport> {
@@ -46,6 +73,19 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> String {
     let _ = writeln!(out, "# TYPE hotline_commit_queue gauge\nhotline_commit_queue {}", broker.committer.queue_len());
     let _ = writeln!(out, "# TYPE hotline_commit_groups_total counter\nhotline_commit_groups_total {}", stats.groups.load(Ordering::Relaxed));
     let _ = writeln!(out, "# TYPE hotline_commit_jobs_total counter\nhotline_commit_jobs_total {}", stats.jobs.load(Ordering::Relaxed));
+    let health = broker.store.health().report();
+    let _ = writeln!(out, "# HELP hotline_storage_poisoned 1 once storage refuses writes after a failed write or fsync (until restart).");
+    let _ = writeln!(out, "# TYPE hotline_storage_poisoned gauge\nhotline_storage_poisoned {}", u8::from(health.poisoned_by.is_some()));
+    let _ = writeln!(out, "# HELP hotline_storage_failed_writes_total Commit groups or jobs that storage refused.");
+    let _ = writeln!(out, "# TYPE hotline_storage_failed_writes_total counter\nhotline_storage_failed_writes_total {}", health.failed_writes);
+    let gauges = [
+        ("hotline_connection_inbound_bytes", "Bytes of decoded frames waiting for their session, all connections.", &broker.gauges.inbound_bytes),
+        ("hotline_connection_mailbox_bytes", "Bytes of frames waiting in session mailboxes to be written, all connections.", &broker.gauges.mailbox_bytes),
+        ("hotline_connection_pending_send_bytes", "Bytes of message bodies received and not yet committed, all connections.", &broker.gauges.pending_send_bytes),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Ordering::Relaxed));
+    }
     let report = broker.plugins.report();
     let _ = writeln!(out, "# TYPE hotline_plugin_calls_total counter");
     for v in &report.versions {

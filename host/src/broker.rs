@@ -1,6 +1,7 @@
 //! The broker's core: storage, the commit queue, policy, the SMS provider and the online
 //! sessions, wired together. Commands in `cmd/` act on it; the QUIC server drives it.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,19 @@ pub struct Broker {
     /// Serialises registrar policy calls, so that attempt and request limits are counted
     /// exactly even when many connections register the same number at once.
     pub registration: std::sync::Mutex<()>,
+    /// What connections hold in memory, in bytes (for `/metrics`).
+    pub gauges: ConnectionGauges,
+}
+
+/// Bytes held by all connections together, each kind bounded per connection.
+#[derive(Debug, Default)]
+pub struct ConnectionGauges {
+    /// Decoded frames waiting for their session.
+    pub inbound_bytes: Arc<AtomicU64>,
+    /// Encoded frames waiting in session mailboxes to be written.
+    pub mailbox_bytes: Arc<AtomicU64>,
+    /// Message bodies sent and not yet committed.
+    pub pending_send_bytes: Arc<AtomicU64>,
 }
 
 impl Broker {
@@ -57,11 +71,13 @@ impl Broker {
             limits: config.limits.clone(),
             message_ttl: config.message_ttl(),
             registration: std::sync::Mutex::new(()),
+            gauges: ConnectionGauges::default(),
         }))
     }
 
     /// Waits until every write submitted so far is committed (used at shutdown).
     pub async fn flush(&self) -> Result<()> {
+        self.store.health().log_summary();
         self.committer.commit(|_| Ok(())).await?;
         Ok(())
     }

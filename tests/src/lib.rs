@@ -37,6 +37,8 @@ pub struct Broker {
     pub admin: SocketAddr,
     pub data: PathBuf,
     extra_args: Vec<String>,
+    /// Where the broker's stderr goes (appended), if not to the test's own stderr.
+    stderr_log: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -50,20 +52,72 @@ impl Broker {
     pub fn start_with(args: &[&str]) -> Result<Broker> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
+        Broker::start_at(data, args, None, Some(dir))
+    }
+
+    /// Starts a broker on data folder `data` (made if missing) with extra `serve`
+    /// arguments, its stderr appended to `stderr_log` if given. `dir` is kept until the
+    /// broker is dropped.
+    pub fn start_at(data: PathBuf, args: &[&str], stderr_log: Option<PathBuf>, dir: Option<tempfile::TempDir>) -> Result<Broker> {
         let mut broker = Broker {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
             data,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
-            _dir: Some(dir),
+            stderr_log,
+            _dir: dir,
         };
         let any = "127.0.0.1:0".parse().unwrap();
         broker.spawn(any, any)?;
         Ok(broker)
     }
 
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `GET path` on the admin endpoint: the status code and the body.
+    pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.admin).context("connecting to the admin endpoint")?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.admin)?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// The value of a metric line `name` (exactly, labels included) in `/metrics`.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let (_, body) = self.admin_get("/metrics")?;
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .with_context(|| format!("no metric {name} in /metrics"))
+    }
+
+    /// Resident memory of the broker process, in bytes (VmRSS in /proc).
+    pub fn rss_bytes(&self) -> Result<u64> {
+        let pid = self.pid().context("the broker is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("no VmRSS")?;
+        Ok(kib * 1024)
+    }
+
     fn spawn(&mut self, listen: SocketAddr, admin: SocketAddr) -> Result<()> {
+        let stderr = match &self.stderr_log {
+            Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(bin("hotline"))
             .arg("serve")
             .arg("--data")
@@ -75,7 +129,7 @@ impl Broker {
             .args(&self.extra_args)
             .env("HOTLINE_LOG", std::env::var("HOTLINE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .context("starting hotline")?;
         let stdout = child.stdout.take().unwrap();

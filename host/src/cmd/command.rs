@@ -2,18 +2,20 @@
 
 use hotline_protocol::ServerFrame;
 
+use super::{clamp, quote, MAX_COMMAND_OUTPUT_BYTES, MAX_REASON_BYTES};
 use crate::broker::Broker;
 use crate::policy::Slot;
 
-/// Passes the command to the plugin in `slot` and answers with its output.
+/// Passes the command to the plugin in `slot` and answers with its output (cut at
+/// [`MAX_COMMAND_OUTPUT_BYTES`]; an error at [`MAX_REASON_BYTES`]).
 pub fn command(broker: &Broker, from: &str, request_id: u64, slot: &str, name: &str, args: Vec<String>) -> ServerFrame {
     let answer = |ok, output: String| ServerFrame::CommandResult { request_id, ok, output };
     let Some(slot) = Slot::from_name(slot) else {
-        return answer(false, format!("no plugin slot {slot:?}; slots are router, registrar, receipts"));
+        return answer(false, format!("no plugin slot {}; slots are router, registrar, receipts", quote(slot)));
     };
     match broker.policy.command(slot, from, name, args) {
-        Ok(Ok(output)) => answer(true, output),
-        Ok(Err(error)) => answer(false, error),
+        Ok(Ok(output)) => answer(true, clamp(output, MAX_COMMAND_OUTPUT_BYTES)),
+        Ok(Err(error)) => answer(false, clamp(error, MAX_REASON_BYTES)),
         Err(e) => answer(false, format!("{e}; try again")),
     }
 }

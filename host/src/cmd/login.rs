@@ -2,6 +2,7 @@
 
 use hotline_protocol::is_e164;
 
+use super::quote;
 use super::register::hash_key;
 use crate::broker::Broker;
 
@@ -12,14 +13,14 @@ pub enum LoginError {
     #[error("{0}")]
     Refused(String),
     /// Storage failed.
-    #[error("storage is unavailable: {0}")]
+    #[error("storage is unavailable")]
     Storage(#[from] crate::store::StoreError),
 }
 
 /// Checks `key` against the stored hash for `phone`.
 pub fn login(broker: &Broker, phone: &str, key: &str) -> Result<(), LoginError> {
     if !is_e164(phone) {
-        return Err(LoginError::Refused(format!("{phone:?} is not an E.164 number")));
+        return Err(LoginError::Refused(format!("{} is not an E.164 number", quote(phone))));
     }
     let Some(account) = broker.store.account(phone)? else {
         return Err(LoginError::Refused(format!("{phone} is not registered")));

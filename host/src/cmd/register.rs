@@ -5,7 +5,7 @@ use hotline_protocol::{close_code, is_e164, ErrorCode, ServerFrame};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::error;
+use super::{clamp, error, quote, MAX_REASON_BYTES};
 use crate::broker::{now_ms, Broker};
 use crate::policy::Refusal;
 use crate::sessions::Kick;
@@ -14,7 +14,7 @@ use crate::store::Account;
 /// Asks the registrar plugin to send a code by SMS.
 pub fn request_code(broker: &Broker, phone: &str) -> ServerFrame {
     if !is_e164(phone) {
-        return error(ErrorCode::InvalidArgument, format!("{phone:?} is not an E.164 number like +15551234567"));
+        return error(ErrorCode::InvalidArgument, format!("{} is not an E.164 number like +15551234567", quote(phone)));
     }
     let decision = {
         let _one_at_a_time = broker.registration.lock().unwrap_or_else(|p| p.into_inner());
@@ -22,7 +22,7 @@ pub fn request_code(broker: &Broker, phone: &str) -> ServerFrame {
     };
     match decision {
         Ok(Ok(expires_in_secs)) => ServerFrame::CodeSent { phone: phone.to_string(), expires_in_secs },
-        Ok(Err(Refusal { error: code, reason })) => error(code, reason),
+        Ok(Err(Refusal { error: code, reason })) => error(code, clamp(reason, MAX_REASON_BYTES)),
         Err(e) => {
             tracing::warn!(error = %e, "registrar plugin failed");
             error(ErrorCode::Retryable, "registration is unavailable right now; try again")
@@ -33,7 +33,7 @@ pub fn request_code(broker: &Broker, phone: &str) -> ServerFrame {
 /// Checks the code with policy; on success issues a new key and revokes the old device's.
 pub async fn verify(broker: &Broker, phone: &str, code: &str) -> ServerFrame {
     if !is_e164(phone) {
-        return error(ErrorCode::InvalidArgument, format!("{phone:?} is not an E.164 number like +15551234567"));
+        return error(ErrorCode::InvalidArgument, format!("{} is not an E.164 number like +15551234567", quote(phone)));
     }
     let decision = {
         let _one_at_a_time = broker.registration.lock().unwrap_or_else(|p| p.into_inner());
@@ -41,7 +41,7 @@ pub async fn verify(broker: &Broker, phone: &str, code: &str) -> ServerFrame {
     };
     match decision {
         Ok(Ok(())) => {}
-        Ok(Err(Refusal { error: code, reason })) => return error(code, reason),
+        Ok(Err(Refusal { error: code, reason })) => return error(code, clamp(reason, MAX_REASON_BYTES)),
         Err(e) => {
             tracing::warn!(error = %e, "registrar plugin failed");
             return error(ErrorCode::Retryable, "registration is unavailable right now; try again");

@@ -4,6 +4,7 @@
 
 use hotline_protocol::{is_e164, ErrorCode, ServerFrame};
 
+use super::{clamp, quote, MAX_REASON_BYTES};
 use crate::broker::{now_ms, Broker};
 use crate::policy::{MessageMeta, Route};
 use crate::store::{IdempotencyRecord, Pending, StoredItem};
@@ -34,7 +35,7 @@ pub async fn send(broker: &Broker, from: &str, batch: Vec<Outgoing>) -> Vec<Subm
     let mut routable = Vec::new();
     for (i, msg) in batch.iter().enumerate() {
         let refusal = if msg.to.is_empty() || msg.to.len() > MAX_ADDRESS_LEN || msg.to.chars().any(char::is_control) {
-            Some((ErrorCode::InvalidArgument, format!("{:?} is not an address", msg.to)))
+            Some((ErrorCode::InvalidArgument, format!("{} is not an address (1 to {MAX_ADDRESS_LEN} bytes, no control characters)", quote(&msg.to))))
         } else if msg.body.len() > broker.limits.max_body_bytes {
             Some((ErrorCode::TooLarge, format!("body of {} bytes exceeds the limit of {}", msg.body.len(), broker.limits.max_body_bytes)))
         } else {
@@ -78,7 +79,7 @@ async fn submit(broker: &Broker, from: &str, msg: Outgoing, route: Option<Route>
     let fail = |error, reason: String| Submitted::Refused(ServerFrame::SendFailed { client_id, error, reason });
     let recipients = match route {
         Some(Route::Deliver(recipients)) => recipients,
-        Some(Route::Reject(reason)) => return fail(ErrorCode::Rejected, reason),
+        Some(Route::Reject(reason)) => return fail(ErrorCode::Rejected, clamp(reason, MAX_REASON_BYTES)),
         None => return fail(ErrorCode::Retryable, "routing is unavailable right now; retry with the same client id".into()),
     };
     // Only registered numbers get a queue; a route naming nobody registered is refused.
@@ -125,9 +126,7 @@ async fn submit(broker: &Broker, from: &str, msg: Outgoing, route: Option<Route>
 pub fn outcome(client_id: u64, result: Result<u64, crate::store::StoreError>) -> ServerFrame {
     match result {
         Ok(id) => ServerFrame::Sent { client_id, id },
-        Err(e) => {
-            tracing::error!(error = %e, "storing a message failed");
-            ServerFrame::SendFailed { client_id, error: ErrorCode::Retryable, reason: e.to_string() }
-        }
+        // Storage failures are logged once by `store::Health`, not once per message.
+        Err(e) => ServerFrame::SendFailed { client_id, error: ErrorCode::Retryable, reason: format!("{e}; retry with the same client id") },
     }
 }

@@ -3,6 +3,7 @@
 
 mod connection;
 mod listener;
+mod mailbox;
 mod session;
 
 pub use listener::Listener;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
 use tokio::sync::{mpsc, oneshot};
 
-use super::records::{encode, Account, IdempotencyRecord, StoredItem};
+use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, StoredItem};
 use super::{keys, Durability, Store, StoreError};
 
 /// Called with each user whose queue gained durable items, after the fsync.
@@ -54,7 +54,17 @@ pub struct Pending<T> {
 impl<T> Pending<T> {
     /// Waits for the job's result, available after the fsync that covers its writes.
     pub async fn wait(self) -> Result<T, StoreError> {
-        self.rx.await.unwrap_or(Err(StoreError::Closed))
+        self.await
+    }
+}
+
+/// A `Pending` is also a future of its result, so a session can poll it in place (by
+/// `&mut`) among other events.
+impl<T> std::future::Future for Pending<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(StoreError::Closed)))
     }
 }
 
@@ -102,6 +112,16 @@ impl Txn<'_> {
     pub fn delete_idempotency(&mut self, key: &[u8]) {
         self.batch.remove(&self.store.idempotency, key.to_vec());
     }
+
+    /// Stages the record that `reader` accepted message `id` (what a later `Read` must name).
+    pub fn put_delivered(&mut self, reader: &str, id: u64, record: &DeliveredRecord) {
+        self.batch.insert(&self.store.delivered, keys::queue_key(reader, id), encode(record));
+    }
+
+    /// Stages the removal of the delivered record of message `id` for `reader`.
+    pub fn delete_delivered(&mut self, reader: &str, id: u64) {
+        self.batch.remove(&self.store.delivered, keys::queue_key(reader, id));
+    }
 }
 
 impl Committer {
@@ -115,7 +135,7 @@ impl Committer {
         std::thread::Builder::new()
             .name("hotline-committer".into())
             .spawn(move || run(store, durability, wake, ids, rx, &thread_stats))
-            .map_err(|e| StoreError::Fjall(format!("cannot start committer thread: {e}")))?;
+            .map_err(|e| StoreError::Fjall(Arc::new(fjall::Error::Io(e))))?;
         Ok(Committer { tx, stats })
     }
 
@@ -137,6 +157,25 @@ impl Committer {
         });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         Ok(Pending { rx })
+    }
+
+    /// Runs a read on the committer thread, in submission order: it sees the writes of every
+    /// job submitted before it (durable or not), and answers at once, without waiting for
+    /// an fsync. For checks that must follow a session's earlier requests (a `Read` after its
+    /// `Ack`).
+    pub async fn query<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let _ = tx.send(read(txn.store));
+            // Nothing to commit: the job counts as "not ok", so no batch is written for it.
+            (false, Box::new(|_| {}))
+        });
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
     /// Runs `job` and waits until its writes are durable.
@@ -191,17 +230,22 @@ fn run(
                     woken.extend(job_woken);
                     completions.push(completion);
                 }
-                Err(e) => completion(Err(e.into())),
+                Err(e) => {
+                    let e = StoreError::from(e);
+                    store.health().failed(&e);
+                    completion(Err(e));
+                }
             }
         }
         let durable = match durability {
-            Durability::Fsync => store.db.persist(PersistMode::SyncData).map_err(StoreError::from),
-            Durability::Buffered => Ok(()),
+            Durability::Fsync if !completions.is_empty() => store.db.persist(PersistMode::SyncData).map_err(StoreError::from),
+            _ => Ok(()),
         };
         stats.groups.fetch_add(1, Ordering::Relaxed);
         stats.jobs.fetch_add(completions.len() as u64, Ordering::Relaxed);
         if let Err(e) = &durable {
-            tracing::error!(error = %e, "group commit failed; storage refuses further writes");
+            // Logged once by `Health`; senders get `Retryable`, readiness fails.
+            store.health().failed(e);
         } else {
             store.publish_durable(ids.next - 1);
             for user in &woken {

@@ -1,10 +1,11 @@
 //! Durable state of the broker in one fjall database: accounts, per-recipient queues,
-//! idempotency records, plugin key-value data and counters.
+//! idempotency records, delivered-but-unread records, plugin key-value data and counters.
 //!
 //! Reads go straight to fjall. Writes that clients wait on go through the [`Committer`],
 //! which applies them in order and shares one fsync among everything that arrived together.
 
 mod committer;
+mod health;
 mod keys;
 mod records;
 
@@ -15,14 +16,15 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 pub use committer::{CommitStats, Committer, Pending, Txn, WakeHook};
-pub use records::{Account, IdempotencyRecord, StoredItem};
+pub use health::{Health, HealthReport};
+pub use records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
 
 /// What can go wrong in storage.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// fjall reported an I/O or storage error.
-    #[error("storage error: {0}")]
-    Fjall(String),
+    /// fjall reported an I/O or storage error (e.g. a full disk).
+    #[error("storage error: {}", describe(.0))]
+    Fjall(#[source] Arc<fjall::Error>),
     /// A previous fsync failed; the store refuses all further writes until restarted.
     #[error("storage is poisoned after a failed write or fsync; restart the broker")]
     Poisoned,
@@ -38,8 +40,18 @@ impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> Self {
         match e {
             fjall::Error::Poisoned => StoreError::Poisoned,
-            other => StoreError::Fjall(other.to_string()),
+            other => StoreError::Fjall(Arc::new(other)),
         }
+    }
+}
+
+/// fjall's error in words (its `Display` is its `Debug`).
+fn describe(e: &fjall::Error) -> String {
+    match e {
+        fjall::Error::Io(io) => format!("I/O error: {io}"),
+        fjall::Error::Storage(fjall::LsmError::Io(io)) => format!("I/O error: {io}"),
+        fjall::Error::Locked => "the database is locked by another process".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -54,6 +66,17 @@ pub enum Durability {
     Buffered,
 }
 
+/// What [`Store::expired`] found.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// Queued items `(user, id)` past their time to live.
+    pub items: Vec<(String, u64)>,
+    /// Delivered records `(reader, id)` past the same time to live.
+    pub delivered: Vec<(String, u64)>,
+    /// Keys of idempotency records past theirs.
+    pub records: Vec<Vec<u8>>,
+}
+
 /// Handles to the database and its keyspaces. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -63,8 +86,13 @@ pub struct Store {
     pub(crate) idempotency: Keyspace,
     pub(crate) plugin_kv: Keyspace,
     pub(crate) meta: Keyspace,
+    /// Messages acknowledged by their recipient and not yet reported read: what a `Read`
+    /// must name (`reader 0x00 id` → [`DeliveredRecord`]).
+    pub(crate) delivered: Keyspace,
     /// Highest item id whose commit is durable; sessions deliver only up to it.
     durable_id: Arc<AtomicU64>,
+    /// Whether writes are accepted (set by the committer).
+    health: Arc<Health>,
 }
 
 impl Store {
@@ -78,9 +106,16 @@ impl Store {
             idempotency: ks("idempotency")?,
             plugin_kv: ks("plugin_kv")?,
             meta: ks("meta")?,
+            delivered: ks("delivered")?,
             db,
             durable_id: Arc::new(AtomicU64::new(0)),
+            health: Arc::new(Health::default()),
         })
+    }
+
+    /// Whether storage accepts writes, for readiness and metrics.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The account registered for `phone`, if any.
@@ -114,6 +149,14 @@ impl Store {
         Ok(out)
     }
 
+    /// The record of message `id` acknowledged by `reader` and not yet reported read.
+    pub fn delivered(&self, reader: &str, id: u64) -> Result<Option<DeliveredRecord>, StoreError> {
+        match self.delivered.get(keys::queue_key(reader, id))? {
+            Some(v) => records::decode(&v, "delivered").map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Number of items queued per user, for the operator (`hotline inspect`).
     pub fn queue_lengths(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
         let mut out = std::collections::BTreeMap::new();
@@ -124,16 +167,24 @@ impl Store {
         Ok(out)
     }
 
-    /// Queue items queued before `item_cutoff_ms` and keys of idempotency records older than
-    /// `record_cutoff_ms`. A full scan: run rarely.
-    #[allow(clippy::type_complexity)]
-    pub fn expired(&self, item_cutoff_ms: u64, record_cutoff_ms: u64) -> Result<(Vec<(String, u64)>, Vec<Vec<u8>>), StoreError> {
+    /// Queue items queued before `item_cutoff_ms` (and delivered records acknowledged
+    /// before it), and keys of idempotency records older than `record_cutoff_ms`. A full
+    /// scan: run rarely.
+    pub fn expired(&self, item_cutoff_ms: u64, record_cutoff_ms: u64) -> Result<Expired, StoreError> {
         let mut items = Vec::new();
         for guard in self.queues.iter() {
             let (k, v) = guard.into_inner()?;
             let item: StoredItem = records::decode(&v, "queues")?;
             if item.queued_at_ms() < item_cutoff_ms {
                 items.push((keys::queue_key_user(&k).to_string(), keys::queue_key_id(&k)));
+            }
+        }
+        let mut delivered = Vec::new();
+        for guard in self.delivered.iter() {
+            let (k, v) = guard.into_inner()?;
+            let record: DeliveredRecord = records::decode(&v, "delivered")?;
+            if record.at_ms < item_cutoff_ms {
+                delivered.push((keys::queue_key_user(&k).to_string(), keys::queue_key_id(&k)));
             }
         }
         let mut records = Vec::new();
@@ -144,7 +195,7 @@ impl Store {
                 records.push(k.to_vec());
             }
         }
-        Ok((items, records))
+        Ok(Expired { items, delivered, records })
     }
 
     /// Bytes the database occupies on disk.

@@ -33,6 +33,16 @@ impl StoredItem {
     }
 }
 
+/// A message its recipient acknowledged and has not reported read: a `Read` must name it,
+/// with this sender. Removed by the first `Read` or with the queue's expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredRecord {
+    /// Who sent the message (the receipt goes to them).
+    pub from: String,
+    /// When the recipient acknowledged it, in Unix milliseconds.
+    pub at_ms: u64,
+}
+
 /// Remembers that `(sender, client_id)` was stored as message `id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {

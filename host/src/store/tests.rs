@@ -73,7 +73,7 @@ async fn a_failed_job_writes_nothing_and_later_jobs_go_on() {
         .commit(|txn| -> Result<(), StoreError> {
             let id = txn.alloc_id()?;
             txn.enqueue("+15550000002", id, &message(1));
-            Err(StoreError::Fjall("policy said no".into()))
+            Err(StoreError::Closed)
         })
         .await;
     assert!(failed.is_err());
@@ -99,4 +99,33 @@ async fn items_not_yet_durable_are_not_delivered() {
     store.queues.insert(keys::queue_key("+15550000002", id), records::encode(&message(1))).unwrap();
     assert!(store.queue_after("+15550000002", 0, 10).unwrap().is_empty());
     assert_eq!(store.item("+15550000002", id).unwrap(), Some(message(1)));
+}
+
+#[tokio::test]
+async fn a_query_sees_every_job_submitted_before_it_without_waiting_for_its_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, committer, _) = open(dir.path());
+    let record = DeliveredRecord { from: "+15550000001".into(), at_ms: 1 };
+    let stored = record.clone();
+    let pending = committer.submit(move |txn| Ok(txn.put_delivered("+15550000002", 7, &stored))).await.unwrap();
+    let seen = committer.query(|store| store.delivered("+15550000002", 7)).await.unwrap();
+    assert_eq!(seen, Some(record));
+    pending.wait().await.unwrap();
+    committer.commit(|txn| Ok(txn.delete_delivered("+15550000002", 7))).await.unwrap();
+    assert_eq!(committer.query(|store| store.delivered("+15550000002", 7)).await.unwrap(), None);
+}
+
+#[test]
+fn storage_health_keeps_the_first_failure_and_counts_the_rest() {
+    let health = Health::default();
+    assert!(!health.is_poisoned());
+    let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+    health.failed(&StoreError::from(fjall::Error::Io(io)));
+    for _ in 0..1000 {
+        health.failed(&StoreError::Poisoned);
+    }
+    let report = health.report();
+    assert_eq!(report.failed_writes, 1001);
+    let cause = report.poisoned_by.expect("poisoned");
+    assert!(cause.contains("No space left on device"), "{cause}");
 }

@@ -1,0 +1,68 @@
+//! Whether storage accepts writes: set by the committer when a journal write or fsync fails,
+//! read by readiness, metrics and the log. A failure is logged once, when storage changes
+//! from healthy to failing; later failures are counted, not logged one per message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use super::StoreError;
+
+/// The storage's health, shared by every handle of a [`Store`](super::Store).
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The failure that poisoned storage. fjall poisons itself on any failed journal write
+    /// or fsync and refuses every later write (consistency cannot be guaranteed after
+    /// that), so this is set once and only a restart clears it.
+    poisoned_by: OnceLock<String>,
+    /// Writes refused since then (each commit group, or job, that failed).
+    failed_writes: AtomicU64,
+}
+
+/// What an operator is told about storage (readiness, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The failure that made storage refuse writes, if it does.
+    pub poisoned_by: Option<String>,
+    /// Writes refused since start.
+    pub failed_writes: u64,
+}
+
+impl Health {
+    /// Records a failed write. Only the first one is logged (the change of state); the
+    /// rest are counted and reported by [`Health::report`] and at shutdown.
+    pub fn failed(&self, error: &StoreError) {
+        self.failed_writes.fetch_add(1, Ordering::Relaxed);
+        let mut first = false;
+        self.poisoned_by.get_or_init(|| {
+            first = true;
+            error.to_string()
+        });
+        if first {
+            tracing::error!(
+                "storage write failed: {error}; storage refuses every write until the broker is restarted \
+                 (senders get Retryable; /readyz fails; further failures are counted in \
+                 hotline_storage_failed_writes_total, not logged)"
+            );
+        }
+    }
+
+    /// Whether storage refuses writes until a restart.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned_by.get().is_some()
+    }
+
+    pub fn report(&self) -> HealthReport {
+        HealthReport {
+            poisoned_by: self.poisoned_by.get().cloned(),
+            failed_writes: self.failed_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Logs the count of refused writes, if any (at shutdown).
+    pub fn log_summary(&self) {
+        let report = self.report();
+        if let Some(cause) = report.poisoned_by {
+            tracing::error!(failed_writes = report.failed_writes, "storage refused {} writes since: {cause}", report.failed_writes);
+        }
+    }
+}
