@@ -78,18 +78,12 @@ pub enum Inbound {
 type InboundRx = mailbox::Receiver<Inbound>;
 
 /// The answer to one `Send`, in the queue of answers.
-struct Answer {
-    client_id: u64,
-    /// Body bytes held until the commit finishes (counted against [`PENDING_SEND_BYTES`]).
-    bytes: usize,
-    result: AnswerResult,
-}
-
-enum AnswerResult {
-    /// Refused before storage: the frame to write.
+enum Answer {
+    /// Known (a refusal, or a finished commit): the frame to write.
     Ready(ServerFrame),
-    /// Submitted to the committer: `Sent` once durable.
-    Pending(Pending<u64>),
+    /// Submitted to the committer: `Sent` once durable. `bytes` of body are held until
+    /// then (counted against [`PENDING_SEND_BYTES`]).
+    Pending { client_id: u64, bytes: usize, pending: Pending<u64> },
 }
 
 /// One client's session.
@@ -101,7 +95,7 @@ pub struct Session {
     stashed: Option<ClientFrame>,
     /// Answers to sends, in the order of the sends.
     answers: VecDeque<Answer>,
-    /// Body bytes of the sends in `answers` that are not committed yet.
+    /// Body bytes of the pending answers.
     pending_bytes: usize,
 }
 
@@ -149,10 +143,10 @@ impl Session {
             }
             let reading = self.answers.len() < MAX_PENDING_SENDS && self.pending_bytes < PENDING_SEND_BYTES;
             let out = &self.out;
-            let front = self.answers.front_mut().and_then(|a| match &mut a.result {
-                AnswerResult::Pending(p) => Some(p),
-                AnswerResult::Ready(_) => None,
-            });
+            let front = match self.answers.front_mut() {
+                Some(Answer::Pending { pending, .. }) => Some(pending),
+                _ => None,
+            };
             let committing = front.is_some();
             let step = match &mut self.state {
                 State::Online(online) => {
@@ -209,19 +203,19 @@ impl Session {
     }
 
     /// Turns the front answer's commit result into its frame (written by
-    /// [`Session::write_ready_answers`]).
+    /// [`Session::write_ready_answers`]); its body bytes are no longer held.
     fn answer_front(&mut self, result: Result<u64, StoreError>) {
         let front = self.answers.front_mut().expect("a front answer was pending");
-        front.result = AnswerResult::Ready(cmd::send::outcome(front.client_id, result));
+        let Answer::Pending { client_id, bytes, .. } = *front else { unreachable!("the front answer was pending") };
+        self.pending_bytes -= bytes;
+        self.broker.gauges.pending_send_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+        *front = Answer::Ready(cmd::send::outcome(client_id, result));
     }
 
     /// Writes answers from the front of the queue as long as they are known.
     async fn write_ready_answers(&mut self) -> Result<(), Close> {
-        while let Some(Answer { result: AnswerResult::Ready(_), .. }) = self.answers.front() {
-            let answer = self.answers.pop_front().expect("front exists");
-            self.pending_bytes -= answer.bytes;
-            self.broker.gauges.pending_send_bytes.fetch_sub(answer.bytes as u64, Ordering::Relaxed);
-            let AnswerResult::Ready(frame) = answer.result else { unreachable!("checked above") };
+        while let Some(Answer::Ready(_)) = self.answers.front() {
+            let Some(Answer::Ready(frame)) = self.answers.pop_front() else { unreachable!("checked above") };
             self.reply(frame).await?;
         }
         Ok(())
@@ -231,7 +225,7 @@ impl Session {
     async fn finish_answers(&mut self) -> Result<(), Close> {
         loop {
             self.write_ready_answers().await?;
-            let Some(Answer { result: AnswerResult::Pending(pending), .. }) = self.answers.front_mut() else {
+            let Some(Answer::Pending { pending, .. }) = self.answers.front_mut() else {
                 return Ok(());
             };
             let result = pending.await;
@@ -330,13 +324,14 @@ impl Session {
         }
         let sizes: Vec<usize> = batch.iter().map(|m| m.body.len()).collect();
         for (submitted, bytes) in cmd::send::send(&self.broker, &phone, batch).await.into_iter().zip(sizes) {
-            let answer = match submitted {
-                cmd::send::Submitted::Pending { client_id, pending } => Answer { client_id, bytes, result: AnswerResult::Pending(pending) },
-                cmd::send::Submitted::Refused(frame) => Answer { client_id: 0, bytes: 0, result: AnswerResult::Ready(frame) },
-            };
-            self.pending_bytes += answer.bytes;
-            self.broker.gauges.pending_send_bytes.fetch_add(answer.bytes as u64, Ordering::Relaxed);
-            self.answers.push_back(answer);
+            self.answers.push_back(match submitted {
+                cmd::send::Submitted::Pending { client_id, pending } => {
+                    self.pending_bytes += bytes;
+                    self.broker.gauges.pending_send_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                    Answer::Pending { client_id, bytes, pending }
+                }
+                cmd::send::Submitted::Refused(frame) => Answer::Ready(frame),
+            });
         }
         match bad {
             Some(close) => Err(self.close_after_answers(close).await),
