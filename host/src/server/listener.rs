@@ -33,7 +33,12 @@ impl Listener {
         transport.max_idle_timeout(Some(idle.try_into().context("idle timeout too large")?));
         config.transport_config(Arc::new(transport));
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self::reset_key(reset_key)?);
-        let endpoint_config = quinn::EndpointConfig::new(Arc::new(key));
+        // Connection ids carry a keyed hash that the endpoint checks before answering a
+        // packet for an unknown connection; with a key derived from the reset key, the ids
+        // of the process before a restart pass that check and get their stateless reset.
+        let cid_key = u64::from_le_bytes(ring::hmac::sign(&key, b"hotline connection ids").as_ref()[..8].try_into().unwrap());
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(key));
+        endpoint_config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
         let socket = std::net::UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}"))?;
         let endpoint = quinn::Endpoint::new(endpoint_config, Some(config), socket, Arc::new(quinn::TokioRuntime))
             .with_context(|| format!("serving QUIC on UDP {addr}"))?;
