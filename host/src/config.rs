@@ -195,6 +195,12 @@ impl Config {
         self.data.join("plugin-cache")
     }
 
+    /// The QUIC stateless-reset key (32 random bytes, made on first start): a restarted
+    /// broker resets the connections of the process before it at once.
+    pub fn reset_key_path(&self) -> PathBuf {
+        self.data.join("quic-reset-key")
+    }
+
     pub fn sms_outbox_path(&self) -> PathBuf {
         self.data.join("sms-outbox.jsonl")
     }

@@ -128,7 +128,7 @@ async fn serve(config: Config) -> Result<()> {
     }
     let tls = hotline::tls::server_config(&cert, &key)?;
     let broker = Broker::open(&config)?;
-    let listener = Listener::bind(config.listen, tls, broker.clone())?;
+    let listener = Listener::bind(config.listen, tls, &config.reset_key_path(), broker.clone())?;
     let addr = listener.local_addr()?;
     let _watcher = hotline::plugins::Watcher::start(broker.plugins.clone())?;
     let admin = tokio::net::TcpListener::bind(config.admin.listen)

@@ -206,7 +206,7 @@ impl Broker {
 
     /// Connection options for this broker.
     pub fn options(&self) -> ConnectOptions {
-        ConnectOptions { server: self.addr, ca: self.data.join("tls/cert.pem"), server_name: "localhost".into() }
+        ConnectOptions::new(self.addr, self.data.join("tls/cert.pem"))
     }
 
     /// A connected client that said Hello.

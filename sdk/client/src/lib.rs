@@ -3,6 +3,7 @@
 //! A [`Client`] owns one connection and its one stream. It is deliberately thin: frames in,
 //! frames out, plus helpers for the request/answer steps (registration, login). Delivery
 //! is the caller's loop over [`Client::next_frame`], acknowledging what it has accepted.
+//! [`Client::split`] gives a [`ClientSender`] and a [`ClientReceiver`] for two tasks.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hotline_client::ClientError> {
@@ -22,6 +23,25 @@ use hotline_protocol::{
     encode, ClientFrame, ErrorCode, FrameDecoder, FrameError, ServerFrame, ALPN, PROTOCOL_VERSION,
 };
 
+/// How often a connection that has heard nothing from the broker sends a keep-alive (a
+/// QUIC PING), by default.
+///
+/// 2 s: after a broker restart the client's next packet reaches the new process within
+/// about this long, and the new process answers it with a stateless reset (it keeps its
+/// reset key across restarts), so the client learns within a few seconds of the broker's
+/// return that its connection is gone. Two small packets every 2 s is a light load on a
+/// connection that is otherwise idle; a battery-bound client may choose a longer interval.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// How long a connection may go without hearing from the broker before the client
+/// declares it dead (the QUIC idle timeout), by default.
+///
+/// 10 s: five keep-alive intervals, so a few lost packets do not end a healthy connection,
+/// but a broker that is gone (and does not come back to reset the connection) is noticed
+/// within 10 s rather than the 30 s of QUIC's usual default. The broker has its own idle
+/// timeout (`limits.idle_timeout_secs`); the shorter of the two applies.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -31,12 +51,30 @@ pub struct ConnectOptions {
     pub ca: PathBuf,
     /// Name the certificate must carry (`localhost` for the development certificate).
     pub server_name: String,
+    /// Keep-alive interval: a PING is sent after this long without hearing from the
+    /// broker. Default [`DEFAULT_KEEP_ALIVE`].
+    pub keep_alive: Duration,
+    /// Idle timeout: the connection is declared lost after this long without hearing from
+    /// the broker. Keep it several times `keep_alive`. Default [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
 }
 
 impl ConnectOptions {
-    /// The defaults: 127.0.0.1:4433, server name `localhost`, trusting `ca`.
+    /// The defaults: 127.0.0.1:4433, server name `localhost`, trusting `ca`, keep-alive
+    /// [`DEFAULT_KEEP_ALIVE`], idle timeout [`DEFAULT_IDLE_TIMEOUT`].
     pub fn local(ca: impl Into<PathBuf>) -> Self {
-        ConnectOptions { server: "127.0.0.1:4433".parse().unwrap(), ca: ca.into(), server_name: "localhost".into() }
+        ConnectOptions::new("127.0.0.1:4433".parse().unwrap(), ca)
+    }
+
+    /// Connects to `server` trusting `ca`, with the other defaults of [`ConnectOptions::local`].
+    pub fn new(server: SocketAddr, ca: impl Into<PathBuf>) -> Self {
+        ConnectOptions {
+            server,
+            ca: ca.into(),
+            server_name: "localhost".into(),
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
     }
 }
 
@@ -52,7 +90,9 @@ pub enum ClientError {
     /// The broker closed the connection with a `close_code` and a reason.
     #[error("connection closed by the broker (code {code}): {reason}")]
     Closed { code: u32, reason: String },
-    /// The connection was lost without an application close (time-out, reset).
+    /// The connection was lost without an application close: the broker reset it (a
+    /// restarted broker does so to the connections of the process before it), or it went
+    /// silent for the idle timeout.
     #[error("connection lost: {0}")]
     Lost(String),
     /// The broker sent bytes that are not a valid frame, or an unexpected frame.
@@ -66,11 +106,24 @@ pub enum ClientError {
     Timeout,
 }
 
-/// One connection to the broker.
+/// One connection to the broker: a [`ClientSender`] and a [`ClientReceiver`] together.
+/// [`Client::split`] separates them for two tasks.
 pub struct Client {
+    tx: ClientSender,
+    rx: ClientReceiver,
+}
+
+/// The sending half of a connection: writes frames. From [`Client::split`].
+pub struct ClientSender {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     send: quinn::SendStream,
+}
+
+/// The receiving half of a connection: reads frames. From [`Client::split`].
+pub struct ClientReceiver {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
     recv: quinn::RecvStream,
     decoder: FrameDecoder,
     buf: Vec<u8>,
@@ -93,14 +146,36 @@ impl Client {
         let connect_err = |detail: String| ClientError::Connect { server: opts.server, detail };
         let bind: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
-        endpoint.set_default_client_config(client_config(&opts.ca)?);
+        let mut config = client_config(&opts.ca)?;
+        config.transport_config(Arc::new(transport_config(opts.keep_alive, opts.idle_timeout).map_err(connect_err)?));
+        endpoint.set_default_client_config(config);
         let conn = endpoint
             .connect(opts.server, &opts.server_name)
             .map_err(|e| connect_err(e.to_string()))?
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
-        Ok(Client { endpoint, conn, send, recv, decoder: FrameDecoder::new(), buf: vec![0; 16 * 1024] })
+        Ok(Client {
+            tx: ClientSender { endpoint: endpoint.clone(), conn: conn.clone(), send },
+            rx: ClientReceiver { endpoint, conn, recv, decoder: FrameDecoder::new(), buf: vec![0; 16 * 1024] },
+        })
+    }
+
+    /// Separates the connection into a sending and a receiving half, for a client that
+    /// writes from one task while another reads. A client that sends many frames without
+    /// reading the answers needs this: the broker stops reading while its answers to that
+    /// client are not read, so a single task that only writes would wait forever.
+    pub fn split(self) -> (ClientSender, ClientReceiver) {
+        (self.tx, self.rx)
+    }
+
+    /// Puts the halves of one connection back together (e.g. to [`Client::close`] it).
+    /// Fails if they belong to different connections.
+    pub fn reunite(tx: ClientSender, rx: ClientReceiver) -> Result<Client, ClientError> {
+        if tx.conn.stable_id() != rx.conn.stable_id() {
+            return Err(ClientError::Protocol("the two halves belong to different connections".into()));
+        }
+        Ok(Client { tx, rx })
     }
 
     /// Asks for a registration code by SMS. Returns its validity in seconds.
@@ -133,24 +208,22 @@ impl Client {
     /// Sends a message with a fresh random client id, which it returns. The broker answers
     /// `Sent` or `SendFailed` with that client id later.
     pub async fn send(&mut self, to: &str, body: Vec<u8>) -> Result<u64, ClientError> {
-        let client_id = rand::random();
-        self.send_with_id(client_id, to, body).await?;
-        Ok(client_id)
+        self.tx.send(to, body).await
     }
 
     /// Sends a message with a chosen client id (use the same id to retry safely).
     pub async fn send_with_id(&mut self, client_id: u64, to: &str, body: Vec<u8>) -> Result<(), ClientError> {
-        self.send_frame(&ClientFrame::Send { client_id, to: to.into(), body }).await
+        self.tx.send_with_id(client_id, to, body).await
     }
 
-    /// Acknowledges item `id`: the broker deletes it.
+    /// Acknowledges item `id`: the broker deletes it. `Ack` has no answer; see [`Client::close`].
     pub async fn ack(&mut self, id: u64) -> Result<(), ClientError> {
-        self.send_frame(&ClientFrame::Ack { id }).await
+        self.tx.ack(id).await
     }
 
     /// Reports message `id` from `from` as read.
     pub async fn read(&mut self, id: u64, from: &str) -> Result<(), ClientError> {
-        self.send_frame(&ClientFrame::Read { id, from: from.into() }).await
+        self.tx.read(id, from).await
     }
 
     /// Sends a command to the plugin in `slot` and waits for its answer. Frames that arrive
@@ -176,6 +249,76 @@ impl Client {
 
     /// Writes one frame.
     pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.tx.send_frame(frame).await
+    }
+
+    /// Writes bytes as they are, framed or not (for tests of malformed input).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.tx.write_raw(bytes).await
+    }
+
+    /// The next frame from the broker, whatever it is.
+    pub async fn next_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        self.rx.next_frame().await
+    }
+
+    /// [`Client::next_frame`] with a time limit.
+    pub async fn next_frame_within(&mut self, limit: Duration) -> Result<ServerFrame, ClientError> {
+        self.rx.next_frame_within(limit).await
+    }
+
+    /// The next frame, turning an `Error` frame into [`ClientError::Refused`].
+    async fn next_answer(&mut self) -> Result<ServerFrame, ClientError> {
+        match self.next_frame().await? {
+            ServerFrame::Error { error, reason } => Err(ClientError::Refused { error, reason }),
+            frame => Ok(frame),
+        }
+    }
+
+    /// Whether the broker has closed the connection (and with what), without waiting.
+    pub fn close_reason(&self) -> Option<quinn::ConnectionError> {
+        self.rx.close_reason()
+    }
+
+    /// Ends the session cleanly: finishes the stream, so the broker handles everything sent
+    /// so far (acks included: `Ack` has no answer, and this is how a client knows they were
+    /// applied), waits for the broker to close the connection, then releases the socket.
+    pub async fn close(mut self) {
+        self.tx.finish();
+        let drain = async {
+            while self.rx.next_frame().await.is_ok() {}
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+        self.rx.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.rx.endpoint.wait_idle()).await;
+    }
+}
+
+impl ClientSender {
+    /// Sends a message with a fresh random client id, which it returns.
+    pub async fn send(&mut self, to: &str, body: Vec<u8>) -> Result<u64, ClientError> {
+        let client_id = rand::random();
+        self.send_with_id(client_id, to, body).await?;
+        Ok(client_id)
+    }
+
+    /// Sends a message with a chosen client id (use the same id to retry safely).
+    pub async fn send_with_id(&mut self, client_id: u64, to: &str, body: Vec<u8>) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Send { client_id, to: to.into(), body }).await
+    }
+
+    /// Acknowledges item `id`: the broker deletes it.
+    pub async fn ack(&mut self, id: u64) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Ack { id }).await
+    }
+
+    /// Reports message `id` from `from` as read.
+    pub async fn read(&mut self, id: u64, from: &str) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Read { id, from: from.into() }).await
+    }
+
+    /// Writes one frame.
+    pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.write_raw(&encode(frame)).await
     }
 
@@ -183,10 +326,23 @@ impl Client {
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         match self.send.write_all(bytes).await {
             Ok(()) => Ok(()),
-            Err(_) => Err(self.close_error().await),
+            Err(_) => Err(close_error(&self.conn).await),
         }
     }
 
+    /// Says that no more frames follow (finishes the stream). The broker handles every
+    /// frame sent before, then closes the connection; the [`ClientReceiver`] sees that close.
+    pub fn finish(&mut self) {
+        let _ = self.send.finish();
+    }
+
+    /// The endpoint this connection uses (kept alive by either half).
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+}
+
+impl ClientReceiver {
     /// The next frame from the broker, whatever it is.
     pub async fn next_frame(&mut self) -> Result<ServerFrame, ClientError> {
         loop {
@@ -199,35 +355,14 @@ impl Client {
             }
             match self.recv.read(&mut self.buf).await {
                 Ok(Some(n)) => self.decoder.extend(&self.buf[..n]),
-                Ok(None) | Err(_) => return Err(self.close_error().await),
+                Ok(None) | Err(_) => return Err(close_error(&self.conn).await),
             }
         }
     }
 
-    /// [`Client::next_frame`] with a time limit.
+    /// [`ClientReceiver::next_frame`] with a time limit.
     pub async fn next_frame_within(&mut self, limit: Duration) -> Result<ServerFrame, ClientError> {
         tokio::time::timeout(limit, self.next_frame()).await.map_err(|_| ClientError::Timeout)?
-    }
-
-    /// The next frame, turning an `Error` frame into [`ClientError::Refused`].
-    async fn next_answer(&mut self) -> Result<ServerFrame, ClientError> {
-        match self.next_frame().await? {
-            ServerFrame::Error { error, reason } => Err(ClientError::Refused { error, reason }),
-            frame => Ok(frame),
-        }
-    }
-
-    /// Why the connection ended, waiting briefly for the broker's close to arrive.
-    async fn close_error(&self) -> ClientError {
-        let reason = tokio::time::timeout(Duration::from_secs(5), self.conn.closed()).await;
-        match reason {
-            Ok(quinn::ConnectionError::ApplicationClosed(close)) => ClientError::Closed {
-                code: close.error_code.into_inner() as u32,
-                reason: String::from_utf8_lossy(&close.reason).into_owned(),
-            },
-            Ok(other) => ClientError::Lost(other.to_string()),
-            Err(_) => ClientError::Lost("stream ended but the connection stayed open".into()),
-        }
     }
 
     /// Whether the broker has closed the connection (and with what), without waiting.
@@ -235,16 +370,32 @@ impl Client {
         self.conn.close_reason()
     }
 
-    /// Ends the session cleanly: finishes the stream so the broker handles everything sent
-    /// so far (acks included), waits for it to close, then releases the socket.
-    pub async fn close(mut self) {
-        let _ = self.send.finish();
-        let drain = async {
-            while self.next_frame().await.is_ok() {}
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-        self.conn.close(0u32.into(), b"bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    /// The endpoint this connection uses (kept alive by either half).
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+}
+
+/// Why the connection ended, waiting briefly for the broker's close to arrive.
+async fn close_error(conn: &quinn::Connection) -> ClientError {
+    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
+        Ok(error) => connection_error(error),
+        Err(_) => ClientError::Lost("stream ended but the connection stayed open".into()),
+    }
+}
+
+/// A QUIC connection error in the client's words.
+fn connection_error(error: quinn::ConnectionError) -> ClientError {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => ClientError::Closed {
+            code: close.error_code.into_inner() as u32,
+            reason: String::from_utf8_lossy(&close.reason).into_owned(),
+        },
+        quinn::ConnectionError::Reset => ClientError::Lost("the broker reset the connection (restarted?)".into()),
+        quinn::ConnectionError::TimedOut => {
+            ClientError::Lost("nothing heard from the broker within the idle timeout".into())
+        }
+        other => ClientError::Lost(other.to_string()),
     }
 }
 
@@ -272,8 +423,16 @@ pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig, ClientError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| ca_err(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(15)));
+    let transport = transport_config(DEFAULT_KEEP_ALIVE, DEFAULT_IDLE_TIMEOUT).expect("the defaults are valid");
     config.transport_config(Arc::new(transport));
     Ok(config)
+}
+
+/// QUIC transport settings with the given keep-alive interval and idle timeout.
+fn transport_config(keep_alive: Duration, idle_timeout: Duration) -> Result<quinn::TransportConfig, String> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(keep_alive));
+    let idle = quinn::IdleTimeout::try_from(idle_timeout).map_err(|_| format!("idle timeout {idle_timeout:?} is too large"))?;
+    transport.max_idle_timeout(Some(idle));
+    Ok(transport)
 }

@@ -13,7 +13,8 @@ pub enum FrameError {
     /// The length prefix announced more than [`MAX_FRAME_LEN`] bytes.
     #[error("frame of {0} bytes exceeds the maximum of {MAX_FRAME_LEN}")]
     TooLarge(u32),
-    /// The payload is not a valid frame (unknown variant, bad varint, invalid UTF-8, trailing bytes…).
+    /// The payload is not a valid frame; the text says why in words (e.g. "unknown frame
+    /// type 200", "the Send frame ends before its fields do").
     #[error("malformed frame: {0}")]
     Malformed(String),
 }
@@ -27,20 +28,119 @@ pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a frame payload (without its length prefix). Trailing bytes are an error.
+/// Decodes a frame payload (without its length prefix). Trailing bytes are an error. A
+/// payload that is not a frame is described in words ([`FrameError::Malformed`]): which
+/// frame type, and what about it is wrong.
 pub fn decode_body<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (frame, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((frame, [])) => Ok(frame),
+        Ok((_, [_])) => Err(FrameError::Malformed("1 byte after the end of the frame".into())),
+        Ok((_, rest)) => Err(FrameError::Malformed(format!("{} bytes after the end of the frame", rest.len()))),
+        Err(e) => Err(FrameError::Malformed(describe::<T>(payload, e))),
     }
-    Ok(frame)
 }
 
-/// Incremental frame parser over a byte stream.
+/// What is wrong with `payload`, which postcard refused with `error`, in words.
+fn describe<T: DeserializeOwned>(payload: &[u8], error: postcard::Error) -> String {
+    use postcard::Error as E;
+    if payload.is_empty() {
+        return "the frame is empty (it has no frame type)".into();
+    }
+    let Some(kind) = leading_varint(payload) else {
+        return "the frame type is not a valid varint".into();
+    };
+    let variants = variant_names::<T>();
+    let name = match variants.get(kind as usize) {
+        Some(name) => *name,
+        None if variants.is_empty() => "the",
+        None => return format!("unknown frame type {kind} (known: 0 to {})", variants.len() - 1),
+    };
+    match error {
+        E::DeserializeUnexpectedEnd => format!("the {name} frame ends before its fields do"),
+        E::DeserializeBadUtf8 => format!("a text field of the {name} frame is not valid UTF-8"),
+        E::DeserializeBadVarint => format!("a number or length in the {name} frame is not a valid varint"),
+        E::DeserializeBadBool => format!("a true/false field of the {name} frame is neither 0 nor 1"),
+        E::DeserializeBadEnum | E::SerdeDeCustom => {
+            format!("a field of the {name} frame has an unknown value (an error code or receipt status out of range)")
+        }
+        other => format!("the {name} frame is not valid ({other})"),
+    }
+}
+
+/// The postcard varint (u32) at the start of `bytes`: an enum's variant index.
+fn leading_varint(bytes: &[u8]) -> Option<u32> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().take(5).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return u32::try_from(value).ok();
+        }
+    }
+    None
+}
+
+/// The variant names of enum `T` as serde knows them (empty if `T` is not an enum).
+fn variant_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut probe = VariantProbe(&[]);
+    let _ = T::deserialize(&mut probe);
+    probe.0
+}
+
+/// A serde deserializer that only records the variant list an enum asks for, then stops.
+struct VariantProbe(&'static [&'static str]);
+
+#[derive(Debug)]
+struct ProbeStop;
+
+impl std::fmt::Display for ProbeStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("probe stop")
+    }
+}
+
+impl std::error::Error for ProbeStop {}
+
+impl serde::de::Error for ProbeStop {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        ProbeStop
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for &mut VariantProbe {
+    type Error = ProbeStop;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeStop> {
+        Err(ProbeStop)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, ProbeStop> {
+        self.0 = variants;
+        Err(ProbeStop)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier
+        ignored_any
+    }
+}
+
+/// Incremental frame parser over a byte stream. Frames are decoded where they lie in the
+/// buffer: taking a frame only advances an offset, and the unread rest is moved to the
+/// front only when new bytes arrive and the consumed part is at least as long as the rest,
+/// so every byte is moved at most about once.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Start of the bytes not yet returned as part of a frame.
+    start: usize,
+    /// Bytes moved by compaction so far (for the test that decoding is linear).
+    moved: usize,
 }
 
 impl FrameDecoder {
@@ -51,16 +151,25 @@ impl FrameDecoder {
 
     /// Appends bytes read from the stream.
     pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.buf.len() - self.start {
+            self.moved += self.buf.len() - self.start;
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// The length announced by a complete prefix in the buffer, checked against the limit.
     /// Lets a reader refuse an oversized frame before its bytes arrive.
     pub fn announced_len(&self) -> Result<Option<u32>, FrameError> {
-        if self.buf.len() < 4 {
+        let rest = &self.buf[self.start..];
+        if rest.len() < 4 {
             return Ok(None);
         }
-        let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap());
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap());
         if len > MAX_FRAME_LEN {
             return Err(FrameError::TooLarge(len));
         }
@@ -72,18 +181,18 @@ impl FrameDecoder {
         let Some(len) = self.announced_len()? else {
             return Ok(None);
         };
-        let end = 4 + len as usize;
+        let end = self.start + 4 + len as usize;
         if self.buf.len() < end {
             return Ok(None);
         }
-        let frame = decode_body(&self.buf[4..end]);
-        self.buf.drain(..end);
+        let frame = decode_body(&self.buf[self.start + 4..end]);
+        self.start = end;
         frame.map(Some)
     }
 
     /// Bytes buffered but not yet part of a returned frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 }
 
@@ -151,13 +260,77 @@ mod tests {
         assert_eq!(dec.next_frame::<ClientFrame>(), Err(FrameError::TooLarge(MAX_FRAME_LEN + 1)));
     }
 
-    #[test]
-    fn garbage_unknown_variants_and_trailing_bytes_are_malformed() {
-        for payload in [vec![200u8], vec![0xFF, 0xFF, 0xFF], vec![7, 1, 0]] {
-            let mut dec = FrameDecoder::new();
-            dec.extend(&(payload.len() as u32).to_be_bytes());
-            dec.extend(&payload);
-            assert!(matches!(dec.next_frame::<ClientFrame>(), Err(FrameError::Malformed(_))), "{payload:?}");
+    fn malformed<T: DeserializeOwned + std::fmt::Debug>(payload: &[u8]) -> String {
+        let mut dec = FrameDecoder::new();
+        dec.extend(&(payload.len() as u32).to_be_bytes());
+        dec.extend(payload);
+        match dec.next_frame::<T>() {
+            Err(FrameError::Malformed(words)) => words,
+            other => panic!("{payload:?} gave {other:?}"),
         }
+    }
+
+    #[test]
+    fn malformed_frames_are_described_in_words() {
+        let send = encode(&ClientFrame::Send { client_id: 300, to: "+1555".into(), body: b"hi".to_vec() });
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![200, 1], "unknown frame type 200 (known: 0 to 8)"),
+            (vec![0xFF, 0xFF, 0x7F], "unknown frame type 2097151 (known: 0 to 8)"),
+            (vec![0xFF, 0xFF, 0xFF], "the frame type is not a valid varint"),
+            (vec![0xFF; 6], "the frame type is not a valid varint"),
+            (vec![], "the frame is empty (it has no frame type)"),
+            (send[4..10].to_vec(), "the Send frame ends before its fields do"),
+            (vec![1, 2, 0xC3, 0x28], "a text field of the RequestCode frame is not valid UTF-8"),
+            (vec![5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], "a number or length in the Ack frame is not a valid varint"),
+            (vec![7, 1, 0], "1 byte after the end of the frame"),
+            ([&send[4..], &[0, 0][..]].concat(), "2 bytes after the end of the frame"),
+            // The examples of docs/protocol.md §5.
+            (vec![0x09], "unknown frame type 9 (known: 0 to 8)"),
+            (vec![0x08, 0x01], "the Command frame ends before its fields do"),
+            (vec![0x05, 0x80], "the Ack frame ends before its fields do"),
+            (vec![0x01, 0x02, 0xff, 0xfe], "a text field of the RequestCode frame is not valid UTF-8"),
+        ];
+        for (payload, words) in cases {
+            assert_eq!(malformed::<ClientFrame>(&payload), words, "{payload:?}");
+        }
+        // Fields of the broker's frames too: an error code out of range, a bad bool.
+        assert_eq!(
+            malformed::<ServerFrame>(&[8, 42, 0]),
+            "a field of the Error frame has an unknown value (an error code or receipt status out of range)"
+        );
+        assert_eq!(malformed::<ServerFrame>(&[10, 1, 2, 0]), "a true/false field of the CommandResult frame is neither 0 nor 1");
+        assert_eq!(malformed::<ServerFrame>(&[11]), "unknown frame type 11 (known: 0 to 10)");
+        // The words reach the error's text (what the broker's close reason carries).
+        let error = FrameError::Malformed(malformed::<ClientFrame>(&[200, 1]));
+        assert_eq!(error.to_string(), "malformed frame: unknown frame type 200 (known: 0 to 8)");
+    }
+
+    #[test]
+    fn frames_are_decoded_in_place_without_shifting_the_buffer() {
+        let frame = ClientFrame::Ack { id: 7 };
+        let one = encode(&frame);
+        // Many frames in one read: none of them moves the rest of the buffer.
+        let mut dec = FrameDecoder::new();
+        dec.extend(&one.repeat(10_000));
+        for _ in 0..10_000 {
+            assert_eq!(dec.next_frame::<ClientFrame>().unwrap(), Some(frame.clone()));
+        }
+        assert_eq!(dec.next_frame::<ClientFrame>().unwrap(), None);
+        assert_eq!(dec.moved, 0, "decoding shifted the buffer");
+        assert_eq!(dec.buffered(), 0);
+
+        // Reads that cut frames anywhere: every byte is moved at most about once overall.
+        let mut dec = FrameDecoder::new();
+        let stream = one.repeat(10_000);
+        let mut taken = 0;
+        for chunk in stream.chunks(1000 - 3) {
+            dec.extend(chunk);
+            while let Some(f) = dec.next_frame::<ClientFrame>().unwrap() {
+                assert_eq!(f, frame);
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 10_000);
+        assert!(dec.moved <= stream.len() / 100, "moved {} bytes for {} fed", dec.moved, stream.len());
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hotline_client::{Client, ConnectOptions};
-use hotline_protocol::{ReceiptStatus, ServerFrame};
+use hotline_protocol::{ErrorCode, ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -35,8 +35,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Register PHONE: request a code by SMS and read it from stdin, or verify --code.
+    /// Asking for a code saves the server, CA and number in the profile, so the later
+    /// `register --code CODE` needs neither --server, --ca nor PHONE again.
     Register {
-        phone: String,
+        /// The number, in E.164 form [default with --code: the number a code was last requested for].
+        phone: Option<String>,
         /// Verify a code requested earlier instead of requesting one.
         #[arg(long)]
         code: Option<String>,
@@ -51,6 +54,10 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// How many times to send again, with the same client id, when the broker answers
+        /// Retryable (a transient failure); waits 0.5 s, 1 s, 2 s… (at most 8 s) between.
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
     },
     /// Manage groups (commands for the router plugin). Send to a group with `send #name TEXT`.
     Group {
@@ -99,6 +106,9 @@ struct Profile {
     ca: Option<PathBuf>,
     phone: Option<String>,
     key: Option<String>,
+    /// The number a code was requested for and not yet verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_phone: Option<String>,
 }
 
 impl Profile {
@@ -115,10 +125,22 @@ impl Profile {
         }
     }
 
+    /// Writes the profile, readable by its owner only (mode 0600: it holds the key), by
+    /// writing a new file and renaming it over the old one.
     fn save(&self, dir: &Path) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = Profile::path(dir);
-        std::fs::write(&path, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", path.display()))
+        let tmp = dir.join(".profile.json.tmp");
+        let write = || -> std::io::Result<()> {
+            let _ = std::fs::remove_file(&tmp);
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            file.write_all(&serde_json::to_vec_pretty(self)?)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("writing {}", path.display()))
     }
 
     fn account(&self, dir: &Path) -> Result<(String, String)> {
@@ -142,20 +164,32 @@ async fn run(cli: Cli) -> Result<()> {
     let server = cli.server.or(profile.server).unwrap_or_else(|| "127.0.0.1:4433".parse().unwrap());
     let ca = cli.ca.clone().or(profile.ca.clone()).unwrap_or_else(|| PathBuf::from("hotline-data/tls/cert.pem"));
     let ca = std::path::absolute(&ca).unwrap_or(ca);
-    let opts = ConnectOptions { server, ca: ca.clone(), server_name: cli.server_name.clone() };
+    // Default keep-alive and idle timeout: a broker restart is noticed within seconds.
+    let opts = ConnectOptions { server_name: cli.server_name.clone(), ..ConnectOptions::new(server, ca.clone()) };
     match cli.command {
         Command::Register { phone, code } => {
+            let phone = match (phone, &code, &profile.pending_phone) {
+                (Some(phone), _, _) => phone,
+                (None, Some(_), Some(pending)) => pending.clone(),
+                (None, Some(_), None) => bail!("no code was requested with this profile; give the number: register PHONE --code CODE"),
+                (None, None, _) => bail!("give the number to register: register PHONE"),
+            };
             let mut client = Client::connect(&opts).await?;
             let code = match code {
                 Some(code) => code,
                 None => {
                     let secs = client.request_code(&phone).await?;
+                    // The verification step may come later, without --server and --ca.
+                    profile.server = Some(server);
+                    profile.ca = Some(ca.clone());
+                    profile.pending_phone = Some(phone.clone());
+                    profile.save(&cli.profile)?;
                     eprintln!("A code was sent to {phone} by SMS (valid {} minutes). Enter it:", secs / 60);
                     let mut line = String::new();
                     std::io::stdin().lock().read_line(&mut line)?;
                     let line = line.trim().to_string();
                     if line.is_empty() {
-                        eprintln!("No code entered. Verify later with: hotline-chat --profile {} register {phone} --code CODE", cli.profile.display());
+                        eprintln!("No code entered. Verify later with: hotline-chat --profile {} register --code CODE", cli.profile.display());
                         client.close().await;
                         return Ok(());
                     }
@@ -164,17 +198,17 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let key = client.verify(&phone, &code).await?;
             client.close().await;
-            profile = Profile { server: Some(server), ca: Some(ca), phone: Some(phone.clone()), key: Some(key) };
+            profile = Profile { server: Some(server), ca: Some(ca), phone: Some(phone.clone()), key: Some(key), pending_phone: None };
             profile.save(&cli.profile)?;
             println!("registered {phone}; key saved in {}", Profile::path(&cli.profile).display());
             Ok(())
         }
-        Command::Send { to, text, wait, timeout } => {
+        Command::Send { to, text, wait, timeout, retries } => {
             let (phone, key) = profile.account(&cli.profile)?;
             let mut client = Client::connect(&opts).await?;
             client.login(&phone, &key).await?;
             let limit = Duration::from_secs(timeout);
-            let result = tokio::time::timeout(limit, send(&mut client, &to, text, wait)).await;
+            let result = tokio::time::timeout(limit, send(&mut client, &to, text, wait, retries)).await;
             client.close().await;
             match result {
                 Ok(r) => r,
@@ -237,10 +271,18 @@ fn wait_name(wait: Wait) -> &'static str {
     }
 }
 
-/// Sends and waits for the wanted state. Acks only the receipts for this message; other
-/// items stay queued for `listen`.
-async fn send(client: &mut Client, to: &str, text: String, wait: Wait) -> Result<()> {
-    let client_id = client.send(to, text.into_bytes()).await?;
+/// The wait before retry number `retry` (1, 2, …): 0.5 s, doubling, at most 8 s.
+fn backoff(retry: u32) -> Duration {
+    Duration::from_millis(500u64 << (retry - 1).min(4))
+}
+
+/// Sends and waits for the wanted state. A Retryable refusal is sent again with the same
+/// client id (the broker stores a message once per client id), up to `retries` times. Acks
+/// only the receipts for this message; other items stay queued for `listen`.
+async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: u32) -> Result<()> {
+    let body = text.into_bytes();
+    let client_id = client.send(to, body.clone()).await?;
+    let mut attempt = 1;
     let mut id = None;
     loop {
         match client.next_frame().await? {
@@ -250,6 +292,16 @@ async fn send(client: &mut Client, to: &str, text: String, wait: Wait) -> Result
                     return Ok(());
                 }
                 id = Some(message_id);
+            }
+            ServerFrame::SendFailed { client_id: c, error: ErrorCode::Retryable, reason } if c == client_id && attempt <= retries => {
+                let pause = backoff(attempt);
+                eprintln!("attempt {attempt} of {} refused (Retryable): {reason}; retrying in {pause:?}", retries + 1);
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+                client.send_with_id(client_id, to, body.clone()).await?;
+            }
+            ServerFrame::SendFailed { client_id: c, error: ErrorCode::Retryable, reason } if c == client_id => {
+                bail!("not sent after {attempt} attempts (Retryable): {reason}; try again later")
             }
             ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id => {
                 bail!("not sent ({error:?}): {reason}")
