@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hotline_client::{Client, ClientError};
+use hotline_client::ClientError;
 use hotline_protocol::{close_code, ClientFrame, ErrorCode, ServerFrame};
 use hotline_tests::Broker;
 
@@ -75,19 +75,4 @@ async fn answers_quote_at_most_a_short_prefix_of_huge_fields() {
         }
     }
     alice.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decoding_errors_close_with_a_reason_in_words() {
-    let broker = Broker::start().unwrap();
-    let mut raw = Client::connect(&broker.options()).await.unwrap();
-    // A frame of an unknown type (200).
-    raw.write_raw(&[0, 0, 0, 1, 200]).await.unwrap();
-    match raw.next_frame_within(T).await {
-        Err(ClientError::Closed { code, reason }) => {
-            assert_eq!(code, close_code::MALFORMED_FRAME);
-            assert!(reason.contains("unknown frame type 200"), "{reason}");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
 }

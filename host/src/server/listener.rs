@@ -13,6 +13,13 @@ use quinn::crypto::rustls::QuicServerConfig;
 
 use crate::broker::Broker;
 
+/// Bytes quinn keeps toward one client, sent or not, until acknowledged (its default is
+/// 10 MiB, which a client that never reads could make the broker hold).
+const SEND_WINDOW: u64 = 2 << 20;
+/// Bytes one client may send ahead of what the session has read (the stream and the
+/// connection: one stream carries everything).
+const RECEIVE_WINDOW: u32 = 1 << 20;
+
 /// A bound QUIC endpoint serving the broker.
 pub struct Listener {
     endpoint: quinn::Endpoint,
@@ -31,6 +38,11 @@ impl Listener {
         transport.max_concurrent_uni_streams(0u32.into());
         let idle = Duration::from_secs(broker.limits.idle_timeout_secs);
         transport.max_idle_timeout(Some(idle.try_into().context("idle timeout too large")?));
+        // What quinn buffers per connection, bounded whatever the client announces: unsent
+        // and unacknowledged data toward the client, and data from it not yet read.
+        transport.send_window(SEND_WINDOW);
+        transport.stream_receive_window(RECEIVE_WINDOW.into());
+        transport.receive_window(RECEIVE_WINDOW.into());
         config.transport_config(Arc::new(transport));
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self::reset_key(reset_key)?);
         // Connection ids carry a keyed hash that the endpoint checks before answering a
