@@ -189,6 +189,7 @@ async fn serve(config: Config) -> Result<()> {
             tracing::error!(error = %e, "admin endpoint failed");
         }
     });
+    let shutdown = shutdown_signal()?;
     // Tests and scripts wait for this line on stdout.
     print_out(&format!("hotline listening on {addr} admin {admin_addr} (data {})\n", config.data.display()))?;
     tracing::info!(%addr, %admin_addr, data = %config.data.display(), plugins = %broker.plugins.dir().display(), "serving");
@@ -208,7 +209,7 @@ async fn serve(config: Config) -> Result<()> {
 
     tokio::select! {
         () = listener.run() => {}
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = shutdown => tracing::info!("shutting down"),
     }
     expiry.abort();
     listener.close(hotline_protocol::close_code::NORMAL, "broker shutting down").await;
@@ -231,12 +232,19 @@ fn warn_if_shared(data: &std::path::Path) {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when it is
+/// first awaited: a signal that comes right after the listening line still stops the
+/// broker gracefully instead of killing it.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// The admin API's plugin endpoint, and the error for a broker that does not answer.
