@@ -98,12 +98,14 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
 }
 
+/// The broker's certificate and key: both set, or neither (then a development certificate
+/// in `<data>/tls/`, made on first start).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM certificate chain; default `<data>/tls/cert.pem`, made on first start.
+    /// PEM certificate chain. Only read, never written.
     pub cert: Option<PathBuf>,
-    /// PEM private key; default `<data>/tls/key.pem`.
+    /// PEM private key matching `cert`. Only read, never written.
     pub key: Option<PathBuf>,
 }
 
@@ -133,14 +135,15 @@ impl Default for LimitsConfig {
     }
 }
 
-/// A config file that could not be used.
+/// A config file that could not be used. The message names the file; the cause is the
+/// error's `source` (print the chain, e.g. anyhow's `{:#}`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read { path: PathBuf, source: std::io::Error },
     /// The file is not valid TOML or has unknown or mistyped fields.
-    #[error("invalid config {path}: {source}")]
+    #[error("invalid config {path}")]
     Parse { path: PathBuf, source: Box<toml::de::Error> },
     /// A value is out of range.
     #[error("invalid config: {0}")]
@@ -172,15 +175,18 @@ impl Config {
         if self.limits.delivery_window == 0 {
             return Err(ConfigError::Invalid("limits.delivery_window must be at least 1".into()));
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
+            return Err(ConfigError::Invalid(format!(
+                "{set} is set but {unset} is not: set both, or neither for a development certificate in <data>/tls"
+            )));
+        }
         Ok(())
     }
 
-    pub fn cert_path(&self) -> PathBuf {
-        self.tls.cert.clone().unwrap_or_else(|| self.data.join("tls").join("cert.pem"))
-    }
-
-    pub fn key_path(&self) -> PathBuf {
-        self.tls.key.clone().unwrap_or_else(|| self.data.join("tls").join("key.pem"))
+    /// Where the development certificate and key live when `[tls]` sets neither.
+    pub fn dev_tls_dir(&self) -> PathBuf {
+        self.data.join("tls")
     }
 
     pub fn store_path(&self) -> PathBuf {
@@ -219,11 +225,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hotline.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:5000\"\nlisen = 1\n").unwrap();
-        let err = Config::load(&path).unwrap_err().to_string();
-        assert!(err.contains("hotline.toml") && err.contains("lisen"), "{err}");
+        let err = Config::load(&path).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("hotline.toml") && chain.contains("lisen"), "{chain}");
+        // The cause is the source, not repeated in the message: a printed chain says it once.
+        assert_eq!(chain.matches("unknown field").count(), 1, "{chain}");
         std::fs::write(&path, "[limits]\nmax_body_bytes = 0\n").unwrap();
         assert!(Config::load(&path).unwrap_err().to_string().contains("max_body_bytes"));
         std::fs::write(&path, "[storage]\ndurability = \"buffered\"\n").unwrap();
         assert_eq!(Config::load(&path).unwrap().storage.durability, Durability::Buffered);
+    }
+
+    #[test]
+    fn tls_cert_and_key_are_set_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        std::fs::write(&path, "[tls]\nkey = \"/etc/hotline/key.pem\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("tls.key is set but tls.cert is not"), "{err}");
+        std::fs::write(&path, "[tls]\ncert = \"/etc/hotline/cert.pem\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("tls.cert is set but tls.key is not"), "{err}");
+        std::fs::write(&path, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+        assert!(Config::load(&path).is_ok());
     }
 }

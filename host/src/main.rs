@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use hotline::broker::Broker;
 use hotline::config::Config;
 use hotline::server::Listener;
-use hotline::store::Store;
+use hotline::store::{Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "hotline", version, about = "The Hotline messaging broker")]
@@ -46,37 +46,57 @@ enum PluginsCommand {
     },
 }
 
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// One line per event for people; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line for log collectors.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
     Serve {
-        /// Data folder (storage, TLS, SMS outbox). Overrides the config file.
-        #[arg(long)]
+        /// Data folder (storage, TLS, plugins, SMS outbox); wins over the config file
+        /// [default: `data` from the config, else hotline-data]
+        #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
-        /// TOML config file.
-        #[arg(long)]
+        /// TOML config file [default: none, every setting at its default]
+        #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// UDP address for QUIC, e.g. 127.0.0.1:4433 (port 0 picks a free port).
-        #[arg(long)]
+        /// UDP address for QUIC (port 0 picks a free port); wins over the config file
+        /// [default: `listen` from the config, else 127.0.0.1:4433]
+        #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
-        /// TCP address of the admin HTTP endpoint (metrics, plugin API).
-        #[arg(long)]
+        /// TCP address of the admin HTTP endpoint (metrics, plugin API); wins over the config
+        /// file [default: `admin.listen` from the config, else 127.0.0.1:9464]
+        #[arg(long, value_name = "ADDR")]
         admin: Option<SocketAddr>,
+        /// Log line format on stderr. The filter is the environment variable HOTLINE_LOG
+        /// (default info,fjall=warn,lsm_tree=warn).
+        #[arg(long, value_enum, value_name = "FORMAT", env = "HOTLINE_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
     },
     /// Operate the plugins of a running broker through its admin endpoint.
     Plugins {
-        /// Admin endpoint of the broker.
-        #[arg(long, default_value = "127.0.0.1:9464")]
+        /// Admin endpoint of the broker (before or after the subcommand).
+        #[arg(long, default_value = "127.0.0.1:9464", global = true)]
         admin: SocketAddr,
         #[command(subcommand)]
         command: PluginsCommand,
     },
     /// Print queue lengths and disk use of a stopped broker's storage as JSON.
     Inspect {
-        #[arg(long, default_value = "hotline-data")]
+        /// Data folder of the stopped broker.
+        #[arg(long, value_name = "DIR", default_value = "hotline-data")]
         data: PathBuf,
     },
 }
+
+/// The log filter when `HOTLINE_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "info,fjall=warn,lsm_tree=warn";
 
 fn main() {
     if let Err(e) = run() {
@@ -86,18 +106,16 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOTLINE_LOG").unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(match cli.command {
+        Command::Serve { log_format, .. } => log_format,
+        _ => LogFormat::Text,
+    })?;
     match cli.command {
         Command::Plugins { command: PluginsCommand::New { lang, name, slot, dir }, .. } => new_plugin(lang, &name, &slot, dir),
         Command::Plugins { admin, command: PluginsCommand::List { json } } => plugins_list(admin, json),
         Command::Plugins { admin, command: PluginsCommand::Rollback { slot } } => plugins_rollback(admin, &slot),
-        Command::Serve { data, config, listen, admin } => {
+        Command::Serve { data, config, listen, admin, log_format: _ } => {
             let mut config = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
@@ -111,22 +129,52 @@ fn run() -> Result<()> {
             if let Some(admin) = admin {
                 config.admin.listen = admin;
             }
+            // Everything the broker creates (storage, outbox, keys, plugin cache) is for its
+            // own user only. Set before any thread starts: the mask is process-wide.
+            #[cfg(unix)]
+            // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+            unsafe {
+                libc::umask(0o077);
+            }
             tokio::runtime::Runtime::new()?.block_on(serve(config))
         }
         Command::Inspect { data } => inspect(data),
     }
 }
 
-async fn serve(config: Config) -> Result<()> {
-    std::fs::create_dir_all(&config.data).with_context(|| format!("creating data folder {}", config.data.display()))?;
-    let (cert, key) = (config.cert_path(), config.key_path());
-    // A configured certificate must exist; only the default location gets a development one.
-    if config.tls.cert.is_some() {
-        anyhow::ensure!(cert.exists(), "tls.cert {} does not exist", cert.display());
-    } else if hotline::tls::ensure_dev_certificate(&cert, &key)? {
-        tracing::info!(cert = %cert.display(), "made a development certificate");
+/// Logs to stderr, filtered by `HOTLINE_LOG` (an invalid filter is an error, not ignored).
+fn init_logging(format: LogFormat) -> Result<()> {
+    use std::io::IsTerminal;
+    let filter = match std::env::var("HOTLINE_LOG") {
+        // The parse error's text already includes its source: shown as text, said once.
+        Ok(text) => tracing_subscriber::EnvFilter::try_new(&text)
+            .map_err(|e| anyhow::anyhow!("invalid log filter HOTLINE_LOG={text:?}: {e}"))?,
+        Err(std::env::VarError::NotPresent) => tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER),
+        Err(e) => return Err(e).context("invalid log filter HOTLINE_LOG"),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-    let tls = hotline::tls::server_config(&cert, &key)?;
+    Ok(())
+}
+
+/// Writes `text` to stdout. A reader that went away (`hotline plugins list | head`) is not
+/// an error: the output is simply not wanted any more.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    hotline::tls::create_private_dir(&config.data).context("creating the data folder")?;
+    warn_if_shared(&config.data);
+    let tls = hotline::tls::server_config_for(&config)?;
     let broker = Broker::open(&config)?;
     let listener = Listener::bind(config.listen, tls, &config.reset_key_path(), broker.clone())?;
     let addr = listener.local_addr()?;
@@ -141,8 +189,9 @@ async fn serve(config: Config) -> Result<()> {
             tracing::error!(error = %e, "admin endpoint failed");
         }
     });
+    let shutdown = shutdown_signal()?;
     // Tests and scripts wait for this line on stdout.
-    println!("hotline listening on {addr} admin {admin_addr} (data {})", config.data.display());
+    print_out(&format!("hotline listening on {addr} admin {admin_addr} (data {})\n", config.data.display()))?;
     tracing::info!(%addr, %admin_addr, data = %config.data.display(), plugins = %broker.plugins.dir().display(), "serving");
 
     let expiry = {
@@ -160,7 +209,7 @@ async fn serve(config: Config) -> Result<()> {
 
     tokio::select! {
         () = listener.run() => {}
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = shutdown => tracing::info!("shutting down"),
     }
     expiry.abort();
     listener.close(hotline_protocol::close_code::NORMAL, "broker shutting down").await;
@@ -168,12 +217,34 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// The data folder holds keys, codes and native code the broker loads: say so if other
+/// users can get into one that already existed.
+fn warn_if_shared(data: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(data) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(data = %data.display(), mode = format!("{mode:o}"), "the data folder is open to other users; chmod 700 it");
+            }
+        }
     }
+}
+
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when it is
+/// first awaited: a signal that comes right after the listening line still stops the
+/// broker gracefully instead of killing it.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// The admin API's plugin endpoint, and the error for a broker that does not answer.
@@ -185,36 +256,42 @@ fn plugins_list(admin: SocketAddr, json: bool) -> Result<()> {
     let (base, unreachable) = plugins_api(admin);
     let report: serde_json::Value = ureq::get(&base).call().context(unreachable)?.body_mut().read_json()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        return print_out(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     }
-    println!("{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}", "SLOT", "VERSION", "STATE", "LOADED AT (UTC)", "CALLS", "ERRORS");
+    print_out(&plugins_table(&report))
+}
+
+/// The `plugins list` table: one row per version, then the last 20 history events.
+fn plugins_table(report: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    let row = |out: &mut String, cells: [&str; 6]| {
+        let [slot, version, state, loaded, calls, errors] = cells;
+        let _ = writeln!(out, "{slot:<10} {version:<13} {state:<12} {loaded:<24} {calls:>10} {errors:>8}");
+    };
+    row(&mut out, ["SLOT", "VERSION", "STATE", "LOADED AT (UTC)", "CALLS", "ERRORS"]);
     for v in report["versions"].as_array().into_iter().flatten() {
-        println!(
-            "{:<10} {:<13} {:<12} {:<24} {:>10} {:>8}",
-            v["slot"].as_str().unwrap_or("?"),
-            v["version"].as_str().unwrap_or("?"),
-            v["state"].as_str().unwrap_or("?"),
-            format_ms(v["loaded_at_ms"].as_u64().unwrap_or(0)),
-            v["calls"],
-            v["errors"]
-        );
+        let loaded = format_ms(v["loaded_at_ms"].as_u64().unwrap_or(0));
+        let (calls, errors) = (v["calls"].as_u64().unwrap_or(0).to_string(), v["errors"].as_u64().unwrap_or(0).to_string());
+        row(&mut out, [&text(&v["slot"]), &text(&v["version"]), &text(&v["state"]), &loaded, &calls, &errors]);
     }
     let history = report["history"].as_array().cloned().unwrap_or_default();
     if !history.is_empty() {
-        println!("\nHISTORY");
+        out.push_str("\nHISTORY\n");
         for e in history.iter().rev().take(20).rev() {
-            println!(
+            let _ = writeln!(
+                out,
                 "{}  {:<10} {:<13} {:<12} {}",
                 format_ms(e["at_ms"].as_u64().unwrap_or(0)),
-                e["slot"].as_str().unwrap_or("?"),
-                e["version"].as_str().unwrap_or("?"),
-                e["event"].as_str().unwrap_or("?"),
+                text(&e["slot"]),
+                text(&e["version"]),
+                text(&e["event"]),
                 e["detail"].as_str().unwrap_or("")
             );
         }
     }
-    Ok(())
+    out
 }
 
 fn plugins_rollback(admin: SocketAddr, slot: &str) -> Result<()> {
@@ -230,22 +307,23 @@ fn plugins_rollback(admin: SocketAddr, slot: &str) -> Result<()> {
     if !ok {
         anyhow::bail!("rollback of {slot} refused: {}", body["error"].as_str().unwrap_or("unknown error"));
     }
-    println!("{slot} rolled back; current version {}", body["version"].as_str().unwrap_or("?"));
-    Ok(())
+    print_out(&format!("{slot} rolled back; current version {}\n", body["version"].as_str().unwrap_or("?")))
 }
 
 fn new_plugin(lang: hotline::scaffold::Lang, name: &str, slot: &str, dir: Option<PathBuf>) -> Result<()> {
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    use std::fmt::Write;
     let files = hotline::scaffold::create(lang, name, slot, &dir)?;
-    println!("created {} ({lang} {slot} plugin, API {}):", dir.display(), hotline::scaffold::API_VERSION);
+    let mut out = String::new();
+    let _ = writeln!(out, "created {} ({lang} {slot} plugin, API {}):", dir.display(), hotline::scaffold::API_VERSION);
     for file in files {
-        println!("  {}", file.display());
+        let _ = writeln!(out, "  {}", file.display());
     }
-    println!("next:");
-    println!("  cd {} && ./build.sh", dir.display());
-    println!("  cp out/{slot}.wasm DATA/plugins/.{slot}.tmp && mv DATA/plugins/.{slot}.tmp DATA/plugins/{slot}.wasm");
-    println!("  hotline plugins list");
-    Ok(())
+    let _ = writeln!(out, "next:");
+    let _ = writeln!(out, "  cd {} && ./build.sh", dir.display());
+    let _ = writeln!(out, "  cp out/{slot}.wasm DATA/plugins/.{slot}.tmp && mv DATA/plugins/.{slot}.tmp DATA/plugins/{slot}.wasm");
+    let _ = writeln!(out, "  hotline plugins list");
+    print_out(&out)
 }
 
 /// Unix milliseconds as an RFC 3339 UTC time.
@@ -256,7 +334,15 @@ fn format_ms(ms: u64) -> String {
 fn inspect(data: PathBuf) -> Result<()> {
     let path = data.join("store");
     anyhow::ensure!(path.exists(), "no storage at {}", path.display());
-    let store = Store::open(&path).with_context(|| format!("opening {} (is the broker still running?)", path.display()))?;
+    let store = match Store::open(&path) {
+        Ok(store) => store,
+        Err(StoreError::Locked) => anyhow::bail!(
+            "a broker is running on {} (its storage is locked); stop it to inspect the storage, or ask the running \
+             broker: its admin endpoint serves /metrics and /api/plugins (`hotline plugins list --admin ADDR`)",
+            data.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
     let queues = store.queue_lengths()?;
     let total: u64 = queues.values().sum();
     let report = serde_json::json!({
@@ -264,6 +350,6 @@ fn inspect(data: PathBuf) -> Result<()> {
         "queues": queues,
         "disk_bytes": store.disk_space()?,
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    print_out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
 }
+

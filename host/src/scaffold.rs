@@ -69,7 +69,7 @@ pub enum ScaffoldError {
     #[error("no {lang} template for the {slot} slot in this build of hotline")]
     NoTemplate { lang: Lang, slot: Slot },
     /// Writing a file failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Io { path: PathBuf, source: std::io::Error },
 }
 

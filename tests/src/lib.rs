@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -29,6 +29,16 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Where a broker's stderr goes.
+enum StderrTo {
+    /// The test's own stderr.
+    Inherit,
+    /// Appended to a file.
+    File(PathBuf),
+    /// A pipe, taken with [`Broker::take_stderr`].
+    Pipe,
+}
+
 /// A running `hotline serve` with its own data folder. Killed when dropped.
 pub struct Broker {
     child: Option<Child>,
@@ -37,8 +47,12 @@ pub struct Broker {
     pub admin: SocketAddr,
     pub data: PathBuf,
     extra_args: Vec<String>,
-    /// Where the broker's stderr goes (appended), if not to the test's own stderr.
-    stderr_log: Option<PathBuf>,
+    /// Extra environment variables of the broker process.
+    envs: Vec<(String, String)>,
+    /// Where the broker's stderr goes.
+    stderr_to: StderrTo,
+    /// The stderr of the broker process, when it goes to a pipe and was not yet taken.
+    stderr: Option<ChildStderr>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -50,22 +64,40 @@ impl Broker {
 
     /// Starts a broker in a fresh temporary data folder with extra `serve` arguments.
     pub fn start_with(args: &[&str]) -> Result<Broker> {
+        Broker::start_full(args, &[], false)
+    }
+
+    /// Starts a broker with extra `serve` arguments and environment variables, its stderr
+    /// on a pipe (take it with [`Broker::take_stderr`] and keep reading it).
+    pub fn start_capturing_stderr(args: &[&str], envs: &[(&str, &str)]) -> Result<Broker> {
+        Broker::start_full(args, envs, true)
+    }
+
+    fn start_full(args: &[&str], envs: &[(&str, &str)], capture_stderr: bool) -> Result<Broker> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
-        Broker::start_at(data, args, None, Some(dir))
+        let stderr_to = if capture_stderr { StderrTo::Pipe } else { StderrTo::Inherit };
+        Broker::launch(data, args, envs, stderr_to, Some(dir))
     }
 
     /// Starts a broker on data folder `data` (made if missing) with extra `serve`
     /// arguments, its stderr appended to `stderr_log` if given. `dir` is kept until the
     /// broker is dropped.
     pub fn start_at(data: PathBuf, args: &[&str], stderr_log: Option<PathBuf>, dir: Option<tempfile::TempDir>) -> Result<Broker> {
+        let stderr_to = stderr_log.map_or(StderrTo::Inherit, StderrTo::File);
+        Broker::launch(data, args, &[], stderr_to, dir)
+    }
+
+    fn launch(data: PathBuf, args: &[&str], envs: &[(&str, &str)], stderr_to: StderrTo, dir: Option<tempfile::TempDir>) -> Result<Broker> {
         let mut broker = Broker {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
             data,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
-            stderr_log,
+            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            stderr_to,
+            stderr: None,
             _dir: dir,
         };
         let any = "127.0.0.1:0".parse().unwrap();
@@ -114,9 +146,10 @@ impl Broker {
     }
 
     fn spawn(&mut self, listen: SocketAddr, admin: SocketAddr) -> Result<()> {
-        let stderr = match &self.stderr_log {
-            Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
-            None => Stdio::inherit(),
+        let stderr = match &self.stderr_to {
+            StderrTo::Inherit => Stdio::inherit(),
+            StderrTo::File(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            StderrTo::Pipe => Stdio::piped(),
         };
         let mut child = Command::new(bin("hotline"))
             .arg("serve")
@@ -128,10 +161,12 @@ impl Broker {
             .arg(admin.to_string())
             .args(&self.extra_args)
             .env("HOTLINE_LOG", std::env::var("HOTLINE_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
             .context("starting hotline")?;
+        self.stderr = child.stderr.take();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let line = lines.next().context("hotline exited before listening")??;
@@ -148,6 +183,12 @@ impl Broker {
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The broker's stderr pipe (started with [`Broker::start_capturing_stderr`]). Read it
+    /// continuously (e.g. on a thread) so the broker never blocks on a full pipe.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.stderr.take()
     }
 
     /// Stops the broker gracefully (SIGTERM) and waits for it to exit.
@@ -312,6 +353,37 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `hotline serve --data DATA` on free ports with `args`, expecting it to refuse to
+/// start. Returns its output once it has exited; fails if it starts serving instead (or
+/// has not exited within 60 s).
+pub fn serve_refused(data: &Path, args: &[&std::ffi::OsStr]) -> Result<std::process::Output> {
+    let mut child = Command::new(bin("hotline"))
+        .arg("serve")
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(args)
+        .env("HOTLINE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting hotline")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            bail!("hotline serve did not refuse to start: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    if String::from_utf8_lossy(&out.stdout).contains("hotline listening on") {
+        bail!("hotline serve started and then exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
 }
 
 /// A copy of a component with a custom section appended: same behaviour, new hash, so the

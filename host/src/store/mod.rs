@@ -34,12 +34,16 @@ pub enum StoreError {
     /// The committer has stopped (the broker is shutting down).
     #[error("storage committer is closed")]
     Closed,
+    /// Another process (a running broker) holds the database.
+    #[error("the storage is locked by another process (is a broker running on it?)")]
+    Locked,
 }
 
 impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> Self {
         match e {
             fjall::Error::Poisoned => StoreError::Poisoned,
+            fjall::Error::Locked => StoreError::Locked,
             other => StoreError::Fjall(Arc::new(other)),
         }
     }
@@ -50,7 +54,6 @@ fn describe(e: &fjall::Error) -> String {
     match e {
         fjall::Error::Io(io) => format!("I/O error: {io}"),
         fjall::Error::Storage(fjall::LsmError::Io(io)) => format!("I/O error: {io}"),
-        fjall::Error::Locked => "the database is locked by another process".into(),
         other => format!("{other:?}"),
     }
 }
