@@ -221,6 +221,27 @@ impl Broker {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// The running broker's process id (for `/proc/PID/...`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The Prometheus text of the admin endpoint's `/metrics`.
+    pub fn metrics(&self) -> Result<String> {
+        let url = format!("http://{}/metrics", self.admin);
+        Ok(ureq::get(&url).call().with_context(|| format!("GET {url}"))?.body_mut().read_to_string()?)
+    }
+
+    /// The value of the unlabelled metric `name` in `/metrics`.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let text = self.metrics()?;
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .with_context(|| format!("no metric {name} in {text}"))?;
+        Ok(line.split_whitespace().nth(1).context("metric without a value")?.parse()?)
+    }
+
     /// The current version (12 hex digits) of `slot`.
     pub fn current_version(&self, slot: &str) -> Result<String> {
         let report = self.plugins()?;
