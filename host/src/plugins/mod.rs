@@ -175,8 +175,8 @@ impl PluginHost {
         for (slot, hash, detail) in refusals {
             // A file refused at start stays in place (the next start tries it again, say
             // after a config fix); the watcher does not try it again while it is unchanged.
-            if let Some(hash) = hash {
-                host.slot(slot).mark_refused(&hash);
+            if let Some(hash) = &hash {
+                host.slot(slot).mark_refused(hash);
             }
             let short = hash.as_deref().map_or("-", |h| &h[..12]);
             host.event(slot, short, SwapEventKind::Refused, detail);
