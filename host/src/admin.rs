@@ -95,8 +95,8 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> String {
     for v in &report.versions {
         let _ = writeln!(out, "hotline_plugin_errors_total{{slot=\"{}\",version=\"{}\",state=\"{}\"}} {}", v.slot, v.version, v.state, v.errors);
     }
-    let refused = report.history.iter().filter(|e| e.event == "refused").count();
-    let rolled = report.history.iter().filter(|e| e.event == "rolled-back").count();
+    let refused = broker.plugins.refused_total();
+    let rolled = broker.plugins.rollbacks_total();
     let _ = writeln!(out, "# TYPE hotline_plugin_refused_total counter\nhotline_plugin_refused_total {refused}");
     let _ = writeln!(out, "# TYPE hotline_plugin_rollbacks_total counter\nhotline_plugin_rollbacks_total {rolled}");
     let _ = writeln!(out, "# TYPE hotline_plugin_counter counter");

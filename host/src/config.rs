@@ -37,7 +37,8 @@ pub struct PluginsConfig {
     pub max_idle_instances: usize,
     /// A new version is on probation for this long after it becomes current…
     pub probation_secs: u64,
-    /// …and is rolled back automatically after this many consecutive failed calls in it.
+    /// …and is rolled back automatically after this many consecutive failed calls in it
+    /// (0: never automatically).
     pub probation_failures: u32,
     /// Earlier versions kept per slot for rollback.
     pub keep_versions: usize,
@@ -169,9 +170,6 @@ impl Config {
         if self.plugins.call_timeout_ms == 0 || self.plugins.memory_limit_mib == 0 {
             return Err(ConfigError::Invalid("plugins.call_timeout_ms and plugins.memory_limit_mib must be positive".into()));
         }
-        if self.plugins.probation_failures == 0 {
-            return Err(ConfigError::Invalid("plugins.probation_failures must be at least 1".into()));
-        }
         if self.limits.delivery_window == 0 {
             return Err(ConfigError::Invalid("limits.delivery_window must be at least 1".into()));
         }
@@ -248,5 +246,13 @@ mod tests {
         assert!(err.contains("tls.cert is set but tls.key is not"), "{err}");
         std::fs::write(&path, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
         assert!(Config::load(&path).is_ok());
+    }
+
+    #[test]
+    fn probation_failures_zero_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        std::fs::write(&path, "[plugins]\nprobation_failures = 0\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().plugins.probation_failures, 0);
     }
 }

@@ -139,6 +139,8 @@ async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
         assert!(dir.join(format!("router.wasm.rolled-back-{bad}")).exists(), "{name}: bad file not kept aside");
         eprintln!("{name}: rolled back, all sends through after {rolled_back_after:?} ({total_retries} retries)");
     }
+    // Three automatic rollbacks, counted once each.
+    assert_eq!(broker.metric("hotline_plugin_rollbacks_total").unwrap(), 3.0);
     alice.close().await;
     bob_receives_exactly(&broker, &bob_key, &ids).await;
     // A restart does not bring a rolled-back version back.

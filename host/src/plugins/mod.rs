@@ -17,8 +17,8 @@ mod version;
 mod watcher;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use bindings::types;
 pub use metrics::PluginCounters;
 use runtime::Runtime;
-pub use slot::SwapEvent;
+pub use slot::{SwapEvent, SwapEventKind};
 use slot::SlotState;
 use version::{Instance, Version};
 pub use watcher::Watcher;
@@ -79,6 +79,13 @@ pub struct PluginHost {
     ctx: PluginContext,
     slots: [SlotState; 3],
     dir: PathBuf,
+    /// Held while a file is set aside and the serving bytes put back (the watcher and an
+    /// automatic rollback may both do it).
+    folder: Mutex<()>,
+    /// Files refused since start (every slot), for `hotline_plugin_refused_total`.
+    refused_total: AtomicU64,
+    /// Automatic rollbacks since start, for `hotline_plugin_rollbacks_total`.
+    rollbacks_total: AtomicU64,
 }
 
 /// One version as the operator sees it (`hotline plugins list`).
@@ -153,13 +160,26 @@ impl PluginHost {
             }
         };
         let slots = [load_slot(Slot::Router)?, load_slot(Slot::Registrar)?, load_slot(Slot::Receipts)?];
-        let host = PluginHost { ctx, slots, dir };
+        let host = PluginHost {
+            ctx,
+            slots,
+            dir,
+            folder: Mutex::new(()),
+            refused_total: AtomicU64::new(0),
+            rollbacks_total: AtomicU64::new(0),
+        };
         for slot in Slot::ALL {
             let v = host.slot(slot).current();
-            host.event(slot, v.short(), "loaded", format!("from {}", v.info.source));
+            host.event(slot, v.short(), SwapEventKind::Loaded, format!("from {}", v.info.source));
         }
         for (slot, hash, detail) in refusals {
-            host.event(slot, &hash, "refused", detail);
+            // A file refused at start stays in place (the next start tries it again, say
+            // after a config fix); the watcher does not try it again while it is unchanged.
+            if let Some(hash) = &hash {
+                host.slot(slot).mark_refused(hash);
+            }
+            let short = hash.as_deref().map_or("-", |h| &h[..12]);
+            host.event(slot, short, SwapEventKind::Refused, detail);
         }
         Ok(host)
     }
@@ -173,7 +193,25 @@ impl PluginHost {
         &self.slots[slot as usize]
     }
 
-    fn event(&self, slot: Slot, version: &str, event: &'static str, detail: String) {
+    /// Files refused since start, every slot (a counter that only grows).
+    pub fn refused_total(&self) -> u64 {
+        self.refused_total.load(Ordering::Relaxed)
+    }
+
+    /// Automatic rollbacks since start, every slot (a counter that only grows).
+    pub fn rollbacks_total(&self) -> u64 {
+        self.rollbacks_total.load(Ordering::Relaxed)
+    }
+
+    fn event(&self, slot: Slot, version: &str, event: SwapEventKind, detail: String) {
+        let counter = match event {
+            SwapEventKind::Refused => Some(&self.refused_total),
+            SwapEventKind::RolledBack => Some(&self.rollbacks_total),
+            SwapEventKind::Loaded | SwapEventKind::Rollback => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         self.slot(slot).record(SwapEvent {
             at_ms: crate::broker::now_ms(),
             slot: slot.name().into(),
@@ -184,82 +222,100 @@ impl PluginHost {
     }
 
     /// Reads, hashes, compiles (or loads from cache) and instantiates a plugin file. The
-    /// error carries the file's short hash ("-" if unreadable).
-    fn load_path(ctx: &PluginContext, slot: Slot, path: &Path) -> Result<Arc<Version>, (String, anyhow::Error)> {
-        let bytes = std::fs::read(path).map_err(|e| ("-".to_string(), anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    /// error carries the file's full hash (`None` if unreadable).
+    fn load_path(ctx: &PluginContext, slot: Slot, path: &Path) -> Result<Arc<Version>, (Option<String>, anyhow::Error)> {
+        let bytes = std::fs::read(path).map_err(|e| (None, anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
         let hash = sha256_hex(&bytes);
-        Self::load_bytes(ctx, slot, bytes, hash, path)
+        Self::load_bytes(ctx, slot, bytes, hash.clone(), path).map_err(|e| (Some(hash), e))
     }
 
     /// Compiles (or loads from cache) and instantiates a plugin file's bytes.
-    fn load_bytes(ctx: &PluginContext, slot: Slot, bytes: Vec<u8>, hash: String, path: &Path) -> Result<Arc<Version>, (String, anyhow::Error)> {
-        let fail = |e: anyhow::Error| (hash[..12].to_string(), e);
+    fn load_bytes(ctx: &PluginContext, slot: Slot, bytes: Vec<u8>, hash: String, path: &Path) -> anyhow::Result<Arc<Version>> {
         if bytes.is_empty() {
-            return Err(fail(anyhow::anyhow!("the file is empty")));
+            anyhow::bail!("the file is empty");
         }
-        let compiled = ctx.runtime.compile(&bytes, &hash).map_err(|e| fail(anyhow::anyhow!("not a valid component: {e:#}")))?;
-        Version::load(ctx, slot, hash.clone(), bytes, compiled, path.display().to_string()).map_err(fail)
+        let compiled = ctx.runtime.compile(&bytes, &hash).map_err(|e| anyhow::anyhow!("not a valid component: {e:#}"))?;
+        Version::load(ctx, slot, hash, bytes, compiled, path.display().to_string())
     }
 
     /// Loads `path` into `slot` and makes it current, unless it is the current version
-    /// already. Refusals are logged and recorded. Called by the watcher.
-    pub fn load_file(&self, slot: Slot, path: &Path) {
-        let loaded = match std::fs::read(path) {
-            Ok(bytes) => {
-                let hash = sha256_hex(&bytes);
-                if hash == self.slot(slot).current().hash {
+    /// already. A refusal is logged, recorded and counted once per file content: a file
+    /// refused before is not compiled again. `complete` says no writer has the file open;
+    /// a complete refused file is set aside as `<slot>.wasm.refused-<version>` and the
+    /// serving version's bytes are put back. Called by the watcher.
+    pub fn load_file(&self, slot: Slot, path: &Path, complete: bool) {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Perhaps passing (permissions, a file being replaced): logged each time the
+                // file changes, never set aside.
+                tracing::error!(%slot, file = %path.display(), "refused plugin: cannot read it: {e}; the current version stays");
+                self.event(slot, "-", SwapEventKind::Refused, format!("cannot read {}: {e}", path.display()));
+                return;
+            }
+        };
+        let hash = sha256_hex(&bytes);
+        let state = self.slot(slot);
+        if hash == state.current().hash {
+            return;
+        }
+        if !state.was_refused(&hash) {
+            match Self::load_bytes(&self.ctx, slot, bytes, hash.clone(), path) {
+                Ok(version) => {
+                    let detail = format!(
+                        "{} in {} ms",
+                        if version.info.from_cache { "loaded from the compile cache" } else { "compiled" },
+                        version.info.compile_us / 1000
+                    );
+                    tracing::info!(%slot, version = version.short(), "plugin is now current ({detail})");
+                    self.event(slot, version.short(), SwapEventKind::Loaded, detail);
+                    state.swap_in(version, self.ctx.config.keep_versions);
                     return;
                 }
-                Self::load_bytes(&self.ctx, slot, bytes, hash, path)
+                Err(e) => {
+                    tracing::error!(%slot, file = %path.display(), "refused plugin: {e:#}; the current version stays");
+                    state.mark_refused(&hash);
+                    self.event(slot, &hash, SwapEventKind::Refused, format!("{e:#}"));
+                }
             }
-            Err(e) => Err(("-".to_string(), anyhow::anyhow!("cannot read {}: {e}", path.display()))),
-        };
-        match loaded {
-            Ok(version) => {
-                let detail = format!(
-                    "{} in {} ms",
-                    if version.info.from_cache { "loaded from the compile cache" } else { "compiled" },
-                    version.info.compile_us / 1000
-                );
-                tracing::info!(%slot, version = version.short(), "plugin is now current ({detail})");
-                self.event(slot, version.short(), "loaded", detail);
-                self.slot(slot).swap_in(version, self.ctx.config.keep_versions);
-            }
-            Err((hash, e)) => {
-                tracing::error!(%slot, file = %path.display(), "refused plugin: {e:#}; the current version stays");
-                self.event(slot, &hash, "refused", format!("{e:#}"));
-            }
+        } else {
+            tracing::debug!(%slot, version = &hash[..12], "this file was refused before; not tried again");
+        }
+        if complete {
+            self.set_aside(slot, &hash, "refused", &state.current());
         }
     }
 
-    /// After a rollback, makes the folder say what serves: the rolled-back file is kept
-    /// beside it as `<slot>.wasm.rolled-back-<version>` (which the watcher ignores) and the
-    /// serving version's bytes are put back as `<slot>.wasm`, so a restart does not bring
-    /// the bad version back. Skipped if the file was replaced again meanwhile.
-    fn write_back(&self, slot: Slot, bad: &Version, now: &Version) {
+    /// Makes the folder say what serves after a refusal or a rollback: the file with hash
+    /// `bad` is kept beside it as `<slot>.wasm.<why>-<version>` (which the watcher ignores)
+    /// and the serving version's bytes are put back as `<slot>.wasm` (written to a
+    /// temporary file, then renamed), so a restart serves what serves now. Skipped if the
+    /// file no longer holds `bad` (replaced again meanwhile).
+    fn set_aside(&self, slot: Slot, bad: &str, why: &str, now: &Version) {
+        let _folder = self.folder.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(format!("{slot}.wasm"));
         match std::fs::read(&path) {
-            Ok(bytes) if sha256_hex(&bytes) == bad.hash => {}
+            Ok(bytes) if sha256_hex(&bytes) == bad => {}
             _ => return,
         }
-        let aside = self.dir.join(format!("{slot}.wasm.rolled-back-{}", bad.short()));
+        let aside = self.dir.join(format!("{slot}.wasm.{why}-{}", &bad[..12]));
         let tmp = self.dir.join(format!(".{slot}.wasm.restore"));
         let result = std::fs::rename(&path, &aside)
             .and_then(|()| std::fs::write(&tmp, &now.bytes))
             .and_then(|()| std::fs::rename(&tmp, &path));
         match result {
-            Ok(()) => tracing::info!(%slot, file = %aside.display(), "kept the rolled-back file aside; {} is back in place", now.short()),
+            Ok(()) => tracing::info!(%slot, file = %aside.display(), "kept the {why} file aside; {} is back in place", now.short()),
             Err(e) => tracing::error!(%slot, error = %e, "cannot put the serving version back in the plugin folder"),
         }
     }
 
     /// Puts the previous version of `slot` back (operator's rollback).
     pub fn rollback(&self, slot: Slot) -> Result<String, String> {
-        let (bad, now) = self.slot(slot).roll_back(None)?;
-        self.write_back(slot, &bad, &now);
+        let (bad, now) = self.slot(slot).roll_back()?;
+        self.set_aside(slot, &bad.hash, "rolled-back", &now);
         let detail = format!("operator rolled back from {}", bad.short());
         tracing::warn!(%slot, version = now.short(), "{detail}");
-        self.event(slot, now.short(), "rollback", detail);
+        self.event(slot, now.short(), SwapEventKind::Rollback, detail);
         Ok(now.short().to_string())
     }
 
@@ -309,20 +365,30 @@ impl PluginHost {
         })
     }
 
+    /// Rolls back a version that failed `probation_failures` calls in a row in its
+    /// probation; never when `probation_failures` is 0.
     fn after_failure(&self, slot: Slot, version: &Arc<Version>, detail: &str) {
         let config = &self.ctx.config;
         let state = self.slot(slot);
         let failures = version.consecutive_errors.load(Ordering::Relaxed);
-        if failures < config.probation_failures || state.current_for() > Duration::from_secs(config.probation_secs) {
+        if !rolls_back(config, failures, state.current_for()) {
             return;
         }
-        if let Ok((bad, now)) = state.roll_back(Some(version)) {
-            self.write_back(slot, &bad, &now);
+        if let Ok((bad, now)) = state.roll_back_if_current(version) {
+            self.set_aside(slot, &bad.hash, "rolled-back", &now);
             let detail = format!("{} rolled back after {failures} consecutive failures in probation (last: {detail})", bad.short());
             tracing::error!(%slot, version = now.short(), "{detail}");
-            self.event(slot, bad.short(), "rolled-back", detail);
+            self.event(slot, bad.short(), SwapEventKind::RolledBack, detail);
         }
     }
+}
+
+/// Whether a version that has failed `failures` calls in a row, current for `current_for`,
+/// is rolled back automatically.
+fn rolls_back(config: &PluginsConfig, failures: u32, current_for: Duration) -> bool {
+    config.probation_failures != 0
+        && failures >= config.probation_failures
+        && current_for <= Duration::from_secs(config.probation_secs)
 }
 
 fn wrong_slot<T>() -> wasmtime::Result<T> {
@@ -401,5 +467,23 @@ impl Policy for PluginHost {
     fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError> {
         let command = types::Command { from: from.to_string(), name: name.to_string(), args };
         self.call(slot, |store, instance| instance.handle_command(store, &command))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probation_failures_zero_never_rolls_back() {
+        let mut config = PluginsConfig::default();
+        let now = Duration::ZERO;
+        assert!(!rolls_back(&config, 2, now));
+        assert!(rolls_back(&config, 3, now));
+        assert!(!rolls_back(&config, 3, Duration::from_secs(config.probation_secs + 1)), "after probation");
+        config.probation_failures = 0;
+        for failures in [0, 1, 3, 1000] {
+            assert!(!rolls_back(&config, failures, now), "{failures} failures");
+        }
     }
 }

@@ -11,6 +11,20 @@ use serde::Serialize;
 
 use super::version::Version;
 
+/// What happened to a slot. Serialized as `loaded`, `refused`, `rolled-back`, `rollback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwapEventKind {
+    /// A version became current (at start or from the folder).
+    Loaded,
+    /// A file was refused; the current version stayed.
+    Refused,
+    /// A version failing in probation was rolled back automatically.
+    RolledBack,
+    /// An operator rolled back.
+    Rollback,
+}
+
 /// Something that happened to a slot, for the operator's swap history.
 #[derive(Debug, Clone, Serialize)]
 pub struct SwapEvent {
@@ -18,8 +32,7 @@ pub struct SwapEvent {
     pub slot: String,
     /// Short hash of the version concerned (or of the refused file).
     pub version: String,
-    /// `loaded`, `refused`, `rolled-back` (automatic) or `rollback` (by an operator).
-    pub event: &'static str,
+    pub event: SwapEventKind,
     pub detail: String,
 }
 
@@ -27,6 +40,8 @@ pub struct SwapEvent {
 const MAX_EVENTS: usize = 200;
 /// Most rolled-back versions kept for display.
 const MAX_ROLLED_BACK: usize = 8;
+/// Most refused file hashes remembered per slot.
+const MAX_REFUSED: usize = 64;
 
 /// The versions of one slot.
 pub struct SlotState {
@@ -38,6 +53,8 @@ pub struct SlotState {
     /// Versions taken out by a rollback, newest last (display only).
     rolled_back: Mutex<VecDeque<Arc<Version>>>,
     events: Mutex<VecDeque<SwapEvent>>,
+    /// Full hashes of files refused, newest last: such a file is not tried again.
+    refused: Mutex<VecDeque<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -52,6 +69,7 @@ impl SlotState {
             earlier: Mutex::new(VecDeque::new()),
             rolled_back: Mutex::new(VecDeque::new()),
             events: Mutex::new(VecDeque::new()),
+            refused: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -60,9 +78,13 @@ impl SlotState {
         self.current.load_full()
     }
 
-    /// Makes `next` current; the old current is kept for rollback (at most `keep`).
+    /// Makes `next` current; the old current is kept for rollback (at most `keep`). A
+    /// version of the same hash listed as earlier or rolled back (a re-install) is dropped
+    /// from those lists, so each version is listed once.
     pub fn swap_in(&self, next: Arc<Version>, keep: usize) {
         let mut earlier = lock(&self.earlier);
+        earlier.retain(|v| v.hash != next.hash);
+        lock(&self.rolled_back).retain(|v| v.hash != next.hash);
         let old = self.current.swap(next);
         *lock(&self.since) = Instant::now();
         old.retire();
@@ -72,22 +94,32 @@ impl SlotState {
         }
     }
 
-    /// Puts the newest earlier version back, if `bad` is still current (`None`: whatever is
-    /// current). Returns the version now current.
-    pub fn roll_back(&self, bad: Option<&Arc<Version>>) -> Result<(Arc<Version>, Arc<Version>), String> {
+    /// Puts the newest earlier version back, whatever is current (an operator's rollback).
+    /// Returns the version taken out and the version now current.
+    pub fn roll_back(&self) -> Result<(Arc<Version>, Arc<Version>), String> {
         let mut earlier = lock(&self.earlier);
-        let current = self.current();
-        if let Some(bad) = bad {
-            if !Arc::ptr_eq(bad, &current) {
-                return Err("already replaced".into());
-            }
+        self.put_back_newest(&mut earlier)
+    }
+
+    /// Puts the newest earlier version back if `bad` is still current (an automatic
+    /// rollback). Returns the version taken out and the version now current.
+    pub fn roll_back_if_current(&self, bad: &Arc<Version>) -> Result<(Arc<Version>, Arc<Version>), String> {
+        let mut earlier = lock(&self.earlier);
+        if !Arc::ptr_eq(bad, &self.current()) {
+            return Err("already replaced".into());
         }
+        self.put_back_newest(&mut earlier)
+    }
+
+    fn put_back_newest(&self, earlier: &mut VecDeque<Arc<Version>>) -> Result<(Arc<Version>, Arc<Version>), String> {
+        let current = self.current();
         let previous = earlier.pop_back().ok_or_else(|| "no earlier version to roll back to".to_string())?;
         previous.revive();
         self.current.store(previous.clone());
         *lock(&self.since) = Instant::now();
         current.retire();
         let mut rolled = lock(&self.rolled_back);
+        rolled.retain(|v| v.hash != previous.hash && v.hash != current.hash);
         rolled.push_back(current.clone());
         while rolled.len() > MAX_ROLLED_BACK {
             rolled.pop_front();
@@ -111,6 +143,22 @@ impl SlotState {
         while events.len() > MAX_EVENTS {
             events.pop_front();
         }
+    }
+
+    /// Remembers that the file with this (full) hash was refused.
+    pub fn mark_refused(&self, hash: &str) {
+        let mut refused = lock(&self.refused);
+        if !refused.iter().any(|h| h == hash) {
+            refused.push_back(hash.to_string());
+            while refused.len() > MAX_REFUSED {
+                refused.pop_front();
+            }
+        }
+    }
+
+    /// Whether the file with this (full) hash was refused before.
+    pub fn was_refused(&self, hash: &str) -> bool {
+        lock(&self.refused).iter().any(|h| h == hash)
     }
 
     pub fn events(&self) -> Vec<SwapEvent> {
