@@ -114,3 +114,30 @@ async fn a_read_right_after_its_ack_is_accepted_even_before_the_ack_is_durable()
     // And Bob was told of no refusal.
     assert!(bob.next_frame_within(Duration::from_millis(500)).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_a_read_needs_expires_with_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hotline.toml");
+    std::fs::write(&config, "[storage]\nmessage_ttl_secs = 1\n").unwrap();
+    let mut broker = Broker::start_with(&["--config", config.to_str().unwrap()]).unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    alice.send(BOB, b"read me later".to_vec()).await.unwrap();
+    alice.close().await;
+    let mut bob = broker.login(BOB, &bob_key).await.unwrap();
+    let id = match bob.next_frame_within(T).await.unwrap() {
+        ServerFrame::Message { id, .. } => id,
+        other => panic!("unexpected {other:?}"),
+    };
+    bob.ack(id).await.unwrap();
+    bob.close().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Expiry runs when the broker starts (and hourly after).
+    broker.restart().unwrap();
+    let mut bob = broker.login(BOB, &bob_key).await.unwrap();
+    let reason = report_read(&mut bob, id, ALICE).await.expect("a Read after the message's lifetime is refused");
+    assert!(reason.contains(&format!("no message {id}")), "{reason}");
+    bob.close().await;
+}

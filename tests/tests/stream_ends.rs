@@ -133,3 +133,33 @@ async fn stop_sending_closes_the_session_and_the_queue_stays_for_the_next_one() 
     bob.close().await;
     alice.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_is_logged_with_the_number_and_the_remote_address() {
+    let mut broker = Broker::start_capturing_stderr(&["--log-format", "json"], &[("HOTLINE_LOG", "info")]).unwrap();
+    let stderr = broker.take_stderr().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let key = broker.register(ALICE).await.unwrap();
+    let first = broker.login(ALICE, &key).await.unwrap();
+    // A second login replaces the first connection (close code 7).
+    let second = broker.login(ALICE, &key).await.unwrap();
+    let logged = loop {
+        let line = lines.recv_timeout(T).expect("a close line in the log");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if event["message"] == "closing connection" && event["code"] == close_code::SESSION_REPLACED {
+            break event;
+        }
+    };
+    assert_eq!(logged["phone"], ALICE, "{logged}");
+    let remote = logged["remote"].as_str().unwrap_or_default();
+    assert!(remote.starts_with("127.0.0.1:") && remote.len() > "127.0.0.1:".len(), "{logged}");
+    assert!(logged["reason"].as_str().unwrap_or_default().contains("newer connection"), "{logged}");
+    drop(first);
+    second.close().await;
+}
