@@ -5,48 +5,52 @@
 use std::time::Duration;
 
 use crate::broker::{now_ms, Broker};
-use crate::store::StoreError;
+use crate::store::{StoreError, Txn};
 
 /// How long a client may retry a send and still be recognised as a retry.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Deletes per commit job, at most.
+const CHUNK: usize = 1000;
 
 /// Deletes what has expired; returns the number of queued items removed.
 pub async fn expire(broker: &Broker) -> Result<usize, StoreError> {
     let now = now_ms();
     let item_cutoff = now.saturating_sub(broker.message_ttl.as_millis() as u64);
     let idem_cutoff = now.saturating_sub(IDEMPOTENCY_TTL.as_millis() as u64);
-    let expired = broker.store.expired(item_cutoff, idem_cutoff)?;
-    let (items, delivered, records) = (expired.items, expired.delivered, expired.records);
-    let removed = items.len();
-    for chunk in items.chunks(1000) {
-        let chunk = chunk.to_vec();
-        broker.committer.commit(move |txn| {
-            for (user, id) in &chunk {
-                txn.dequeue(user, *id);
-            }
-            Ok(())
-        }).await?;
-    }
-    for chunk in delivered.chunks(1000) {
-        let chunk = chunk.to_vec();
-        broker.committer.commit(move |txn| {
-            for (reader, id) in &chunk {
-                txn.delete_delivered(reader, *id);
-            }
-            Ok(())
-        }).await?;
-    }
-    for chunk in records.chunks(1000) {
-        let chunk = chunk.to_vec();
-        broker.committer.commit(move |txn| {
-            for key in &chunk {
-                txn.delete_idempotency(key);
-            }
-            Ok(())
-        }).await?;
-    }
+    // A full scan of three keyspaces: blocking work, kept off the async workers.
+    let store = broker.store.clone();
+    let expired = tokio::task::spawn_blocking(move || store.expired(item_cutoff, idem_cutoff))
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    let removed = expired.items.len();
+    delete_in_chunks(broker, expired.items, |txn, (user, id)| txn.dequeue(user, *id)).await?;
+    delete_in_chunks(broker, expired.delivered, |txn, (reader, id)| txn.delete_delivered(reader, *id)).await?;
+    delete_in_chunks(broker, expired.records, |txn, key| txn.delete_idempotency(key)).await?;
     if removed > 0 {
         tracing::info!(removed, "expired undelivered items");
     }
     Ok(removed)
+}
+
+/// Stages `delete` for every entry, [`CHUNK`] entries per commit job.
+async fn delete_in_chunks<T: Send + 'static>(
+    broker: &Broker,
+    entries: Vec<T>,
+    delete: fn(&mut Txn<'_>, &T),
+) -> Result<(), StoreError> {
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let chunk: Vec<T> = entries.by_ref().take(CHUNK).collect();
+        broker
+            .committer
+            .commit(move |txn| {
+                for entry in &chunk {
+                    delete(txn, entry);
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(())
 }
