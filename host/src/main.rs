@@ -176,6 +176,10 @@ async fn serve(config: Config) -> Result<()> {
     warn_if_shared(&config.data);
     let tls = hotline::tls::server_config_for(&config)?;
     let broker = Broker::open(&config)?;
+    // Expired items go before anyone can log in and be handed one.
+    if let Err(e) = hotline::expiry::expire(&broker).await {
+        tracing::error!(error = %e, "expiry failed");
+    }
     let listener = Listener::bind(config.listen, tls, &config.reset_key_path(), broker.clone())?;
     let addr = listener.local_addr()?;
     let _watcher = hotline::plugins::Watcher::start(broker.plugins.clone())?;
@@ -197,7 +201,8 @@ async fn serve(config: Config) -> Result<()> {
     let expiry = {
         let broker = broker.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            let hour = Duration::from_secs(3600);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
             loop {
                 tick.tick().await;
                 if let Err(e) = hotline::expiry::expire(&broker).await {
