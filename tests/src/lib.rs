@@ -73,6 +73,15 @@ impl Broker {
         Broker::start_full(args, envs, true)
     }
 
+    /// Starts a broker in a fresh temporary data folder with `toml` as its config file.
+    pub fn start_with_config(toml: &str) -> Result<Broker> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("hotline.toml");
+        std::fs::write(&config, toml)?;
+        let config = config.to_str().context("temporary path is not UTF-8")?.to_string();
+        Broker::launch(dir.path().join("data"), &["--config", &config], &[], StderrTo::Inherit, Some(dir))
+    }
+
     fn start_full(args: &[&str], envs: &[(&str, &str)], capture_stderr: bool) -> Result<Broker> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");

@@ -153,9 +153,7 @@ async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
 /// cap, so no call fails and nothing is retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_that_keep_growing_are_recycled_before_they_fail_a_call() {
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "[plugins]\nmemory_limit_mib = 16\nrouter_config = \"leak\"\n").unwrap();
-    let broker = Broker::start_with(&["--config", config.path().to_str().unwrap()]).unwrap();
+    let broker = Broker::start_with_config("[plugins]\nmemory_limit_mib = 16\nrouter_config = \"leak\"\n").unwrap();
     let alice_key = broker.register(ALICE).await.unwrap();
     let bob_key = broker.register(BOB).await.unwrap();
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();

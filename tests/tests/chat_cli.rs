@@ -42,11 +42,9 @@ fn register_in_two_steps_remembers_the_server_ca_and_number_and_keeps_the_key_pr
 
 #[test]
 fn send_retries_a_retryable_refusal_with_the_same_client_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hotline.toml");
     // The trapping router stays current however often it fails, so every send is Retryable.
-    std::fs::write(&config, "[plugins]\nprobation_failures = 1000000\n").unwrap();
-    let broker = Broker::start_with(&["--config", config.to_str().unwrap()]).unwrap();
+    let broker = Broker::start_with_config("[plugins]\nprobation_failures = 1000000\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
     broker.register_chat(&alice, ALICE, 5).unwrap();
     broker.register_chat(&bob, BOB, 5).unwrap();

@@ -17,10 +17,7 @@ const T: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_is_swapped_fifty_times_while_messages_flow() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hotline.toml");
-    std::fs::write(&config, "[plugins]\nkeep_versions = 64\n").unwrap();
-    let broker = Arc::new(Broker::start_with(&["--config", config.to_str().unwrap()]).unwrap());
+    let broker = Arc::new(Broker::start_with_config("[plugins]\nkeep_versions = 64\n").unwrap());
     let alice_key = broker.register(ALICE).await.unwrap();
     let bob_key = broker.register(BOB).await.unwrap();
     let original = std::fs::read(broker.plugin_dir().join("router.wasm")).unwrap();

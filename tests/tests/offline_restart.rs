@@ -91,10 +91,7 @@ async fn a_thousand_messages_survive_a_restart_and_arrive_in_order_exactly_once(
 
 #[tokio::test]
 async fn undelivered_messages_expire_after_the_configured_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hotline.toml");
-    std::fs::write(&config, "[storage]\nmessage_ttl_secs = 1\n").unwrap();
-    let mut broker = Broker::start_with(&["--config", config.to_str().unwrap()]).unwrap();
+    let mut broker = Broker::start_with_config("[storage]\nmessage_ttl_secs = 1\n").unwrap();
     let alice_key = broker.register(ALICE).await.unwrap();
     let bob_key = broker.register(BOB).await.unwrap();
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();

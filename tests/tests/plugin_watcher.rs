@@ -167,9 +167,7 @@ fn a_reinstalled_version_is_listed_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_probation_failures_zero_a_failing_router_is_never_rolled_back() {
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "[plugins]\nprobation_failures = 0\n").unwrap();
-    let broker = Broker::start_with(&["--config", config.path().to_str().unwrap()]).unwrap();
+    let broker = Broker::start_with_config("[plugins]\nprobation_failures = 0\n").unwrap();
     let alice_key = broker.register(ALICE).await.unwrap();
     let bob_key = broker.register(BOB).await.unwrap();
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();

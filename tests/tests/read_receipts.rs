@@ -117,10 +117,7 @@ async fn a_read_right_after_its_ack_is_accepted_even_before_the_ack_is_durable()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_a_read_needs_expires_with_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hotline.toml");
-    std::fs::write(&config, "[storage]\nmessage_ttl_secs = 1\n").unwrap();
-    let mut broker = Broker::start_with(&["--config", config.to_str().unwrap()]).unwrap();
+    let mut broker = Broker::start_with_config("[storage]\nmessage_ttl_secs = 1\n").unwrap();
     let alice_key = broker.register(ALICE).await.unwrap();
     let bob_key = broker.register(BOB).await.unwrap();
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
