@@ -13,16 +13,30 @@ use axum::{Json, Router};
 
 use crate::broker::Broker;
 use crate::policy::Slot;
+use crate::server::UdpStats;
+
+/// What the admin handlers read.
+#[derive(Clone)]
+struct Admin {
+    broker: Arc<Broker>,
+    udp: Arc<UdpStats>,
+}
 
 /// The admin routes.
-pub fn router(broker: Arc<Broker>) -> Router {
+pub fn router(broker: Arc<Broker>, udp: Arc<UdpStats>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/plugins", get(plugins))
         .route("/api/plugins/{slot}/rollback", post(rollback))
-        .with_state(broker)
+        .with_state(Admin { broker, udp })
+}
+
+impl axum::extract::FromRef<Admin> for Arc<Broker> {
+    fn from_ref(admin: &Admin) -> Arc<Broker> {
+        admin.broker.clone()
+    }
 }
 
 /// Liveness: fails (503, with the reason) once storage refuses writes, which only a
@@ -66,7 +80,7 @@ async fn rollback(State(broker): State<Arc<Broker>>, Path(slot): Path<String>) -
     }
 }
 
-async fn metrics(State(broker): State<Arc<Broker>>) -> String {
+async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
     let mut out = String::new();
     let stats = broker.committer.stats();
     let _ = writeln!(out, "# TYPE hotline_sessions gauge\nhotline_sessions {}", broker.sessions.len());
@@ -85,6 +99,18 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> String {
     ];
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(out, "# HELP hotline_udp_receive_buffer_bytes The QUIC socket's receive buffer as the kernel reports it.");
+    let _ = writeln!(out, "# TYPE hotline_udp_receive_buffer_bytes gauge\nhotline_udp_receive_buffer_bytes {}", udp.granted.receive);
+    if let Some(drops) = udp.drops() {
+        let _ = writeln!(out, "# HELP hotline_udp_receive_drops_total Datagrams the kernel dropped at the QUIC socket because its receive buffer was full.");
+        let _ = writeln!(out, "# TYPE hotline_udp_receive_drops_total counter\nhotline_udp_receive_drops_total {drops}");
+    }
+    if let Some(memory) = crate::memory::allocator_stats() {
+        let _ = writeln!(out, "# HELP hotline_memory_allocated_bytes Bytes the broker has allocated and not freed.");
+        let _ = writeln!(out, "# TYPE hotline_memory_allocated_bytes gauge\nhotline_memory_allocated_bytes {}", memory.allocated);
+        let _ = writeln!(out, "# HELP hotline_memory_resident_bytes Bytes in pages the allocator holds from the system, free ones not yet returned included.");
+        let _ = writeln!(out, "# TYPE hotline_memory_resident_bytes gauge\nhotline_memory_resident_bytes {}", memory.resident);
     }
     let report = broker.plugins.report();
     let _ = writeln!(out, "# TYPE hotline_plugin_calls_total counter");

@@ -18,6 +18,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    pub udp: UdpConfig,
     pub tls: TlsConfig,
     pub plugins: PluginsConfig,
     pub admin: AdminConfig,
@@ -99,6 +100,24 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
 }
 
+/// The QUIC listener's UDP socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpConfig {
+    /// Kernel receive buffer, in bytes: what holds the packets of a burst of logins (or of
+    /// many clients closing at once) until the broker reads them. Beyond the system's limit
+    /// (`net.core.rmem_max`) only with CAP_NET_ADMIN; the broker warns when it got less.
+    pub receive_buffer_bytes: usize,
+    /// Kernel send buffer, in bytes (limit `net.core.wmem_max`).
+    pub send_buffer_bytes: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig { receive_buffer_bytes: 8 << 20, send_buffer_bytes: 4 << 20 }
+    }
+}
+
 /// The broker's certificate and key: both set, or neither (then a development certificate
 /// in `<data>/tls/`, made on first start).
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -117,6 +136,7 @@ impl Default for Config {
             listen: "127.0.0.1:4433".parse().unwrap(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
+            udp: UdpConfig::default(),
             tls: TlsConfig::default(),
             plugins: PluginsConfig::default(),
             admin: AdminConfig::default(),

@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cmd;
 pub mod config;
 pub mod expiry;
+pub mod memory;
 pub mod plugins;
 pub mod policy;
 pub mod scaffold;

@@ -9,8 +9,17 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hotline::broker::Broker;
 use hotline::config::Config;
-use hotline::server::Listener;
+use hotline::server::{BufferSizes, Listener};
 use hotline::store::{Store, StoreError};
+
+/// jemalloc, which gives memory back once connections are gone (see [`hotline::memory`]).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc reads its configuration from this symbol (its functions are prefixed `_rjem_`).
+#[used]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8] = hotline::memory::MALLOC_CONF;
 
 #[derive(Parser)]
 #[command(name = "hotline", version, about = "The Hotline messaging broker")]
@@ -180,14 +189,15 @@ async fn serve(config: Config) -> Result<()> {
     if let Err(e) = hotline::expiry::expire(&broker).await {
         tracing::error!(error = %e, "expiry failed");
     }
-    let listener = Listener::bind(config.listen, tls, &config.reset_key_path(), broker.clone())?;
+    let buffers = BufferSizes { receive: config.udp.receive_buffer_bytes, send: config.udp.send_buffer_bytes };
+    let listener = Listener::bind(config.listen, buffers, tls, &config.reset_key_path(), broker.clone())?;
     let addr = listener.local_addr()?;
     let _watcher = hotline::plugins::Watcher::start(broker.plugins.clone())?;
     let admin = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding the admin endpoint {}", config.admin.listen))?;
     let admin_addr = admin.local_addr()?;
-    let admin_app = hotline::admin::router(broker.clone());
+    let admin_app = hotline::admin::router(broker.clone(), listener.udp_stats());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(admin, admin_app).await {
             tracing::error!(error = %e, "admin endpoint failed");

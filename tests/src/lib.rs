@@ -141,6 +141,30 @@ impl Broker {
             .with_context(|| format!("no metric {name} in /metrics"))
     }
 
+    /// Datagrams the kernel dropped at the broker's UDP socket because its receive buffer
+    /// was full: the `drops` column of /proc/net/udp (or udp6) for the broker's port.
+    pub fn udp_drops(&self) -> Result<u64> {
+        let port = format!("{:04X}", self.addr.port());
+        for table in ["/proc/net/udp", "/proc/net/udp6"] {
+            let text = std::fs::read_to_string(table)?;
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields.get(1).and_then(|a| a.rsplit(':').next());
+                if local_port == Some(port.as_str()) {
+                    return fields
+                        .last()
+                        .context("no drops column")?
+                        .parse()
+                        .context("drops column");
+                }
+            }
+        }
+        bail!(
+            "no UDP socket on port {} in /proc/net/udp",
+            self.addr.port()
+        )
+    }
+
     /// Resident memory of the broker process, in bytes (VmRSS in /proc).
     pub fn rss_bytes(&self) -> Result<u64> {
         let pid = self.pid().context("the broker is not running")?;
@@ -296,6 +320,108 @@ impl Broker {
         let key = client.verify(phone, &self.sms_code(phone)?).await?;
         client.close().await;
         Ok(key)
+    }
+
+    /// Registers many numbers at once: `workers` connections request codes, the SMS outbox
+    /// is read once, then the same connections verify. Returns the keys in `phones`' order.
+    /// (Reading the outbox per number, as [`Broker::register`] does, is quadratic.)
+    pub async fn register_many(&self, phones: &[String], workers: usize) -> Result<Vec<String>> {
+        let workers = workers.clamp(1, phones.len().max(1));
+        let mut clients = Vec::new();
+        for _ in 0..workers {
+            clients.push(self.connect().await?);
+        }
+        let shares: Vec<Vec<(usize, String)>> = (0..workers)
+            .map(|w| {
+                phones
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .skip(w)
+                    .step_by(workers)
+                    .collect()
+            })
+            .collect();
+        let requests = clients
+            .into_iter()
+            .zip(shares.clone())
+            .map(|(mut client, share)| {
+                tokio::spawn(async move {
+                    for (_, phone) in &share {
+                        // `Retryable` when the registrar's call ran out of time (its 100 ms
+                        // are wall-clock time, short on a busy machine): ask again, as an app would.
+                        let mut tries = 0;
+                        while let Err(e) = client.request_code(phone).await {
+                            tries += 1;
+                            if tries == 5
+                                || !matches!(
+                                    e,
+                                    hotline_client::ClientError::Refused {
+                                        error: hotline_protocol::ErrorCode::Retryable,
+                                        ..
+                                    }
+                                )
+                            {
+                                return Err(e.into());
+                            }
+                        }
+                    }
+                    anyhow::Ok(client)
+                })
+            });
+        let mut clients = Vec::new();
+        for request in requests.collect::<Vec<_>>() {
+            clients.push(request.await??);
+        }
+        let outbox = std::fs::read_to_string(self.data.join("sms-outbox.jsonl"))
+            .context("reading SMS outbox")?;
+        let mut codes = std::collections::HashMap::new();
+        for line in outbox.lines() {
+            let sms: serde_json::Value = serde_json::from_str(line)?;
+            let (Some(to), Some(text)) = (sms["to"].as_str(), sms["text"].as_str()) else {
+                continue;
+            };
+            if let Some(code) = text
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 5)
+            {
+                codes.insert(to.to_string(), code.to_string());
+            }
+        }
+        let verifies = clients.into_iter().zip(shares).map(|(mut client, share)| {
+            let codes: Vec<(usize, String, Option<String>)> = share
+                .into_iter()
+                .map(|(i, phone)| {
+                    let code = codes.get(&phone).cloned();
+                    (i, phone, code)
+                })
+                .collect();
+            tokio::spawn(async move {
+                let mut keys = Vec::new();
+                for (i, phone, code) in codes {
+                    let code = code.with_context(|| format!("no SMS to {phone}"))?;
+                    // A call that ran out of time may have used the code: such numbers
+                    // register again one by one below.
+                    match client.verify(&phone, &code).await {
+                        Ok(key) => keys.push((i, Some(key))),
+                        Err(hotline_client::ClientError::Refused { .. }) => keys.push((i, None)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                client.close().await;
+                anyhow::Ok(keys)
+            })
+        });
+        let mut keys = vec![String::new(); phones.len()];
+        for verify in verifies.collect::<Vec<_>>() {
+            for (i, key) in verify.await?? {
+                keys[i] = match key {
+                    Some(key) => key,
+                    None => self.register(&phones[i]).await?,
+                };
+            }
+        }
+        Ok(keys)
     }
 
     /// A client logged in as `phone`.

@@ -1,5 +1,6 @@
 //! The QUIC endpoint: TLS 1.3, ALPN `hotline/1`, one bidirectional stream per connection,
-//! and a stateless-reset key kept in the data folder.
+//! a UDP socket sized for bursts (see [`udp`](super::udp)), and a stateless-reset key kept
+//! in the data folder.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use quinn::crypto::rustls::QuicServerConfig;
 
+use super::udp::{self, BufferSizes, UdpStats};
 use crate::broker::Broker;
 
 /// Bytes quinn keeps toward one client, sent or not, until acknowledged (its default is
@@ -24,12 +26,19 @@ const RECEIVE_WINDOW: u32 = 1 << 20;
 pub struct Listener {
     endpoint: quinn::Endpoint,
     broker: Arc<Broker>,
+    udp: Arc<UdpStats>,
 }
 
 impl Listener {
-    /// Binds `addr` with the given TLS config. The stateless-reset key is read from
-    /// `reset_key` (made there on first start, see [`reset_key`]).
-    pub fn bind(addr: SocketAddr, tls: rustls::ServerConfig, reset_key: &Path, broker: Arc<Broker>) -> Result<Listener> {
+    /// Binds `addr` with the given TLS config and socket buffer sizes. The stateless-reset
+    /// key is read from `reset_key` (made there on first start, see [`reset_key`]).
+    pub fn bind(
+        addr: SocketAddr,
+        buffers: BufferSizes,
+        tls: rustls::ServerConfig,
+        reset_key: &Path,
+        broker: Arc<Broker>,
+    ) -> Result<Listener> {
         let crypto = QuicServerConfig::try_from(tls).context("TLS config unusable for QUIC")?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
@@ -51,10 +60,15 @@ impl Listener {
         let cid_key = u64::from_le_bytes(ring::hmac::sign(&key, b"hotline connection ids").as_ref()[..8].try_into().unwrap());
         let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(key));
         endpoint_config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
-        let socket = std::net::UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}"))?;
+        let (socket, udp) = udp::bind(addr, buffers).with_context(|| format!("binding UDP {addr}"))?;
         let endpoint = quinn::Endpoint::new(endpoint_config, Some(config), socket, Arc::new(quinn::TokioRuntime))
             .with_context(|| format!("serving QUIC on UDP {addr}"))?;
-        Ok(Listener { endpoint, broker })
+        Ok(Listener { endpoint, broker, udp: Arc::new(udp) })
+    }
+
+    /// The socket's buffer sizes and drop counter (for `/metrics`).
+    pub fn udp_stats(&self) -> Arc<UdpStats> {
+        self.udp.clone()
     }
 
     /// The address actually bound (useful with port 0).

@@ -5,5 +5,7 @@ mod connection;
 mod listener;
 mod mailbox;
 mod session;
+mod udp;
 
 pub use listener::Listener;
+pub use udp::{BufferSizes, UdpStats};
