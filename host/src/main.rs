@@ -208,6 +208,7 @@ async fn serve(config: Config) -> Result<()> {
     print_out(&format!("hotline listening on {addr} admin {admin_addr} (data {})\n", config.data.display()))?;
     tracing::info!(%addr, %admin_addr, data = %config.data.display(), plugins = %broker.plugins.dir().display(), "serving");
 
+    let drops = tokio::spawn(hotline::server::warn_on_drops(listener.udp_stats()));
     let expiry = {
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -227,6 +228,7 @@ async fn serve(config: Config) -> Result<()> {
         () = shutdown => tracing::info!("shutting down"),
     }
     expiry.abort();
+    drops.abort();
     listener.close(hotline_protocol::close_code::NORMAL, "broker shutting down").await;
     broker.flush().await?;
     Ok(())

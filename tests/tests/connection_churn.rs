@@ -228,3 +228,45 @@ async fn clients_that_vanish_together_leave_no_dead_sessions() {
         "the broker's socket dropped datagrams"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_too_small_for_a_burst_reports_its_drops() {
+    // 4 KiB (the kernel makes it 8): a handful of handshake packets fill it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hotline.toml");
+    std::fs::write(&config, "[udp]\nreceive_buffer_bytes = 4096\n").unwrap();
+    let mut broker = Broker::start_capturing_stderr(&["--config", config.to_str().unwrap(), "--log-format", "json"], &[]).unwrap();
+    let stderr = broker.take_stderr().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    assert_eq!(broker.metric("hotline_udp_receive_buffer_bytes").unwrap(), 8192.0);
+    // 300 handshakes at once; whether each gets through is not the point.
+    let options = broker.options();
+    let attempts: Vec<_> = (0..300)
+        .map(|_| {
+            let options = options.clone();
+            tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(5), Client::connect(&options)).await })
+        })
+        .collect();
+    for attempt in attempts {
+        let _ = attempt.await;
+    }
+    let drops = broker.metric("hotline_udp_receive_drops_total").unwrap();
+    assert!(drops > 0.0, "300 handshakes at once into an 8 KiB buffer dropped nothing");
+    assert_eq!(drops, broker.udp_drops().unwrap() as f64, "the metric is the kernel's counter");
+    // The broker says so in its log, within its 10 s check.
+    let warning = loop {
+        let line = lines.recv_timeout(Duration::from_secs(20)).expect("a warning about drops in the log");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if event["message"].as_str().unwrap_or_default().contains("dropped datagrams") {
+            break event;
+        }
+    };
+    assert!(warning["dropped"].as_u64().unwrap_or(0) > 0, "{warning}");
+    assert!(warning["message"].as_str().unwrap().contains("udp.receive_buffer_bytes"), "{warning}");
+}

@@ -8,4 +8,4 @@ mod session;
 mod udp;
 
 pub use listener::Listener;
-pub use udp::{BufferSizes, UdpStats};
+pub use udp::{warn_on_drops, BufferSizes, UdpStats};

@@ -150,6 +150,28 @@ impl UdpStats {
     }
 }
 
+/// How often [`warn_on_drops`] looks at the drop counter.
+const DROP_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs a warning whenever the kernel dropped datagrams at the socket since the last look
+/// (every 10 s): each drop cost a client a retransmission, or a session its close.
+pub async fn warn_on_drops(stats: std::sync::Arc<UdpStats>) {
+    let mut seen = stats.drops().unwrap_or(0);
+    let mut tick = tokio::time::interval(DROP_CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(now) = stats.drops() else { return };
+        if now != seen {
+            tracing::warn!(
+                dropped = now.wrapping_sub(seen) & u64::from(u32::MAX),
+                receive_buffer = stats.granted.receive / 2,
+                "the UDP socket dropped datagrams in a burst (its receive buffer was full); raise udp.receive_buffer_bytes"
+            );
+            seen = now;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
