@@ -107,6 +107,8 @@ struct Round {
     clients_closed_secs: f64,
     /// Packets dropped at the broker's UDP socket during the round (/proc/net/udp).
     broker_udp_drops: u64,
+    /// Of those, dropped during the login burst.
+    broker_udp_drops_logins: u64,
     /// UDP receive-buffer errors of the whole system during the round (/proc/net/snmp):
     /// the broker's and the clients' sockets.
     system_udp_rcvbuf_errors: u64,
@@ -242,6 +244,7 @@ async fn run_round(
     round.login_secs = login_started.elapsed().as_secs_f64();
     round.bench_cpu_login_secs = sys::cpu_secs("self")? - bench_cpu_start;
     round.broker_cpu_login_secs = sys::cpu_secs(pid)? - broker_cpu_start;
+    round.broker_udp_drops_logins = sys::udp_drops(port)? - drops_start;
     round.logged_in = clients.len();
     round.logins_per_sec = clients.len() as f64 / round.login_secs;
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
@@ -331,7 +334,7 @@ fn print_report(r: &Report) {
         r.open_file_limit
     );
     type Cell = fn(&Round) -> String;
-    let rows: [(&str, Cell); 23] = [
+    let rows: [(&str, Cell); 24] = [
         ("logged in", |x| x.logged_in.to_string()),
         ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
         ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
@@ -347,7 +350,8 @@ fn print_report(r: &Report) {
         ("broker RSS 1 s later (MiB)", |x| mib(x.broker_rss_settled_bytes)),
         ("sessions drained in (s)", |x| x.drain_secs.map_or(format!("no, {} left", x.sessions_left), |s| format!("{s:.2}"))),
         ("all client closes done (s)", |x| format!("{:.2}", x.clients_closed_secs)),
-        ("broker UDP drops", |x| x.broker_udp_drops.to_string()),
+        ("broker UDP drops in logins", |x| x.broker_udp_drops_logins.to_string()),
+        ("broker UDP drops in round", |x| x.broker_udp_drops.to_string()),
         ("system UDP RcvbufErrors", |x| x.system_udp_rcvbuf_errors.to_string()),
         ("bench CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.bench_cpu_login_secs, x.login_secs)),
         ("broker CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.broker_cpu_login_secs, x.login_secs)),
