@@ -367,7 +367,7 @@ fn print_report(r: &Report) {
         ("bench RSS held (MiB)", |x| mib(x.bench_rss_held_bytes)),
         ("round wall time (s)", |x| format!("{:.1}", x.round_secs)),
     ];
-    let width = 14;
+    let width = 16;
     print!("  {:<32}", "");
     for x in &r.round {
         print!("{:>width$}", format!("round {}", x.round));
