@@ -75,14 +75,14 @@ pub fn raise_open_file_limit() -> Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
     }
-    let before = limit.rlim_cur as u64;
+    let before = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             return Err(std::io::Error::last_os_error()).context("setrlimit(RLIMIT_NOFILE)");
         }
     }
-    Ok((before, limit.rlim_cur as u64))
+    Ok((before, limit.rlim_cur))
 }
 
 /// Makes glibc's malloc serve every allocation of 128 KiB or more with its own mmap, as it
