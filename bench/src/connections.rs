@@ -96,6 +96,10 @@ struct Round {
     login_max_ms: f64,
     /// `hotline_sessions` at the end of the hold.
     sessions_held: u64,
+    /// Logged-in clients whose connection had ended by the end of the hold.
+    lost_while_held: usize,
+    /// Why the first of those ended.
+    first_lost_reason: Option<String>,
     broker_rss_round_start_bytes: u64,
     broker_rss_held_bytes: u64,
     /// (held - idle before round 1) / logged in.
@@ -261,6 +265,9 @@ async fn run_round(
     // Hold.
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     round.sessions_held = sessions(broker).await? as u64;
+    let lost: Vec<_> = clients.iter().filter_map(Client::close_reason).collect();
+    round.lost_while_held = lost.len();
+    round.first_lost_reason = lost.first().map(ToString::to_string);
     round.broker_rss_held_bytes = sys::rss_bytes(pid)?;
     round.bench_rss_held_bytes = sys::rss_bytes("self")?;
     if !clients.is_empty() {
@@ -341,7 +348,7 @@ fn print_report(r: &Report) {
         r.open_file_limit
     );
     type Cell = fn(&Round) -> String;
-    let rows: [(&str, Cell); 24] = [
+    let rows: [(&str, Cell); 25] = [
         ("logged in", |x| x.logged_in.to_string()),
         ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
         ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
@@ -350,6 +357,7 @@ fn print_report(r: &Report) {
         ("login p99.9 (ms)", |x| format!("{:.1}", x.login_p999_ms)),
         ("login max (ms)", |x| format!("{:.1}", x.login_max_ms)),
         ("sessions held", |x| x.sessions_held.to_string()),
+        ("connections lost while held", |x| x.lost_while_held.to_string()),
         ("broker RSS round start (MiB)", |x| mib(x.broker_rss_round_start_bytes)),
         ("broker RSS held (MiB)", |x| mib(x.broker_rss_held_bytes)),
         ("broker per held conn (KiB)", |x| format!("{:.1}", x.broker_kib_per_connection)),
@@ -382,6 +390,9 @@ fn print_report(r: &Report) {
     }
     if let Some(e) = r.round.iter().find_map(|x| x.first_error.as_deref()) {
         println!("  first login error: {e}");
+    }
+    if let Some(e) = r.round.iter().find_map(|x| x.first_lost_reason.as_deref()) {
+        println!("  first connection lost while held: {e}");
     }
     println!("  CPU over the whole run: bench {:.1} s, broker {:.1} s", r.bench_cpu_secs, r.broker_cpu_secs);
 }
