@@ -1,0 +1,398 @@
+//! `hotline-bench connections`: connection churn against the real broker. Registers N
+//! numbers, then per round logs all N in (at most C logins in flight; a login is connect
+//! with its QUIC handshake, `Hello` and `Login` answered), holds them, closes them all at
+//! once and waits until the broker's `hotline_sessions` is 0. Reports logins/s, login
+//! latency, broker memory idle / held / per held connection / after close, how long the
+//! sessions took to drain, UDP drops at the broker's socket, and both processes' CPU time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use hotline_client::{Client, ClientError, ConnectOptions};
+use hotline_tests::Broker;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::sys;
+
+/// A login not answered within this long counts as timed out.
+const LOGIN_LIMIT: Duration = Duration::from_secs(30);
+/// How long to wait for the sessions to drain after the closes: longer than the broker's
+/// default idle timeout (60 s), so a close the broker never saw shows as a drain of ~60 s
+/// rather than as a hang.
+const DRAIN_LIMIT: Duration = Duration::from_secs(90);
+/// Pause after the drain before the "settled" memory reading.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The broker's config: the defaults, but a registrar call may take up to 2 s. Registering
+/// the numbers (setup, not measured) calls the registrar plugin twice per number, and on a
+/// busy machine some of those calls exceeded the default 100 ms limit and were refused
+/// ("registration is unavailable right now"). Logins and closes call no plugin, so the
+/// figures are those of the default config.
+const BROKER_CONFIG: &str = "[plugins]\ncall_timeout_ms = 2000\n";
+
+/// Flags of the `connections` workload.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Numbers registered and logged in each round (one connection each).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Logins in flight at most.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Rounds of log in all, hold, close all.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds the connections are held (idle, authenticated) before they are closed.
+    #[arg(long, default_value_t = 2)]
+    pub hold_secs: u64,
+    /// A small run that checks the workload works (CI): 300 connections, concurrency 64,
+    /// 2 rounds, no hold.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the figures as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// The figures of a run (the `--json` output).
+#[derive(Serialize)]
+struct Report {
+    connections: usize,
+    concurrency: usize,
+    rounds: usize,
+    hold_secs: u64,
+    /// `debug` or `release` (of the benchmark; the broker beside it is the same profile).
+    profile: &'static str,
+    /// Soft open-file limit of the benchmark after raising it to the hard limit.
+    open_file_limit: u64,
+    registration_secs: f64,
+    broker_rss_start_bytes: u64,
+    /// Broker RSS after registration, with no session, before round 1.
+    broker_rss_idle_bytes: u64,
+    round: Vec<Round>,
+    bench_cpu_secs: f64,
+    broker_cpu_secs: f64,
+}
+
+/// The figures of one round.
+#[derive(Serialize, Default)]
+struct Round {
+    round: usize,
+    logged_in: usize,
+    failed: usize,
+    timed_out: usize,
+    first_error: Option<String>,
+    /// Wall time of the login burst.
+    login_secs: f64,
+    logins_per_sec: f64,
+    login_p50_ms: f64,
+    login_p99_ms: f64,
+    login_p999_ms: f64,
+    login_max_ms: f64,
+    /// `hotline_sessions` at the end of the hold.
+    sessions_held: u64,
+    /// Logged-in clients whose connection had ended by the end of the hold.
+    lost_while_held: usize,
+    /// Why the first of those ended.
+    first_lost_reason: Option<String>,
+    broker_rss_round_start_bytes: u64,
+    broker_rss_held_bytes: u64,
+    /// (held - idle before round 1) / logged in.
+    broker_kib_per_connection: f64,
+    /// Broker RSS as soon as `hotline_sessions` reached 0.
+    broker_rss_closed_bytes: u64,
+    /// Broker RSS `SETTLE` after that.
+    broker_rss_settled_bytes: u64,
+    bench_rss_held_bytes: u64,
+    /// From the start of the closes until `hotline_sessions` was 0 (None: not within
+    /// `DRAIN_LIMIT`).
+    drain_secs: Option<f64>,
+    /// Sessions left when the drain gave up (0 if it drained).
+    sessions_left: u64,
+    /// From the start of the closes until every `Client::close` returned.
+    clients_closed_secs: f64,
+    /// Packets dropped at the broker's UDP socket during the round (/proc/net/udp).
+    broker_udp_drops: u64,
+    /// Of those, dropped during the login burst.
+    broker_udp_drops_logins: u64,
+    /// UDP receive-buffer errors of the whole system during the round (/proc/net/snmp):
+    /// the broker's and the clients' sockets.
+    system_udp_rcvbuf_errors: u64,
+    bench_cpu_login_secs: f64,
+    broker_cpu_login_secs: f64,
+    bench_cpu_secs: f64,
+    broker_cpu_secs: f64,
+    round_secs: f64,
+}
+
+/// Runs the workload, prints a table and fails if any login failed.
+pub async fn run(mut args: Args) -> Result<()> {
+    if args.quick {
+        (args.connections, args.concurrency, args.rounds, args.hold_secs) = (300, 64, 2, 0);
+    }
+    if args.connections == 0 || args.concurrency == 0 {
+        bail!("--connections and --concurrency must be at least 1");
+    }
+    sys::keep_large_allocations_mapped();
+    let (soft_before, open_file_limit) = sys::raise_open_file_limit()?;
+    eprintln!("open-file limit: {open_file_limit} (soft limit was {soft_before}); each client holds one UDP socket");
+    if args.connections + 256 > open_file_limit as usize {
+        eprintln!("warning: {} connections may not fit in {open_file_limit} open files", args.connections);
+    }
+
+    let broker = Arc::new(Broker::start_with_config(BROKER_CONFIG)?);
+    let pid = broker.pid().context("the broker is not running")?.to_string();
+    let port = broker.addr.port();
+    let broker_rss_start = sys::rss_bytes(&pid)?;
+    let (bench_cpu_start, broker_cpu_start) = (sys::cpu_secs("self")?, sys::cpu_secs(&pid)?);
+
+    eprintln!("registering {} numbers...", args.connections);
+    let started = Instant::now();
+    let phones: Vec<String> = (0..args.connections).map(|i| format!("+1556{:07}", 1_000_000 + i)).collect();
+    let keys = broker.register_many(&phones, args.concurrency.min(64)).await?;
+    let registration_secs = started.elapsed().as_secs_f64();
+    let accounts: Arc<Vec<(String, String)>> = Arc::new(phones.into_iter().zip(keys).collect());
+    if let Some(left) = drain(&broker, Instant::now() + DRAIN_LIMIT).await?.err() {
+        bail!("{left} sessions still open {DRAIN_LIMIT:?} after registration");
+    }
+    tokio::time::sleep(SETTLE).await;
+    let broker_rss_idle = sys::rss_bytes(&pid)?;
+
+    let mut rounds = Vec::new();
+    for n in 1..=args.rounds {
+        eprintln!("round {n}: {} logins, {} in flight...", args.connections, args.concurrency);
+        let round = run_round(n, &args, &broker, &pid, port, &accounts, broker_rss_idle).await?;
+        eprintln!(
+            "round {n}: {:.0} logins/s, p99 {:.1} ms, {} failed, drained in {}",
+            round.logins_per_sec,
+            round.login_p99_ms,
+            round.failed + round.timed_out,
+            round.drain_secs.map_or("(not drained)".into(), |s| format!("{s:.2} s"))
+        );
+        rounds.push(round);
+    }
+
+    let report = Report {
+        connections: args.connections,
+        concurrency: args.concurrency,
+        rounds: args.rounds,
+        hold_secs: args.hold_secs,
+        profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        open_file_limit,
+        registration_secs,
+        broker_rss_start_bytes: broker_rss_start,
+        broker_rss_idle_bytes: broker_rss_idle,
+        bench_cpu_secs: sys::cpu_secs("self")? - bench_cpu_start,
+        broker_cpu_secs: sys::cpu_secs(&pid)? - broker_cpu_start,
+        round: rounds,
+    };
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed: usize = report.round.iter().map(|r| r.failed + r.timed_out).sum();
+    if failed > 0 {
+        let first = report.round.iter().find_map(|r| r.first_error.clone()).unwrap_or_default();
+        bail!("{failed} of {} logins failed or timed out; the first: {first}", args.connections * args.rounds);
+    }
+    Ok(())
+}
+
+/// One round: log in all, hold, close all at once, wait for the drain.
+async fn run_round(
+    n: usize,
+    args: &Args,
+    broker: &Arc<Broker>,
+    pid: &str,
+    port: u16,
+    accounts: &Arc<Vec<(String, String)>>,
+    broker_rss_idle: u64,
+) -> Result<Round> {
+    let mut round = Round { round: n, ..Round::default() };
+    let round_started = Instant::now();
+    round.broker_rss_round_start_bytes = sys::rss_bytes(pid)?;
+    let (drops_start, rcvbuf_start) = (sys::udp_drops(port)?, sys::udp_rcvbuf_errors()?);
+    let (bench_cpu_start, broker_cpu_start) = (sys::cpu_secs("self")?, sys::cpu_secs(pid)?);
+
+    // Log in all, at most `concurrency` in flight.
+    let login_started = Instant::now();
+    let permits = Arc::new(Semaphore::new(args.concurrency));
+    let mut logins = JoinSet::new();
+    for i in 0..accounts.len() {
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (options, accounts) = (broker.options(), accounts.clone());
+        logins.spawn(async move {
+            let started = Instant::now();
+            let (phone, key) = &accounts[i];
+            let result = tokio::time::timeout(LOGIN_LIMIT, login(&options, phone, key)).await;
+            drop(permit);
+            (started.elapsed(), result)
+        });
+    }
+    let mut latency = Histogram::<u64>::new(3)?;
+    let mut clients = Vec::with_capacity(accounts.len());
+    while let Some(joined) = logins.join_next().await {
+        match joined? {
+            (took, Ok(Ok(client))) => {
+                latency.record(took.as_micros() as u64)?;
+                clients.push(client);
+            }
+            (_, Ok(Err(e))) => {
+                round.failed += 1;
+                round.first_error.get_or_insert_with(|| e.to_string());
+            }
+            (_, Err(_)) => {
+                round.timed_out += 1;
+                round.first_error.get_or_insert_with(|| format!("login not answered within {LOGIN_LIMIT:?}"));
+            }
+        }
+    }
+    round.login_secs = login_started.elapsed().as_secs_f64();
+    round.bench_cpu_login_secs = sys::cpu_secs("self")? - bench_cpu_start;
+    round.broker_cpu_login_secs = sys::cpu_secs(pid)? - broker_cpu_start;
+    round.broker_udp_drops_logins = sys::udp_drops(port)? - drops_start;
+    round.logged_in = clients.len();
+    round.logins_per_sec = clients.len() as f64 / round.login_secs;
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    (round.login_p50_ms, round.login_p99_ms, round.login_p999_ms) = (ms(0.5), ms(0.99), ms(0.999));
+    round.login_max_ms = latency.max() as f64 / 1000.0;
+
+    // Hold.
+    tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    round.sessions_held = sessions(broker).await? as u64;
+    let lost: Vec<_> = clients.iter().filter_map(Client::close_reason).collect();
+    round.lost_while_held = lost.len();
+    round.first_lost_reason = lost.first().map(ToString::to_string);
+    round.broker_rss_held_bytes = sys::rss_bytes(pid)?;
+    round.bench_rss_held_bytes = sys::rss_bytes("self")?;
+    if !clients.is_empty() {
+        round.broker_kib_per_connection =
+            (round.broker_rss_held_bytes as f64 - broker_rss_idle as f64) / 1024.0 / clients.len() as f64;
+    }
+
+    // Close all at once, and wait for the broker to let go of every session.
+    let close_started = Instant::now();
+    let closes: Vec<_> = clients.into_iter().map(|c| tokio::spawn(c.close())).collect();
+    let all_closed = tokio::spawn(async move {
+        for close in closes {
+            let _ = close.await;
+        }
+        close_started.elapsed()
+    });
+    match drain(broker, close_started + DRAIN_LIMIT).await? {
+        Ok(took) => round.drain_secs = Some(took.as_secs_f64()),
+        Err(left) => round.sessions_left = left,
+    }
+    round.broker_rss_closed_bytes = sys::rss_bytes(pid)?;
+    round.clients_closed_secs = all_closed.await?.as_secs_f64();
+    tokio::time::sleep(SETTLE).await;
+    round.broker_rss_settled_bytes = sys::rss_bytes(pid)?;
+
+    round.broker_udp_drops = sys::udp_drops(port)? - drops_start;
+    round.system_udp_rcvbuf_errors = sys::udp_rcvbuf_errors()?.saturating_sub(rcvbuf_start);
+    round.bench_cpu_secs = sys::cpu_secs("self")? - bench_cpu_start;
+    round.broker_cpu_secs = sys::cpu_secs(pid)? - broker_cpu_start;
+    round.round_secs = round_started.elapsed().as_secs_f64();
+    Ok(round)
+}
+
+/// One login as the app does it: connect (QUIC handshake, `Hello`), then `Login`.
+async fn login(options: &ConnectOptions, phone: &str, key: &str) -> Result<Client, ClientError> {
+    let mut client = Client::connect(options).await?;
+    client.login(phone, key).await?;
+    Ok(client)
+}
+
+/// The broker's `hotline_sessions` (a blocking HTTP request, kept off the async workers).
+async fn sessions(broker: &Arc<Broker>) -> Result<f64> {
+    let broker = broker.clone();
+    tokio::task::spawn_blocking(move || broker.metric("hotline_sessions")).await?
+}
+
+/// Polls `hotline_sessions` every 10 ms until it is 0 (Ok: how long since this was called)
+/// or `deadline` passes (Err: the sessions left).
+async fn drain(broker: &Arc<Broker>, deadline: Instant) -> Result<Result<Duration, u64>> {
+    let started = Instant::now();
+    loop {
+        let left = sessions(broker).await?;
+        if left == 0.0 {
+            return Ok(Ok(started.elapsed()));
+        }
+        if Instant::now() > deadline {
+            return Ok(Err(left as u64));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Prints the figures: one row per figure, one column per round.
+fn print_report(r: &Report) {
+    println!(
+        "hotline-bench connections: {} connections, {} in flight, {} rounds, held {} s ({} build)",
+        r.connections, r.concurrency, r.rounds, r.hold_secs, r.profile
+    );
+    println!(
+        "  registration {:.1} s; broker RSS at start {} MiB, idle before round 1 {} MiB; open-file limit {}",
+        r.registration_secs,
+        mib(r.broker_rss_start_bytes),
+        mib(r.broker_rss_idle_bytes),
+        r.open_file_limit
+    );
+    type Cell = fn(&Round) -> String;
+    let rows: [(&str, Cell); 25] = [
+        ("logged in", |x| x.logged_in.to_string()),
+        ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
+        ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
+        ("login p50 (ms)", |x| format!("{:.1}", x.login_p50_ms)),
+        ("login p99 (ms)", |x| format!("{:.1}", x.login_p99_ms)),
+        ("login p99.9 (ms)", |x| format!("{:.1}", x.login_p999_ms)),
+        ("login max (ms)", |x| format!("{:.1}", x.login_max_ms)),
+        ("sessions held", |x| x.sessions_held.to_string()),
+        ("connections lost while held", |x| x.lost_while_held.to_string()),
+        ("broker RSS round start (MiB)", |x| mib(x.broker_rss_round_start_bytes)),
+        ("broker RSS held (MiB)", |x| mib(x.broker_rss_held_bytes)),
+        ("broker per held conn (KiB)", |x| format!("{:.1}", x.broker_kib_per_connection)),
+        ("broker RSS at 0 sessions (MiB)", |x| mib(x.broker_rss_closed_bytes)),
+        ("broker RSS 1 s later (MiB)", |x| mib(x.broker_rss_settled_bytes)),
+        ("sessions drained in (s)", |x| x.drain_secs.map_or(format!("no, {} left", x.sessions_left), |s| format!("{s:.2}"))),
+        ("all client closes done (s)", |x| format!("{:.2}", x.clients_closed_secs)),
+        ("broker UDP drops in logins", |x| x.broker_udp_drops_logins.to_string()),
+        ("broker UDP drops in round", |x| x.broker_udp_drops.to_string()),
+        ("system UDP RcvbufErrors", |x| x.system_udp_rcvbuf_errors.to_string()),
+        ("bench CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.bench_cpu_login_secs, x.login_secs)),
+        ("broker CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.broker_cpu_login_secs, x.login_secs)),
+        ("bench CPU in round (s)", |x| format!("{:.2}", x.bench_cpu_secs)),
+        ("broker CPU in round (s)", |x| format!("{:.2}", x.broker_cpu_secs)),
+        ("bench RSS held (MiB)", |x| mib(x.bench_rss_held_bytes)),
+        ("round wall time (s)", |x| format!("{:.1}", x.round_secs)),
+    ];
+    let width = 16;
+    print!("  {:<32}", "");
+    for x in &r.round {
+        print!("{:>width$}", format!("round {}", x.round));
+    }
+    println!();
+    for (label, cell) in rows {
+        print!("  {label:<32}");
+        for x in &r.round {
+            print!("{:>width$}", cell(x));
+        }
+        println!();
+    }
+    if let Some(e) = r.round.iter().find_map(|x| x.first_error.as_deref()) {
+        println!("  first login error: {e}");
+    }
+    if let Some(e) = r.round.iter().find_map(|x| x.first_lost_reason.as_deref()) {
+        println!("  first connection lost while held: {e}");
+    }
+    println!("  CPU over the whole run: bench {:.1} s, broker {:.1} s", r.bench_cpu_secs, r.broker_cpu_secs);
+}

@@ -1,0 +1,102 @@
+//! What the benchmark reads from Linux about a process and a socket: resident memory and
+//! CPU time from /proc/<pid>, UDP receive drops from /proc/net/udp{,6} and /proc/net/snmp,
+//! and the open-file limit (each client holds a UDP socket).
+
+use anyhow::{bail, Context, Result};
+
+/// Resident memory (VmRSS) of process `pid` ("self" for this one), in bytes.
+pub fn rss_bytes(pid: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// CPU time (user + system, all threads) process `pid` ("self" for this one) has used, in
+/// seconds.
+pub fn cpu_secs(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces; fields after it
+    // start with the state (field 3). utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |n: usize| -> Result<u64> { fields.get(n - 3).and_then(|v| v.parse().ok()).context("malformed /proc stat") };
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_sec <= 0 {
+        bail!("sysconf(_SC_CLK_TCK) failed");
+    }
+    Ok((ticks(14)? + ticks(15)?) as f64 / per_sec as f64)
+}
+
+/// Packets the kernel dropped at the UDP socket(s) bound to local `port` (IPv4 and IPv6):
+/// the `drops` column of /proc/net/udp and /proc/net/udp6 (a full receive buffer).
+pub fn udp_drops(port: u16) -> Result<u64> {
+    let mut total = 0;
+    let mut found = false;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "sl local_address rem_address st ... drops": local_address is HEXIP:HEXPORT.
+            let local_port = fields.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                found = true;
+                total += fields.last().and_then(|d| d.parse::<u64>().ok()).with_context(|| format!("malformed line in {table}: {line}"))?;
+            }
+        }
+    }
+    if !found {
+        bail!("no UDP socket on port {port} in /proc/net/udp or /proc/net/udp6");
+    }
+    Ok(total)
+}
+
+/// `RcvbufErrors` of the whole system's UDP (IPv4) from /proc/net/snmp: drops at every
+/// socket, the clients' included.
+pub fn udp_rcvbuf_errors() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/net/snmp").context("reading /proc/net/snmp")?;
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().context("no Udp: in /proc/net/snmp")?, udp.next().context("no Udp: values")?);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .context("no RcvbufErrors in /proc/net/snmp")
+}
+
+/// Raises the soft open-file limit to the hard one. Returns (soft before, soft now).
+pub fn raise_open_file_limit() -> Result<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setrlimit(RLIMIT_NOFILE)");
+        }
+    }
+    Ok((before, limit.rlim_cur))
+}
+
+/// Makes glibc's malloc serve every allocation of 128 KiB or more with its own mmap, as it
+/// does at first, instead of raising that threshold once such a block is freed.
+///
+/// Each client's quinn endpoint allocates a zeroed receive buffer of about 3 MiB (1,472 B ×
+/// 64 GRO segments × 32 packets) of which only a few pages are ever written. A fresh mmap
+/// costs no memory for the pages never touched; but after the first round's endpoints are
+/// freed, glibc's dynamic threshold would place the next round's buffers on the heap, and
+/// zeroing reused heap memory touches every page: about 3 MiB of resident memory per
+/// client (30 GB for 10,000). Without glibc (musl) nothing changes.
+pub fn keep_large_allocations_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
