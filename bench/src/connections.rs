@@ -25,8 +25,11 @@ const LOGIN_LIMIT: Duration = Duration::from_secs(30);
 /// default idle timeout (60 s), so a close the broker never saw shows as a drain of ~60 s
 /// rather than as a hang.
 const DRAIN_LIMIT: Duration = Duration::from_secs(90);
-/// Pause after the drain before the "settled" memory reading.
-const SETTLE: Duration = Duration::from_secs(1);
+/// After the drain, the broker's RSS is read every this long until it stops falling (the
+/// allocator returns freed pages over about a second)…
+const SETTLE_STEP: Duration = Duration::from_millis(500);
+/// …for at most this long.
+const SETTLE_LIMIT: Duration = Duration::from_secs(15);
 
 /// The broker's config: the defaults, but a registrar call may take up to 2 s. Registering
 /// the numbers (setup, not measured) calls the registrar plugin twice per number, and on a
@@ -108,6 +111,8 @@ struct Round {
     broker_rss_closed_bytes: u64,
     /// Broker RSS `SETTLE` after that.
     broker_rss_settled_bytes: u64,
+    /// How long the RSS took to stop falling after the drain.
+    settle_secs: f64,
     bench_rss_held_bytes: u64,
     /// From the start of the closes until `hotline_sessions` was 0 (None: not within
     /// `DRAIN_LIMIT`).
@@ -160,8 +165,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     if let Some(left) = drain(&broker, Instant::now() + DRAIN_LIMIT).await?.err() {
         bail!("{left} sessions still open {DRAIN_LIMIT:?} after registration");
     }
-    tokio::time::sleep(SETTLE).await;
-    let broker_rss_idle = sys::rss_bytes(&pid)?;
+    let (broker_rss_idle, _) = settled_rss(&pid).await?;
 
     let mut rounds = Vec::new();
     for n in 1..=args.rounds {
@@ -290,8 +294,7 @@ async fn run_round(
     }
     round.broker_rss_closed_bytes = sys::rss_bytes(pid)?;
     round.clients_closed_secs = all_closed.await?.as_secs_f64();
-    tokio::time::sleep(SETTLE).await;
-    round.broker_rss_settled_bytes = sys::rss_bytes(pid)?;
+    (round.broker_rss_settled_bytes, round.settle_secs) = settled_rss(pid).await?;
 
     round.broker_udp_drops = sys::udp_drops(port)? - drops_start;
     round.system_udp_rcvbuf_errors = sys::udp_rcvbuf_errors()?.saturating_sub(rcvbuf_start);
@@ -330,6 +333,21 @@ async fn drain(broker: &Arc<Broker>, deadline: Instant) -> Result<Result<Duratio
     }
 }
 
+/// The broker's RSS once it has stopped falling, and how long that took.
+async fn settled_rss(pid: &str) -> Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut last = sys::rss_bytes(pid)?;
+    loop {
+        tokio::time::sleep(SETTLE_STEP).await;
+        let now = sys::rss_bytes(pid)?;
+        let still_falling = last.saturating_sub(now) > 1 << 20;
+        last = now;
+        if !still_falling || started.elapsed() > SETTLE_LIMIT {
+            return Ok((last, started.elapsed().as_secs_f64()));
+        }
+    }
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -348,7 +366,7 @@ fn print_report(r: &Report) {
         r.open_file_limit
     );
     type Cell = fn(&Round) -> String;
-    let rows: [(&str, Cell); 25] = [
+    let rows: [(&str, Cell); 26] = [
         ("logged in", |x| x.logged_in.to_string()),
         ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
         ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
@@ -362,7 +380,8 @@ fn print_report(r: &Report) {
         ("broker RSS held (MiB)", |x| mib(x.broker_rss_held_bytes)),
         ("broker per held conn (KiB)", |x| format!("{:.1}", x.broker_kib_per_connection)),
         ("broker RSS at 0 sessions (MiB)", |x| mib(x.broker_rss_closed_bytes)),
-        ("broker RSS 1 s later (MiB)", |x| mib(x.broker_rss_settled_bytes)),
+        ("broker RSS settled (MiB)", |x| mib(x.broker_rss_settled_bytes)),
+        ("  settled after (s)", |x| format!("{:.1}", x.settle_secs)),
         ("sessions drained in (s)", |x| x.drain_secs.map_or(format!("no, {} left", x.sessions_left), |s| format!("{s:.2}"))),
         ("all client closes done (s)", |x| format!("{:.2}", x.clients_closed_secs)),
         ("broker UDP drops in logins", |x| x.broker_udp_drops_logins.to_string()),
