@@ -114,7 +114,7 @@ pub struct UdpConfig {
 
 impl Default for UdpConfig {
     fn default() -> Self {
-        UdpConfig { receive_buffer_bytes: 8 << 20, send_buffer_bytes: 4 << 20 }
+        UdpConfig { receive_buffer_bytes: 32 << 20, send_buffer_bytes: 4 << 20 }
     }
 }
 

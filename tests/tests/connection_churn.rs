@@ -194,8 +194,8 @@ async fn a_burst_of_logins_loses_no_packets() {
         broker.udp_drops().unwrap() as f64
     );
     assert!(
-        broker.metric("hotline_udp_receive_buffer_bytes").unwrap() >= 8.0 * MIB,
-        "the default buffer is 8 MiB"
+        broker.metric("hotline_udp_receive_buffer_bytes").unwrap() >= 32.0 * MIB,
+        "the default buffer is 32 MiB"
     );
 }
 
