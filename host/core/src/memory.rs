@@ -4,7 +4,6 @@
 //! the n-th sync fail and poisons the store, as fjall does), and the read ports over it.
 //! Also [`DirectPolicy`], a policy that delivers to the named number and allows everything.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -242,12 +241,11 @@ impl Queues for MemoryStore {
 
 /// Keys `key-1`, `key-2`, …: predictable, for tests.
 #[derive(Debug, Default)]
-pub struct CountingKeys(Cell<u64>);
+pub struct CountingKeys(AtomicU64);
 
 impl KeyMaker for CountingKeys {
     fn new_key(&self) -> String {
-        self.0.set(self.0.get() + 1);
-        format!("key-{}", self.0.get())
+        format!("key-{}", self.0.fetch_add(1, Ordering::Relaxed) + 1)
     }
 }
 

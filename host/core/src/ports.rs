@@ -21,13 +21,13 @@ impl StorageFailure {
 }
 
 /// Registered numbers.
-pub trait Accounts {
+pub trait Accounts: Sync {
     /// The account registered for `phone`, if any.
     fn account(&self, phone: &str) -> Result<Option<Account>, StorageFailure>;
 }
 
 /// Users' queues, as the committer has left them.
-pub trait Queues {
+pub trait Queues: Sync {
     /// The highest item id whose commit is durable: nothing above it may be pushed.
     fn durable_id(&self) -> u64;
     /// Up to `limit` items of `user` with ids in `after+1..=upto`, in id order.
@@ -37,7 +37,7 @@ pub trait Queues {
 }
 
 /// Makes registration keys: the only randomness the core needs.
-pub trait KeyMaker {
+pub trait KeyMaker: Sync {
     /// A new secret key (the driver's: 32 random bytes, base64url).
     fn new_key(&self) -> String;
 }
