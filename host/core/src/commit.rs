@@ -57,7 +57,7 @@ pub struct GroupReport<D, E> {
     /// Each job's completion, in submission order, with the result it gets: success, the
     /// failure of its own batch, or the failure of the group's sync.
     pub completions: Vec<(D, Result<(), E>)>,
-    /// The new durable watermark, when the group's writes are durable.
+    /// The new durable watermark, when the group wrote and its writes are durable.
     pub durable_id: Option<u64>,
     /// Users whose queues gained durable items (empty if the sync failed).
     pub woken: BTreeSet<String>,
@@ -92,14 +92,23 @@ where
             }
         }
     }
+    if written.is_empty() {
+        // Nothing new to make durable, and no sync that could vouch for earlier writes: a
+        // batch written before a failed sync is visible but not durable, and must stay
+        // below the watermark.
+        return GroupReport { completions, durable_id: None, woken, failures, written: 0 };
+    }
     let synced = match durability {
-        Durability::Fsync if !written.is_empty() => journal.sync(),
-        _ => Ok(()),
+        Durability::Fsync => journal.sync(),
+        Durability::Buffered => Ok(()),
     };
     let durable_id = match synced {
         Ok(()) => Some(journal.allocated()),
         Err(e) => {
-            for &i in &written {
+            // The planted bug the simulator must catch (`--features mutation-ack-before-fsync`):
+            // jobs answered as if durable although the sync failed.
+            let planted_bug = cfg!(feature = "mutation-ack-before-fsync");
+            for &i in written.iter().filter(|_| !planted_bug) {
                 completions[i].1 = Err(e.clone());
             }
             failures.push(e);
@@ -108,4 +117,53 @@ where
         }
     };
     GroupReport { completions, durable_id, woken, failures, written: written.len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryStore, MemoryTxn};
+    use crate::records::StoredItem;
+
+    fn enqueue(txn: &mut MemoryTxn<'_>) -> Staged<u64> {
+        let id = txn.alloc_id().unwrap();
+        txn.enqueue("+15550000002", id, &StoredItem::Message { from: "+15550000001".into(), sent_at_ms: 1, body: vec![] });
+        Staged::Writes(id)
+    }
+
+    fn read_only(_: &mut MemoryTxn<'_>) -> Staged<u64> {
+        Staged::Nothing(0)
+    }
+
+    #[test]
+    fn a_failed_fsync_fails_every_job_of_its_group_and_raises_no_watermark() {
+        let mut store = MemoryStore::new();
+        store.fail_fsync_at(1);
+        let report = commit_group(&mut store, Durability::Fsync, [enqueue as fn(&mut MemoryTxn<'_>) -> Staged<u64>, enqueue]);
+        assert!(report.completions.iter().all(|(_, r)| r.is_err()));
+        assert_eq!(report.durable_id, None);
+        assert!(report.woken.is_empty());
+        assert_eq!(report.failures.len(), 1);
+    }
+
+    #[test]
+    fn a_group_without_writes_after_a_failed_fsync_publishes_nothing() {
+        let mut store = MemoryStore::new();
+        store.fail_fsync_at(1);
+        commit_group(&mut store, Durability::Fsync, [enqueue as fn(&mut MemoryTxn<'_>) -> Staged<u64>]);
+        // The item is written (visible) but not durable; a later read-only group must not
+        // vouch for it.
+        let report = commit_group(&mut store, Durability::Fsync, [read_only as fn(&mut MemoryTxn<'_>) -> Staged<u64>]);
+        assert_eq!(report.durable_id, None);
+    }
+
+    #[test]
+    fn one_sync_covers_a_whole_group_and_then_the_watermark_rises() {
+        let mut store = MemoryStore::new();
+        let report = commit_group(&mut store, Durability::Fsync, [enqueue as fn(&mut MemoryTxn<'_>) -> Staged<u64>, enqueue, read_only]);
+        assert!(report.completions.iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(report.durable_id, Some(2));
+        assert_eq!(report.written, 2);
+        assert_eq!(store.durable().queues.len(), 2);
+    }
 }

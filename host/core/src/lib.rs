@@ -20,6 +20,7 @@ pub mod policy;
 pub mod ports;
 pub mod records;
 pub mod session;
+pub mod sim;
 pub mod text;
 pub mod txn;
 pub mod window;

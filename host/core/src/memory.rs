@@ -63,6 +63,11 @@ impl MemoryStore {
         self.fail_at = Some(self.syncs + n);
     }
 
+    /// Takes back a failure armed by [`MemoryStore::fail_fsync_at`] that has not happened.
+    pub fn cancel_fsync_failure(&mut self) {
+        self.fail_at = None;
+    }
+
     /// A crash and restart: what was not synced is lost, and the store accepts writes again.
     pub fn crash(&mut self) {
         self.visible = self.durable.clone();
