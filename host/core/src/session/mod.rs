@@ -291,7 +291,7 @@ impl Session {
             (Stage::Online { .. }, ClientFrame::Ack { id }) => self.ack(now, id, ports),
             (Stage::Online { .. }, ClientFrame::Read { id, from }) => self.read(id, from),
             (Stage::Online { .. }, ClientFrame::Send { client_id, to, body }) => {
-                // Reached only when sends were not batched by `handle`.
+                // `handle` batches sends before they get here; kept so this table is whole.
                 self.unrouted_bytes += body.len();
                 self.unrouted.push(Outgoing { client_id, to, body });
                 self.route(now, ports);

@@ -138,7 +138,8 @@ impl Sim {
                 self.deliver_to_client(c, n);
             }
             (65..78, Some(c)) => self.ack(u, c),
-            (78..80, Some(c)) => self.duplicate_ack(u, c),
+            (78, Some(c)) => self.duplicate_ack(u, c),
+            (79, Some(c)) if self.users[u].logged_in => self.duplicate_send(u, c),
             (80..83, Some(c)) => self.read(u, c),
             (83..85, Some(c)) => self.break_connection(c),
             (85, Some(c)) => self.net.send_to_broker(c, ToBroker::End),
@@ -196,6 +197,17 @@ impl Sim {
         }
         let id = *acked.iter().nth(self.rng.usize(..acked.len())).expect("in range");
         self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Ack { id }));
+    }
+
+    /// Sends an already answered message again under its client id (a client that missed
+    /// nothing but retries anyway): it must be answered with the id stored the first time.
+    fn duplicate_send(&mut self, u: usize, c: ConnId) {
+        let stored = &self.users[u].stored_as;
+        if stored.is_empty() {
+            return;
+        }
+        let client_id = *stored.keys().nth(self.rng.usize(..stored.len())).expect("in range");
+        self.send_again(u, c, client_id);
     }
 
     fn read(&mut self, u: usize, c: ConnId) {
