@@ -125,23 +125,36 @@ impl Sim {
 
     fn random_step(&mut self) {
         let u = self.rng.usize(..self.users.len());
+        // Deliveries and breaks happen on any open connection, also one a user has left
+        // behind by connecting again (an old device, or a reconnect before the old
+        // connection noticed it broke).
+        let any = self.any_connection();
         let roll = self.rng.u32(..100);
         match (roll, self.conn_of[u]) {
             (0..10, None) => self.connect(u),
+            (0..2, Some(_)) => self.connect(u),
             (0..25, Some(c)) if self.users[u].logged_in => self.send(u, c),
-            (25..45, Some(c)) => {
+            (25..45, _) => {
                 let n = 1 + self.rng.usize(..8);
-                self.deliver_to_broker(c, n);
+                if let Some(c) = any {
+                    self.deliver_to_broker(c, n);
+                }
             }
-            (45..65, Some(c)) => {
+            (45..65, _) => {
                 let n = 1 + self.rng.usize(..8);
-                self.deliver_to_client(c, n);
+                if let Some(c) = any {
+                    self.deliver_to_client(c, n);
+                }
             }
             (65..78, Some(c)) => self.ack(u, c),
             (78, Some(c)) => self.duplicate_ack(u, c),
             (79, Some(c)) if self.users[u].logged_in => self.duplicate_send(u, c),
             (80..83, Some(c)) => self.read(u, c),
-            (83..85, Some(c)) => self.break_connection(c),
+            (83..85, _) => {
+                if let Some(c) = any {
+                    self.break_connection(c);
+                }
+            }
             (85, Some(c)) => self.net.send_to_broker(c, ToBroker::End),
             (86..96, _) => {
                 let n = 1 + self.rng.usize(..8);
@@ -158,6 +171,15 @@ impl Sim {
             }
             _ => self.tick(),
         }
+    }
+
+    /// A random open connection.
+    fn any_connection(&mut self) -> Option<ConnId> {
+        let n = self.net.conns.len();
+        if n == 0 {
+            return None;
+        }
+        self.net.conns.keys().nth(self.rng.usize(..n)).copied()
     }
 
     fn connect(&mut self, u: usize) {
@@ -252,7 +274,7 @@ impl Sim {
         let conn = &self.net.conns[&c];
         if conn.closed_by_broker && conn.to_client.is_empty() {
             self.net.conns.remove(&c);
-            self.disconnected(u);
+            self.disconnected(u, c);
         }
     }
 
@@ -260,18 +282,23 @@ impl Sim {
     fn break_connection(&mut self, c: ConnId) {
         let Some(conn) = self.net.conns.remove(&c) else { return };
         self.broker.input(self.now, c, Input::PeerStoppedReading, &mut self.net);
-        self.disconnected(conn.user);
+        self.disconnected(conn.user, c);
     }
 
-    fn disconnected(&mut self, u: usize) {
-        self.conn_of[u] = None;
-        self.users[u].logged_in = false;
+    /// Connection `c` of user `u` is gone; if it was the user's current one, the user is
+    /// offline.
+    fn disconnected(&mut self, u: usize, c: ConnId) {
+        if self.conn_of[u] == Some(c) {
+            self.conn_of[u] = None;
+            self.users[u].logged_in = false;
+        }
     }
 
     fn crash(&mut self) {
         self.broker.crash(&mut self.net);
-        for u in 0..self.users.len() {
-            self.disconnected(u);
+        self.conn_of.fill(None);
+        for user in &mut self.users {
+            user.logged_in = false;
         }
         self.report.crashes += 1;
     }
