@@ -1,11 +1,16 @@
-//! The broker's core: storage, the commit queue, policy, the SMS provider and the online
-//! sessions, wired together. Commands in `cmd/` act on it; the QUIC server drives it.
+//! The broker's shared state: storage, the commit queue, policy, the SMS provider and the
+//! online sessions, wired together; and [`BrokerPorts`], the view the delivery core
+//! (`hotline-core`) reads through. The QUIC server's sessions drive the core with it.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use base64::Engine;
+use hotline_core::policy::{MessageMeta, PolicyError, ReceiptMeta, Refusal, Route, Slot};
+use hotline_core::{KeyMaker, Ports};
+use rand::RngCore;
 
 use crate::config::{Config, LimitsConfig};
 use crate::plugins::PluginHost;
@@ -14,7 +19,7 @@ use crate::sessions::Sessions;
 use crate::sms::{OutboxFile, SmsSender};
 use crate::store::{Committer, Store, WakeHook};
 
-/// Everything a command needs. Shared by all connections.
+/// Everything a session's driver needs. Shared by all connections.
 pub struct Broker {
     pub store: Store,
     pub committer: Committer,
@@ -80,6 +85,68 @@ impl Broker {
         self.store.health().log_summary();
         self.committer.commit(|_| Ok(())).await?;
         Ok(())
+    }
+}
+
+impl Broker {
+    /// What the delivery core reads during a step: the store's accounts and queues, policy
+    /// (registrar calls one at a time), and random keys.
+    pub fn ports(&self) -> BrokerPorts<'_> {
+        BrokerPorts { broker: self, policy: OneRegistrationAtATime { policy: &*self.policy, lock: &self.registration } }
+    }
+}
+
+/// The core's ports over a [`Broker`]; [`BrokerPorts::get`] hands them to a session.
+pub struct BrokerPorts<'a> {
+    broker: &'a Broker,
+    policy: OneRegistrationAtATime<'a>,
+}
+
+impl BrokerPorts<'_> {
+    pub fn get(&self) -> Ports<'_> {
+        Ports { accounts: &self.broker.store, queues: &self.broker.store, policy: &self.policy, keys: &RandomKeys }
+    }
+}
+
+/// Registration keys: 32 random bytes, base64url without padding.
+struct RandomKeys;
+
+impl KeyMaker for RandomKeys {
+    fn new_key(&self) -> String {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+}
+
+/// The broker's policy with registrar calls serialised, so that attempt and request limits
+/// are counted exactly even when many connections register the same number at once.
+struct OneRegistrationAtATime<'a> {
+    policy: &'a dyn Policy,
+    lock: &'a std::sync::Mutex<()>,
+}
+
+impl Policy for OneRegistrationAtATime<'_> {
+    fn route(&self, messages: Vec<MessageMeta>) -> Result<Vec<Route>, PolicyError> {
+        self.policy.route(messages)
+    }
+
+    fn request_code(&self, phone: &str) -> Result<Result<u32, Refusal>, PolicyError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.policy.request_code(phone)
+    }
+
+    fn verify_code(&self, phone: &str, code: &str) -> Result<Result<(), Refusal>, PolicyError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.policy.verify_code(phone, code)
+    }
+
+    fn receipt(&self, receipt: ReceiptMeta) -> Result<bool, PolicyError> {
+        self.policy.receipt(receipt)
+    }
+
+    fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError> {
+        self.policy.command(slot, from, name, args)
     }
 }
 

@@ -2,12 +2,12 @@
 //! registration, with policy behind one seam ([`policy::Policy`]).
 //!
 //! Read `docs/ARCHITECTURE.md` for the map. Data path, top to bottom:
-//! [`server`] (listener → connection → session) → [`cmd`] (one file per request) →
-//! [`broker`] (shared state) → [`store`] (fjall, group commit) and [`policy`].
+//! [`server`] (listener → connection → the session driver, which runs the delivery core
+//! `hotline-core`) → [`broker`] (shared state, the core's ports) → [`store`] (fjall, the
+//! committer thread) and [`policy`].
 
 pub mod admin;
 pub mod broker;
-pub mod cmd;
 pub mod config;
 pub mod expiry;
 pub mod memory;

@@ -1,33 +1,27 @@
-//! The registry of online sessions: one per logged-in number, with the signals the core
-//! sends it (wake up and deliver; close with a reason). Knows nothing of QUIC.
+//! The registry of online sessions (the directory): one per logged-in number, with the
+//! signals a session's driver listens to (wake up and deliver; close with a reason), as the
+//! core's `Register`, `Unregister` and `Kick` outputs ask. Knows nothing of QUIC.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use hotline_core::Close;
 use tokio::sync::{mpsc, Notify};
-
-/// Why the core wants a session closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kick {
-    /// A `hotline_protocol::close_code`.
-    pub code: u32,
-    pub reason: String,
-}
 
 /// What a session listens to. Created by [`Sessions::register`].
 pub struct SessionSignals {
     pub id: u64,
     /// Notified when the user's queue gained durable items.
     pub wake: Arc<Notify>,
-    /// Receives at most one kick.
-    pub kick: mpsc::UnboundedReceiver<Kick>,
+    /// Receives at most one kick: the close the core chose.
+    pub kick: mpsc::UnboundedReceiver<Close>,
 }
 
 struct Entry {
     id: u64,
     wake: Arc<Notify>,
-    kick: mpsc::UnboundedSender<Kick>,
+    kick: mpsc::UnboundedSender<Close>,
 }
 
 /// Online sessions by phone number.
@@ -40,7 +34,7 @@ pub struct Sessions {
 impl Sessions {
     /// Registers a session for `phone`. An older session of the same number is kicked with
     /// `replaced`: a number is online on one connection at a time.
-    pub fn register(&self, phone: &str, replaced: Kick) -> SessionSignals {
+    pub fn register(&self, phone: &str, replaced: Close) -> SessionSignals {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
         let (kick_tx, kick) = mpsc::unbounded_channel();
@@ -64,7 +58,7 @@ impl Sessions {
     }
 
     /// Closes `phone`'s session, if online.
-    pub fn kick(&self, phone: &str, kick: Kick) {
+    pub fn kick(&self, phone: &str, kick: Close) {
         if let Some((_, e)) = self.map.remove(phone) {
             let _ = e.kick.send(kick);
         }

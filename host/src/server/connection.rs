@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotline_protocol::{close_code, FrameDecoder, FrameError};
+use hotline_protocol::{close_code, FrameDecoder};
 
 use super::mailbox;
-use super::session::{Close, Inbound, Session};
+use super::session::{Inbound, Session};
 use crate::broker::Broker;
 
 /// How long a client has to open its stream, and then again to say `Hello`.
@@ -115,15 +115,5 @@ async fn write_frames(mut send: quinn::SendStream, mut frames: mailbox::Receiver
     }
     if send.finish().is_ok() {
         let _ = stopped.await;
-    }
-}
-
-impl Close {
-    pub(super) fn from_frame_error(e: &FrameError) -> Close {
-        let code = match e {
-            FrameError::TooLarge(_) => close_code::FRAME_TOO_LARGE,
-            FrameError::Malformed(_) => close_code::MALFORMED_FRAME,
-        };
-        Close { code, reason: e.to_string() }
     }
 }

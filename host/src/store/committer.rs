@@ -1,5 +1,6 @@
-//! Group commit: one thread applies writes in arrival order and shares one fsync among all
-//! writes that arrived while the previous fsync ran.
+//! The committer thread: the driver of the core's group-commit step
+//! ([`hotline_core::commit_group`]) over fjall. It collects the jobs that arrived while the
+//! previous fsync ran, hands them to the step, and carries out its report.
 //!
 //! A job is a closure run on the committer thread against a [`Txn`]: it may read the store,
 //! allocate item ids and stage writes. Its writes are committed as one atomic fjall batch;
@@ -7,11 +8,11 @@
 //! time in order, item ids are allocated in commit order, and read-check-write sequences
 //! (idempotency, "is this item still queued?") need no locks.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
+use hotline_core::{commit_group, Job as CoreJob, JobOutcome, Journal, Staged};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, StoredItem};
@@ -21,7 +22,8 @@ use super::{keys, Durability, Store, StoreError};
 pub type WakeHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&mut Txn<'_>) -> (bool, Completion) + Send>;
+/// A job as the thread sees it: stages its writes and says what completes it.
+type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Staged<Completion> + Send>;
 
 /// Most jobs applied before one shared fsync.
 const MAX_GROUP: usize = 1024;
@@ -134,7 +136,7 @@ impl Committer {
         let thread_stats = stats.clone();
         std::thread::Builder::new()
             .name("hotline-committer".into())
-            .spawn(move || run(store, durability, wake, ids, rx, &thread_stats))
+            .spawn(move || run(FjallJournal { store, ids }, durability, wake, rx, &thread_stats))
             .map_err(|e| StoreError::Fjall(Arc::new(fjall::Error::Io(e))))?;
         Ok(Committer { tx, stats })
     }
@@ -149,11 +151,29 @@ impl Committer {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let result = job(txn);
-            let ok = result.is_ok();
-            let completion: Completion = Box::new(move |durable| {
+            if result.is_err() {
+                // Nothing to write: answered at once.
+                let _ = tx.send(result);
+                return Staged::Nothing(Box::new(|_| {}));
+            }
+            Staged::Writes(Box::new(move |durable| {
                 let _ = tx.send(result.and_then(|v| durable.map(|()| v)));
-            });
-            (ok, completion)
+            }))
+        });
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        Ok(Pending { rx })
+    }
+
+    /// Queues one of the core's storage jobs. A job that writes is answered once durable;
+    /// one that only reads ([`CoreJob::CheckDelivered`]) as soon as it ran, in commit order.
+    pub async fn submit_job(&self, job: CoreJob) -> Result<Pending<JobOutcome>, StoreError> {
+        if job.writes() {
+            return self.submit(move |txn| job.apply(txn)).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let _ = tx.send(job.apply(txn));
+            Staged::Nothing(Box::new(|_| {}))
         });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         Ok(Pending { rx })
@@ -171,8 +191,8 @@ impl Committer {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let _ = tx.send(read(txn.store));
-            // Nothing to commit: the job counts as "not ok", so no batch is written for it.
-            (false, Box::new(|_| {}))
+            // Nothing to commit: no batch is written for it.
+            Staged::Nothing(Box::new(|_| {}))
         });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
@@ -199,10 +219,9 @@ impl Committer {
 }
 
 fn run(
-    store: Store,
+    mut journal: FjallJournal,
     durability: Durability,
     wake: WakeHook,
-    mut ids: IdAllocator,
     mut rx: mpsc::Receiver<Job>,
     stats: &CommitStats,
 ) {
@@ -215,46 +234,100 @@ fn run(
                 Err(_) => break,
             }
         }
-        let mut completions = Vec::with_capacity(group.len());
-        let mut woken = BTreeSet::new();
-        for job in group.drain(..) {
-            let mut txn = Txn { store: &store, ids: &mut ids, batch: store.db.batch(), woken: Vec::new() };
-            let (ok, completion) = job(&mut txn);
-            if !ok {
-                completion(Ok(()));
-                continue;
-            }
-            let Txn { batch, woken: job_woken, .. } = txn;
-            match batch.commit() {
-                Ok(()) => {
-                    woken.extend(job_woken);
-                    completions.push(completion);
-                }
-                Err(e) => {
-                    let e = StoreError::from(e);
-                    store.health().failed(&e);
-                    completion(Err(e));
-                }
-            }
-        }
-        let durable = match durability {
-            Durability::Fsync if !completions.is_empty() => store.db.persist(PersistMode::SyncData).map_err(StoreError::from),
-            _ => Ok(()),
-        };
-        stats.groups.fetch_add(1, Ordering::Relaxed);
-        stats.jobs.fetch_add(completions.len() as u64, Ordering::Relaxed);
-        if let Err(e) = &durable {
+        let report = commit_group(&mut journal, durability, group.drain(..));
+        for failure in &report.failures {
             // Logged once by `Health`; senders get `Retryable`, readiness fails.
-            store.health().failed(e);
-        } else {
-            store.publish_durable(ids.next - 1);
-            for user in &woken {
+            journal.store.health().failed(failure);
+        }
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        stats.jobs.fetch_add(report.written as u64, Ordering::Relaxed);
+        if let Some(id) = report.durable_id {
+            journal.store.publish_durable(id);
+            for user in &report.woken {
                 wake(user);
             }
         }
-        for completion in completions {
-            completion(durable.clone());
+        for (completion, result) in report.completions {
+            completion(result);
         }
+    }
+}
+
+/// fjall as the core's [`Journal`]: a transaction is a write batch, a sync is an fsync of
+/// fjall's journal.
+struct FjallJournal {
+    store: Store,
+    ids: IdAllocator,
+}
+
+impl Journal for FjallJournal {
+    type Error = StoreError;
+    type Txn<'t> = Txn<'t>;
+
+    fn transact<D>(&mut self, stage: impl FnOnce(&mut Txn<'_>) -> Staged<D>) -> (Staged<D>, Result<Vec<String>, StoreError>) {
+        let mut txn = Txn { store: &self.store, ids: &mut self.ids, batch: self.store.db.batch(), woken: Vec::new() };
+        let staged = stage(&mut txn);
+        if let Staged::Nothing(_) = staged {
+            return (staged, Ok(Vec::new()));
+        }
+        let Txn { batch, woken, .. } = txn;
+        match batch.commit() {
+            Ok(()) => (staged, Ok(woken)),
+            Err(e) => (staged, Err(StoreError::from(e))),
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.store.db.persist(PersistMode::SyncData).map_err(StoreError::from)
+    }
+
+    fn allocated(&self) -> u64 {
+        self.ids.next - 1
+    }
+}
+
+/// The fjall transaction as the core's jobs see it.
+impl hotline_core::Txn for Txn<'_> {
+    type Error = StoreError;
+
+    fn alloc_id(&mut self) -> Result<u64, StoreError> {
+        Txn::alloc_id(self)
+    }
+
+    fn item(&self, user: &str, id: u64) -> Result<Option<StoredItem>, StoreError> {
+        self.store.item(user, id)
+    }
+
+    fn idempotency(&self, sender: &str, client_id: u64) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.store.idempotency(sender, client_id)
+    }
+
+    fn delivered(&self, reader: &str, id: u64) -> Result<Option<DeliveredRecord>, StoreError> {
+        self.store.delivered(reader, id)
+    }
+
+    fn enqueue(&mut self, user: &str, id: u64, item: &StoredItem) {
+        Txn::enqueue(self, user, id, item)
+    }
+
+    fn dequeue(&mut self, user: &str, id: u64) {
+        Txn::dequeue(self, user, id)
+    }
+
+    fn put_account(&mut self, phone: &str, account: &Account) {
+        Txn::put_account(self, phone, account)
+    }
+
+    fn put_idempotency(&mut self, sender: &str, client_id: u64, record: &IdempotencyRecord) {
+        Txn::put_idempotency(self, sender, client_id, record)
+    }
+
+    fn put_delivered(&mut self, reader: &str, id: u64, record: &DeliveredRecord) {
+        Txn::put_delivered(self, reader, id, record)
+    }
+
+    fn delete_delivered(&mut self, reader: &str, id: u64) {
+        Txn::delete_delivered(self, reader, id)
     }
 }
 

@@ -3,10 +3,13 @@
 //!
 //! Reads go straight to fjall. Writes that clients wait on go through the [`Committer`],
 //! which applies them in order and shares one fsync among everything that arrived together.
+//! The store implements the core's ports (`ports.rs`: accounts, queue reads) and its
+//! journal (`committer.rs`: `Txn`, `Journal`); the keyspaces stay private to this module.
 
 mod committer;
 mod health;
 mod keys;
+mod ports;
 mod records;
 
 use std::path::Path;
@@ -58,16 +61,7 @@ fn describe(e: &fjall::Error) -> String {
     }
 }
 
-/// How hard a commit tries to be durable before `Sent` is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// fsync the journal once per group of commits: survives power loss.
-    #[default]
-    Fsync,
-    /// hand writes to the OS only: survives a broker crash, not a power loss.
-    Buffered,
-}
+pub use hotline_core::Durability;
 
 /// What [`Store::expired`] found.
 #[derive(Debug, Default)]
@@ -83,15 +77,15 @@ pub struct Expired {
 /// Handles to the database and its keyspaces. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) db: Database,
-    pub(crate) accounts: Keyspace,
-    pub(crate) queues: Keyspace,
-    pub(crate) idempotency: Keyspace,
-    pub(crate) plugin_kv: Keyspace,
-    pub(crate) meta: Keyspace,
+    db: Database,
+    accounts: Keyspace,
+    queues: Keyspace,
+    idempotency: Keyspace,
+    plugin_kv: Keyspace,
+    meta: Keyspace,
     /// Messages acknowledged by their recipient and not yet reported read: what a `Read`
     /// must name (`reader 0x00 id` → [`DeliveredRecord`]).
-    pub(crate) delivered: Keyspace,
+    delivered: Keyspace,
     /// Highest item id whose commit is durable; sessions deliver only up to it.
     durable_id: Arc<AtomicU64>,
     /// Whether writes are accepted (set by the committer).
@@ -139,7 +133,11 @@ impl Store {
 
     /// Up to `limit` durable items of `user` with ids greater than `after`, in id order.
     pub fn queue_after(&self, user: &str, after: u64, limit: usize) -> Result<Vec<(u64, StoredItem)>, StoreError> {
-        let upto = self.durable_id();
+        self.queue_range(user, after, self.durable_id(), limit)
+    }
+
+    /// Up to `limit` items of `user` with ids in `after+1..=upto`, in id order.
+    pub fn queue_range(&self, user: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<(u64, StoredItem)>, StoreError> {
         if after >= upto {
             return Ok(Vec::new());
         }

@@ -1,14 +1,4 @@
-//! One file per client request: what the broker does for it, independent of the transport.
-//!
-//! Each function takes the [`Broker`](crate::broker::Broker) and the request's fields and
-//! returns the frame to answer with (or, for sends, a pending commit). Sessions call them.
-
-pub mod ack;
-pub mod command;
-pub mod login;
-pub mod read;
-pub mod register;
-pub mod send;
+//! Texts in answers: a client's field quoted back, a plugin's text cut, and their limits.
 
 use hotline_protocol::{ErrorCode, ServerFrame};
 

@@ -1,0 +1,105 @@
+//! Storage jobs: what a session asks the committer to do, as data, and the whole logic of
+//! each over a [`Txn`]. The committer runs jobs one at a time in submission order, so their
+//! read-check-write sequences (idempotency, "is this item still queued?") need no locks.
+
+use hotline_protocol::ReceiptStatus;
+
+use crate::records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
+use crate::txn::Txn;
+
+/// One storage job. Every variant but [`Job::CheckDelivered`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Store a message in every recipient's queue under one new id, once per
+    /// `(from, client_id)`: a retry answers the id stored the first time.
+    Send { from: String, client_id: u64, recipients: Vec<String>, sent_at_ms: u64, body: Vec<u8> },
+    /// `user` accepted item `id`: dequeue it and, for a message, record the delivery (what
+    /// a later `Read` must name) and queue a delivered receipt if policy allowed it; all in
+    /// one batch, and nothing if the item is gone already (a duplicate ack).
+    Ack { user: String, id: u64, message: Option<AckedMessage>, at_ms: u64 },
+    /// Whether `reader` has a delivered, unread message `id`: a read in commit order, so a
+    /// session's `Ack` just before counts. Writes nothing.
+    CheckDelivered { reader: String, id: u64 },
+    /// `reader` read message `id` from `sender`: consume the delivered record and queue a
+    /// read receipt if policy allowed it; nothing if the record is gone (a second `Read`).
+    Read { reader: String, id: u64, sender: String, receipt: bool, at_ms: u64 },
+    /// Store the account of a newly registered device (replacing the old device's).
+    Register { phone: String, account: Account },
+}
+
+/// What an [`Job::Ack`] of a message needs besides the item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckedMessage {
+    /// Who sent the message.
+    pub sender: String,
+    /// Whether policy lets the sender have a delivered receipt.
+    pub receipt: bool,
+}
+
+/// What a finished job answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// A message is stored under this id (now, or by an earlier try of the same send).
+    Stored { id: u64 },
+    /// The answer of [`Job::CheckDelivered`].
+    Delivered(Option<DeliveredRecord>),
+    /// The job's writes are done (or were not needed).
+    Done,
+}
+
+impl Job {
+    /// Whether the job may write (the committer then waits for durability before answering).
+    pub fn writes(&self) -> bool {
+        !matches!(self, Job::CheckDelivered { .. })
+    }
+
+    /// Runs the job against `txn`. An error means nothing of it is written.
+    pub fn apply<T: Txn>(self, txn: &mut T) -> Result<JobOutcome, T::Error> {
+        match self {
+            Job::Send { from, client_id, recipients, sent_at_ms, body } => {
+                if let Some(record) = txn.idempotency(&from, client_id)? {
+                    return Ok(JobOutcome::Stored { id: record.id });
+                }
+                let id = txn.alloc_id()?;
+                txn.put_idempotency(&from, client_id, &IdempotencyRecord { id, at_ms: sent_at_ms });
+                let item = StoredItem::Message { from, sent_at_ms, body };
+                for r in &recipients {
+                    txn.enqueue(r, id, &item);
+                }
+                Ok(JobOutcome::Stored { id })
+            }
+            Job::Ack { user, id, message, at_ms } => {
+                if txn.item(&user, id)?.is_none() {
+                    return Ok(JobOutcome::Done);
+                }
+                txn.dequeue(&user, id);
+                if let Some(AckedMessage { sender, receipt }) = message {
+                    if receipt {
+                        let rid = txn.alloc_id()?;
+                        let item = StoredItem::Receipt { message_id: id, by: user.clone(), status: ReceiptStatus::Delivered, at_ms };
+                        txn.enqueue(&sender, rid, &item);
+                    }
+                    txn.put_delivered(&user, id, &DeliveredRecord { from: sender, at_ms });
+                }
+                Ok(JobOutcome::Done)
+            }
+            Job::CheckDelivered { reader, id } => Ok(JobOutcome::Delivered(txn.delivered(&reader, id)?)),
+            Job::Read { reader, id, sender, receipt, at_ms } => {
+                if txn.delivered(&reader, id)?.is_none() {
+                    return Ok(JobOutcome::Done);
+                }
+                txn.delete_delivered(&reader, id);
+                if receipt {
+                    let rid = txn.alloc_id()?;
+                    let item = StoredItem::Receipt { message_id: id, by: reader, status: ReceiptStatus::Read, at_ms };
+                    txn.enqueue(&sender, rid, &item);
+                }
+                Ok(JobOutcome::Done)
+            }
+            Job::Register { phone, account } => {
+                txn.put_account(&phone, &account);
+                Ok(JobOutcome::Done)
+            }
+        }
+    }
+}

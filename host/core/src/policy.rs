@@ -1,0 +1,100 @@
+//! The policy seam: every decision about where a message goes, how a number registers and
+//! which receipts are sent is asked of a [`Policy`]. The core keeps mechanisms only.
+//!
+//! The broker's implementation is the plugin host in `hotline`, which asks WebAssembly
+//! components. Policy sees metadata, never message bodies.
+
+use hotline_protocol::{ErrorCode, ReceiptStatus};
+
+/// The policy slots, one plugin each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    Router,
+    Registrar,
+    Receipts,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 3] = [Slot::Router, Slot::Registrar, Slot::Receipts];
+
+    /// The slot's name: also its plugin file's stem and its key-value space.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::Router => "router",
+            Slot::Registrar => "registrar",
+            Slot::Receipts => "receipts",
+        }
+    }
+
+    /// The slot with this name.
+    pub fn from_name(name: &str) -> Option<Slot> {
+        Slot::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What policy is told about a message: metadata only, never the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub from: String,
+    pub to: String,
+    pub size: u32,
+    pub at_ms: u64,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Store the message for each of these numbers.
+    Deliver(Vec<String>),
+    /// Refuse the message; the sender sees the reason.
+    Reject(String),
+}
+
+/// A registrar's "no", with the error the client sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: ErrorCode,
+    pub reason: String,
+}
+
+/// A receipt the host is about to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptMeta {
+    pub message_id: u64,
+    /// Who received or read the message.
+    pub by: String,
+    /// Who sent the message and would get the receipt.
+    pub to: String,
+    pub status: ReceiptStatus,
+}
+
+/// A policy call that failed (not a decision): the host answers with a retryable error and
+/// keeps the item queued.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyError {
+    /// The plugin trapped, ran out of time or memory, or could not be instantiated.
+    #[error("{slot} plugin failed: {detail}")]
+    Failed { slot: Slot, detail: String },
+}
+
+/// The decisions the broker delegates. Calls are synchronous and quick (microseconds); a
+/// misbehaving plugin is cut off by its time limit.
+pub trait Policy: Send + Sync {
+    /// The recipients of each message, or a rejection; one answer per message, in order.
+    fn route(&self, messages: Vec<MessageMeta>) -> Result<Vec<Route>, PolicyError>;
+    /// Asks the registrar to send a code to `phone` by SMS; answers its validity in seconds.
+    fn request_code(&self, phone: &str) -> Result<Result<u32, Refusal>, PolicyError>;
+    /// Whether `code` proves ownership of `phone`.
+    fn verify_code(&self, phone: &str, code: &str) -> Result<Result<(), Refusal>, PolicyError>;
+    /// Whether a receipt reaches the message's sender.
+    fn receipt(&self, receipt: ReceiptMeta) -> Result<bool, PolicyError>;
+    /// A client's command for the plugin in `slot`: its output or error text.
+    fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError>;
+}

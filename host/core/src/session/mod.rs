@@ -1,0 +1,367 @@
+//! One client's session as a state machine that does no I/O, after quinn-proto: the driver
+//! calls [`Session::handle`] with each [`Input`] and the current time, then executes every
+//! [`Output`] that [`Session::poll_output`] yields, in order, and feeds
+//! [`Input::Timeout`] at [`Session::poll_timeout`]. It reads the frame inbox only while
+//! [`Session::wants_frames`].
+//!
+//! Stages: `New` (until `Hello`) → `Anonymous` (registration, `Login`) → `LoggingIn` (until
+//! the directory holds the session) → `Online` (messaging and delivery). Answers go out in
+//! the order of the requests (see [`answers`]); a protocol error or the end of the client's
+//! stream first answers what was asked, then closes; a kick or a frame out of place closes
+//! at once.
+
+mod answers;
+mod command;
+mod delivery;
+mod login;
+mod read;
+mod register;
+mod send;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use hotline_protocol::{close_code, ClientFrame, FrameError, ServerFrame, PROTOCOL_VERSION};
+
+use crate::close::Close;
+use crate::jobs::{Job, JobOutcome};
+use crate::ports::{Ports, StorageFailure};
+use crate::window::DeliveryWindow;
+use crate::Millis;
+use answers::{Answer, Answers};
+use send::Outgoing;
+
+/// Sends routed together in one policy call, at most.
+pub const MAX_SEND_BATCH: usize = 64;
+/// Answers owed, at most, before the session stops reading frames…
+pub const MAX_PENDING_ANSWERS: usize = 1024;
+/// …and body bytes of sends not yet committed, at most (one batch may pass it once).
+pub const PENDING_SEND_BYTES: usize = 2 << 20;
+/// Items read from the queue at a time while pushing: bounds what a session holds while
+/// its driver waits for room in the client's mailbox.
+pub const PUSH_CHUNK: usize = 32;
+
+/// A session's settings (from the broker's configuration).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Most items pushed and not yet acknowledged.
+    pub delivery_window: usize,
+    /// Largest message body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a new session may wait for `Hello`, in milliseconds.
+    pub hello_timeout_ms: u64,
+}
+
+/// Names one storage job of a session; its [`Input::Committed`] carries it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// What happens to a session.
+#[derive(Debug)]
+pub enum Input {
+    /// A whole frame from the client.
+    Frame(ClientFrame),
+    /// Bytes that are not a frame; nothing follows.
+    BadFrame(FrameError),
+    /// The client finished its stream inside a frame, this many bytes of it having arrived.
+    Truncated(usize),
+    /// The client finished its stream.
+    StreamEnd,
+    /// The directory now holds this session (after [`Output::Register`]).
+    Registered,
+    /// The user's queue gained durable items.
+    Wake,
+    /// The broker closes this session (another device, a newer connection).
+    Kicked(Close),
+    /// A storage job finished: durable, or failed.
+    Committed { ticket: Ticket, result: Result<JobOutcome, StorageFailure> },
+    /// [`Session::poll_timeout`]'s time has come.
+    Timeout,
+    /// The client stopped reading the stream (or the connection went).
+    PeerStoppedReading,
+}
+
+/// What the driver must do, in the order given.
+#[derive(Debug)]
+pub enum Output {
+    /// Write this frame to the client.
+    Frame(ServerFrame),
+    /// Submit this job to the committer (jobs run in the order submitted); feed its result
+    /// back as [`Input::Committed`].
+    Submit { ticket: Ticket, job: Job },
+    /// Put this session in the directory as `phone`'s, closing an older session of the
+    /// number with `replaces`; then feed [`Input::Registered`].
+    Register { phone: String, replaces: Close },
+    /// Take this session out of the directory.
+    Unregister { phone: String },
+    /// Close `phone`'s online session, if any (not this one).
+    Kick { phone: String, close: Close },
+    /// Close the connection; the last output.
+    Close(Close),
+}
+
+enum Stage {
+    /// Waiting for `Hello` until `deadline`.
+    New { deadline: Millis },
+    /// Version agreed; registration frames or `Login` allowed.
+    Anonymous,
+    /// Key checked; waiting for the directory ([`Input::Registered`]) to check it again.
+    LoggingIn { phone: String, key: String },
+    /// Logged in; messaging frames allowed, items pushed through the window.
+    Online { phone: String, window: DeliveryWindow },
+}
+
+/// One client's session.
+pub struct Session {
+    config: SessionConfig,
+    stage: Stage,
+    /// The number this session holds in the directory (from `Register` to `Unregister`).
+    registered: Option<String>,
+    /// Answers owed, in request order.
+    answers: Answers,
+    /// Sends handed in together, routed in one policy call before anything else happens.
+    unrouted: Vec<Outgoing>,
+    /// Body bytes of `unrouted`.
+    unrouted_bytes: usize,
+    /// Body bytes of sends submitted and not yet committed.
+    pending_send_bytes: usize,
+    /// A job whose result later frames depend on (a `Verify`'s account, a `Read`'s check):
+    /// no frame is read until it is back.
+    barrier: Option<Ticket>,
+    /// Close with this once every answer is out.
+    draining: Option<Close>,
+    /// `Output::Close` was emitted; nothing more happens.
+    closed: bool,
+    outputs: VecDeque<Output>,
+    next_ticket: u64,
+}
+
+impl Session {
+    /// A session that has seen nothing yet, at `now`.
+    pub fn new(now: Millis, config: SessionConfig) -> Session {
+        let deadline = now + config.hello_timeout_ms;
+        Session {
+            config,
+            stage: Stage::New { deadline },
+            registered: None,
+            answers: Answers::default(),
+            unrouted: Vec::new(),
+            unrouted_bytes: 0,
+            pending_send_bytes: 0,
+            barrier: None,
+            draining: None,
+            closed: false,
+            outputs: VecDeque::new(),
+            next_ticket: 0,
+        }
+    }
+
+    /// Takes one input. Its consequences are in [`Session::poll_output`].
+    pub fn handle(&mut self, now: Millis, input: Input, ports: &Ports<'_>) {
+        if self.closed {
+            return;
+        }
+        match input {
+            Input::Frame(ClientFrame::Send { client_id, to, body }) if matches!(self.stage, Stage::Online { .. }) => {
+                if self.unrouted.len() >= MAX_SEND_BATCH {
+                    self.route(now, ports);
+                }
+                self.unrouted_bytes += body.len();
+                self.unrouted.push(Outgoing { client_id, to, body });
+            }
+            input => {
+                self.route(now, ports);
+                self.dispatch(now, input, ports);
+            }
+        }
+        self.settle();
+    }
+
+    /// The next thing the driver must do, or `None` until the next input. Routes the sends
+    /// handed in since the last call, and reads the next chunk of the queue to push when
+    /// everything before it is out.
+    pub fn poll_output(&mut self, now: Millis, ports: &Ports<'_>) -> Option<Output> {
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return Some(output);
+            }
+            if self.closed {
+                return None;
+            }
+            if !self.unrouted.is_empty() {
+                self.route(now, ports);
+                self.settle();
+                continue;
+            }
+            if !self.push(ports) {
+                return None;
+            }
+            self.settle();
+        }
+    }
+
+    /// When to feed [`Input::Timeout`], if ever.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        match self.stage {
+            Stage::New { deadline } if !self.closed => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// Whether the driver may hand in the next frame: not while answers or uncommitted
+    /// bodies are over budget, a send batch is full, a request's result is awaited that
+    /// later frames depend on, or the session is closing.
+    pub fn wants_frames(&self) -> bool {
+        !self.closed
+            && self.draining.is_none()
+            && self.barrier.is_none()
+            && !matches!(self.stage, Stage::LoggingIn { .. })
+            && self.unrouted.len() < MAX_SEND_BATCH
+            && self.answers.len() + self.unrouted.len() < MAX_PENDING_ANSWERS
+            && self.pending_send_bytes + self.unrouted_bytes < PENDING_SEND_BYTES
+    }
+
+    /// Body bytes of sends handed in and not yet committed (a memory gauge).
+    pub fn pending_send_bytes(&self) -> usize {
+        self.pending_send_bytes + self.unrouted_bytes
+    }
+
+    /// Whether `Output::Close` has been emitted.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The number the session is logged in as.
+    pub fn phone(&self) -> Option<&str> {
+        match &self.stage {
+            Stage::Online { phone, .. } => Some(phone),
+            _ => None,
+        }
+    }
+
+    fn dispatch(&mut self, now: Millis, input: Input, ports: &Ports<'_>) {
+        match input {
+            Input::Frame(frame) => self.frame(now, frame, ports),
+            Input::BadFrame(e) => self.drain(Close::from_frame_error(&e)),
+            Input::Truncated(bytes) => self.drain(Close::truncated(bytes)),
+            Input::StreamEnd => self.drain(Close::new(close_code::NORMAL, "bye")),
+            Input::Registered => self.registered(ports),
+            Input::Wake => {
+                if let Stage::Online { window, .. } = &mut self.stage {
+                    window.woken();
+                }
+            }
+            Input::Kicked(close) => self.close(close),
+            Input::Committed { ticket, result } => self.committed(now, ticket, result, ports),
+            Input::Timeout => {
+                if matches!(self.stage, Stage::New { deadline } if now >= deadline) {
+                    self.close(Close::new(close_code::TIMEOUT, "no Hello in time"));
+                }
+            }
+            Input::PeerStoppedReading => self.close(Close::new(close_code::NORMAL, "the client stopped reading the stream")),
+        }
+    }
+
+    /// Which frame is allowed when.
+    fn frame(&mut self, now: Millis, frame: ClientFrame, ports: &Ports<'_>) {
+        match (&self.stage, frame) {
+            (Stage::New { .. }, ClientFrame::Hello { min_version, max_version }) => {
+                if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
+                    let reason = format!("this broker speaks version {PROTOCOL_VERSION} only");
+                    return self.close(Close::new(close_code::UNSUPPORTED_VERSION, reason));
+                }
+                self.stage = Stage::Anonymous;
+                self.answers.ready(ServerFrame::Welcome { version: PROTOCOL_VERSION });
+            }
+            (Stage::New { .. }, other) => self.close(Close::unexpected(&other, "before Hello")),
+            (Stage::LoggingIn { .. }, other) => self.close(Close::unexpected(&other, "while logging in")),
+            (_, ClientFrame::Ping { nonce }) => self.answers.ready(ServerFrame::Pong { nonce }),
+            (Stage::Anonymous, ClientFrame::RequestCode { phone }) => {
+                let answer = register::request_code(&phone, ports);
+                self.answers.ready(answer);
+            }
+            (Stage::Anonymous, ClientFrame::Verify { phone, code }) => self.verify(now, phone, &code, ports),
+            (Stage::Anonymous, ClientFrame::Login { phone, key }) => self.login(phone, key, ports),
+            (Stage::Anonymous, other) => self.close(Close::unexpected(&other, "before Login")),
+            (Stage::Online { phone, .. }, ClientFrame::Command { request_id, slot, name, args }) => {
+                let answer = command::command(phone, request_id, &slot, &name, args, ports);
+                self.answers.ready(answer);
+            }
+            (Stage::Online { .. }, ClientFrame::Ack { id }) => self.ack(now, id, ports),
+            (Stage::Online { .. }, ClientFrame::Read { id, from }) => self.read(id, from),
+            (Stage::Online { .. }, ClientFrame::Send { client_id, to, body }) => {
+                // `handle` batches sends before they get here; kept so this table is whole.
+                self.unrouted_bytes += body.len();
+                self.unrouted.push(Outgoing { client_id, to, body });
+                self.route(now, ports);
+            }
+            (Stage::Online { .. }, other) => self.close(Close::unexpected(&other, "after Login")),
+        }
+    }
+
+    /// A job came back: its answer (if it has one) is now known.
+    fn committed(&mut self, now: Millis, ticket: Ticket, result: Result<JobOutcome, StorageFailure>, ports: &Ports<'_>) {
+        if self.barrier == Some(ticket) {
+            self.barrier = None;
+        }
+        let Some((at, answer)) = self.answers.take(ticket) else {
+            // An `Ack` or a `Read`'s receipt: nobody waits for it; a failure means the item
+            // stays queued (pushed again) or the receipt is not sent.
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "a storage job without an answer failed");
+            }
+            return;
+        };
+        let answer = match answer {
+            Answer::Sent { client_id, bytes, .. } => {
+                self.pending_send_bytes -= bytes;
+                Some(Answer::Ready(send::outcome(client_id, result)))
+            }
+            Answer::ReadChecked { id, sender, .. } => self.read_checked(now, id, sender, result, ports),
+            Answer::Registered { phone, key, .. } => Some(Answer::Ready(self.account_stored(phone, key, result))),
+            ready @ Answer::Ready(_) => Some(ready),
+        };
+        if let Some(answer) = answer {
+            self.answers.put(at, answer);
+        }
+    }
+
+    /// Emits the known answers at the front, and closes a draining session once all are out.
+    fn settle(&mut self) {
+        while let Some(frame) = self.answers.pop_ready() {
+            self.outputs.push_back(Output::Frame(frame));
+        }
+        if self.draining.is_some() && self.answers.is_empty() && self.unrouted.is_empty() {
+            let close = self.draining.take().expect("checked above");
+            self.close(close);
+        }
+    }
+
+    /// Submits `job`; its result comes back as `Input::Committed` with the ticket.
+    fn submit(&mut self, job: Job) -> Ticket {
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.outputs.push_back(Output::Submit { ticket, job });
+        ticket
+    }
+
+    /// Closes once every answer owed is out.
+    fn drain(&mut self, close: Close) {
+        self.draining = Some(close);
+    }
+
+    /// Closes now: leaves the directory, then the connection.
+    fn close(&mut self, close: Close) {
+        if self.closed {
+            return;
+        }
+        if let Some(phone) = self.registered.take() {
+            self.outputs.push_back(Output::Unregister { phone });
+        }
+        self.outputs.push_back(Output::Close(close));
+        self.closed = true;
+        self.unrouted.clear();
+        self.unrouted_bytes = 0;
+    }
+}

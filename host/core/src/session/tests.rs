@@ -1,0 +1,423 @@
+//! Scenario tests of the session state machine, driven by a small world: sessions, an
+//! in-memory journal, a directory of online numbers, and a committer that runs when told.
+
+use std::collections::BTreeMap;
+
+use hotline_protocol::{close_code, ClientFrame, ErrorCode, FrameError, ReceiptStatus, ServerFrame};
+
+use super::*;
+use crate::commit::{commit_group, Durability, Staged};
+use crate::credentials::hash_key;
+use crate::memory::{CountingKeys, DirectPolicy, MemoryStore};
+use crate::records::Account;
+
+const ALICE: &str = "+15550000001";
+const BOB: &str = "+15550000002";
+
+struct Client {
+    session: Session,
+    received: Vec<ServerFrame>,
+    closed: Option<Close>,
+}
+
+/// Sessions, storage and a directory; jobs wait until [`World::commit`].
+struct World {
+    store: MemoryStore,
+    policy: DirectPolicy,
+    keys: CountingKeys,
+    now: Millis,
+    clients: Vec<Client>,
+    directory: BTreeMap<String, usize>,
+    jobs: Vec<(usize, Ticket, Job)>,
+    window: usize,
+}
+
+impl World {
+    fn new() -> World {
+        let mut store = MemoryStore::new();
+        for phone in [ALICE, BOB] {
+            store.put_account(phone, Account { key_hash: hash_key(&format!("key of {phone}")), registered_at_ms: 0 });
+        }
+        World {
+            store,
+            policy: DirectPolicy::default(),
+            keys: CountingKeys::default(),
+            now: 1_000,
+            clients: Vec::new(),
+            directory: BTreeMap::new(),
+            jobs: Vec::new(),
+            window: 256,
+        }
+    }
+
+    fn connect(&mut self) -> usize {
+        let config = SessionConfig { delivery_window: self.window, max_body_bytes: 64 * 1024, hello_timeout_ms: 10_000 };
+        self.clients.push(Client { session: Session::new(self.now, config), received: Vec::new(), closed: None });
+        let c = self.clients.len() - 1;
+        self.frame(c, ClientFrame::Hello { min_version: 1, max_version: 1 });
+        assert_eq!(self.take(c), vec![ServerFrame::Welcome { version: 1 }]);
+        c
+    }
+
+    /// A session logged in as `phone`, its `LoggedIn` (and anything pushed) taken.
+    fn login(&mut self, phone: &str) -> usize {
+        let c = self.connect();
+        self.frame(c, ClientFrame::Login { phone: phone.into(), key: format!("key of {phone}") });
+        let frames = self.take(c);
+        assert_eq!(frames.first(), Some(&ServerFrame::LoggedIn { phone: phone.into() }));
+        c
+    }
+
+    fn input(&mut self, c: usize, input: Input) {
+        let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+        self.clients[c].session.handle(self.now, input, &ports);
+        self.pump(c);
+    }
+
+    fn frame(&mut self, c: usize, frame: ClientFrame) {
+        assert!(self.clients[c].session.wants_frames(), "the driver would not read {frame:?} now");
+        self.input(c, Input::Frame(frame));
+    }
+
+    fn send(&mut self, c: usize, client_id: u64, to: &str, body: &[u8]) {
+        self.frame(c, ClientFrame::Send { client_id, to: to.into(), body: body.to_vec() });
+    }
+
+    /// Executes the session's outputs, as a driver does.
+    fn pump(&mut self, c: usize) {
+        loop {
+            let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+            let Some(output) = self.clients[c].session.poll_output(self.now, &ports) else { return };
+            match output {
+                Output::Frame(frame) => self.clients[c].received.push(frame),
+                Output::Submit { ticket, job } => self.jobs.push((c, ticket, job)),
+                Output::Register { phone, replaces } => {
+                    if let Some(old) = self.directory.insert(phone, c) {
+                        self.input(old, Input::Kicked(replaces));
+                    }
+                    self.input(c, Input::Registered);
+                }
+                Output::Unregister { phone } => {
+                    if self.directory.get(&phone) == Some(&c) {
+                        self.directory.remove(&phone);
+                    }
+                }
+                Output::Kick { phone, close } => {
+                    if let Some(other) = self.directory.remove(&phone) {
+                        self.input(other, Input::Kicked(close));
+                    }
+                }
+                Output::Close(close) => self.clients[c].closed = Some(close),
+            }
+        }
+    }
+
+    /// Runs every submitted job as one group, then carries out the report.
+    fn commit(&mut self) {
+        let jobs = std::mem::take(&mut self.jobs);
+        let group = jobs.into_iter().map(|(c, ticket, job)| {
+            move |txn: &mut crate::memory::MemoryTxn<'_>| {
+                let writes = job.writes();
+                let result = job.apply(txn);
+                let done = (c, ticket, result.clone());
+                if writes && result.is_ok() { Staged::Writes(done) } else { Staged::Nothing(done) }
+            }
+        });
+        let report = commit_group(&mut self.store, Durability::Fsync, group);
+        if let Some(id) = report.durable_id {
+            self.store.publish_durable(id);
+        }
+        for user in report.woken {
+            if let Some(&c) = self.directory.get(&user) {
+                self.input(c, Input::Wake);
+            }
+        }
+        for ((c, ticket, result), durable) in report.completions {
+            let result = result.and_then(|outcome| durable.map(|()| outcome)).map_err(StorageFailure::new);
+            self.input(c, Input::Committed { ticket, result });
+        }
+    }
+
+    fn take(&mut self, c: usize) -> Vec<ServerFrame> {
+        std::mem::take(&mut self.clients[c].received)
+    }
+
+    fn queued(&self, user: &str) -> Vec<u64> {
+        self.store.visible().queues.keys().filter(|(u, _)| u == user).map(|(_, id)| *id).collect()
+    }
+}
+
+fn message_ids(frames: &[ServerFrame]) -> Vec<u64> {
+    frames.iter().filter_map(|f| if let ServerFrame::Message { id, .. } = f { Some(*id) } else { None }).collect()
+}
+
+fn receipts(frames: &[ServerFrame]) -> Vec<(u64, ReceiptStatus)> {
+    frames
+        .iter()
+        .filter_map(|f| if let ServerFrame::Receipt { message_id, status, .. } = f { Some((*message_id, *status)) } else { None })
+        .collect()
+}
+
+fn sent_id(frames: &[ServerFrame], client_id: u64) -> u64 {
+    frames
+        .iter()
+        .find_map(|f| match f {
+            ServerFrame::Sent { client_id: c, id } if *c == client_id => Some(*id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no Sent for {client_id} in {frames:?}"))
+}
+
+#[test]
+fn sent_only_once_durable_then_pushed_acked_wiped_and_receipted() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    w.send(a, 1, BOB, b"hi");
+    assert!(w.take(a).is_empty(), "Sent before the commit");
+    assert!(w.take(b).is_empty(), "pushed before durable");
+    w.commit();
+    let id = sent_id(&w.take(a), 1);
+    let pushed = w.take(b);
+    assert_eq!(pushed, vec![ServerFrame::Message { id, from: ALICE.into(), sent_at_ms: 1_000, body: b"hi".to_vec() }]);
+    w.frame(b, ClientFrame::Ack { id });
+    w.commit();
+    assert!(w.queued(BOB).is_empty(), "kept after its ack");
+    assert_eq!(receipts(&w.take(a)), vec![(id, ReceiptStatus::Delivered)]);
+}
+
+#[test]
+fn duplicate_ack_makes_one_receipt() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    w.send(a, 1, BOB, b"hi");
+    w.commit();
+    let id = sent_id(&w.take(a), 1);
+    w.take(b);
+    w.frame(b, ClientFrame::Ack { id });
+    w.frame(b, ClientFrame::Ack { id });
+    w.commit();
+    w.frame(b, ClientFrame::Ack { id });
+    w.commit();
+    assert_eq!(receipts(&w.take(a)), vec![(id, ReceiptStatus::Delivered)]);
+    assert!(w.queued(ALICE).len() == 1, "one receipt queued for the sender");
+}
+
+#[test]
+fn fsync_failure_refuses_and_never_acks() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    w.store.fail_fsync_at(1);
+    w.send(a, 1, BOB, b"lost");
+    w.commit();
+    let frames = w.take(a);
+    assert!(matches!(&frames[..], [ServerFrame::SendFailed { client_id: 1, error: ErrorCode::Retryable, .. }]), "{frames:?}");
+    assert!(w.take(b).is_empty(), "an item whose fsync failed was pushed");
+    // Until a restart every later write is refused too.
+    w.send(a, 2, BOB, b"also refused");
+    w.commit();
+    assert!(matches!(&w.take(a)[..], [ServerFrame::SendFailed { client_id: 2, .. }]));
+    w.store.crash();
+    assert!(w.store.durable().queues.is_empty(), "a refused message survived the restart");
+}
+
+#[test]
+fn a_retry_with_the_same_client_id_is_stored_once() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.send(a, 7, BOB, b"once");
+    w.commit();
+    w.send(a, 7, BOB, b"once");
+    w.commit();
+    let frames = w.take(a);
+    assert_eq!(sent_id(&frames[..1], 7), sent_id(&frames[1..], 7));
+    assert_eq!(w.queued(BOB).len(), 1);
+}
+
+#[test]
+fn answers_go_out_in_the_order_of_the_requests() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.send(a, 1, BOB, b"one");
+    w.frame(a, ClientFrame::Ping { nonce: 9 });
+    w.send(a, 2, "not a number\n", b"refused at once");
+    assert!(w.take(a).is_empty(), "an answer overtook the pending Sent");
+    w.commit();
+    let frames = w.take(a);
+    assert!(matches!(frames[0], ServerFrame::Sent { client_id: 1, .. }), "{frames:?}");
+    assert_eq!(frames[1], ServerFrame::Pong { nonce: 9 });
+    assert!(matches!(frames[2], ServerFrame::SendFailed { client_id: 2, error: ErrorCode::InvalidArgument, .. }));
+}
+
+#[test]
+fn sends_handed_in_together_are_routed_in_one_batch_and_answered_in_order() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    let ports = Ports { accounts: &w.store, queues: &w.store, policy: &w.policy, keys: &w.keys };
+    for n in 0..10 {
+        w.clients[a].session.handle(w.now, Input::Frame(ClientFrame::Send { client_id: n, to: BOB.into(), body: vec![n as u8] }), &ports);
+    }
+    assert_eq!(w.clients[a].session.pending_send_bytes(), 10);
+    w.pump(a);
+    assert_eq!(w.jobs.len(), 10);
+    assert_eq!(w.policy.route_calls.load(std::sync::atomic::Ordering::Relaxed), 1, "one policy call for the batch");
+    w.commit();
+    let answered: Vec<u64> = w
+        .take(a)
+        .iter()
+        .map(|f| match f {
+            ServerFrame::Sent { client_id, .. } => *client_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(answered, (0..10).collect::<Vec<_>>());
+    assert_eq!(w.clients[a].session.pending_send_bytes(), 0);
+}
+
+#[test]
+fn crash_after_sent_before_push_delivers_once() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.send(a, 1, BOB, b"survives");
+    w.commit();
+    let id = sent_id(&w.take(a), 1);
+    w.store.crash();
+    let b = w.connect();
+    w.frame(b, ClientFrame::Login { phone: BOB.into(), key: format!("key of {BOB}") });
+    assert_eq!(message_ids(&w.take(b)), vec![id]);
+    w.input(b, Input::Wake);
+    assert!(w.take(b).is_empty(), "pushed twice in one session");
+}
+
+#[test]
+fn unacknowledged_items_are_pushed_again_under_the_same_id_to_the_next_session() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    w.send(a, 1, BOB, b"again");
+    w.commit();
+    let id = sent_id(&w.take(a), 1);
+    assert_eq!(message_ids(&w.take(b)), vec![id]);
+    w.input(b, Input::PeerStoppedReading);
+    assert!(w.clients[b].closed.is_some());
+    let b2 = w.connect();
+    w.frame(b2, ClientFrame::Login { phone: BOB.into(), key: format!("key of {BOB}") });
+    assert_eq!(message_ids(&w.take(b2)), vec![id]);
+}
+
+#[test]
+fn the_window_bounds_items_in_flight_and_an_ack_refills_it() {
+    let mut w = World::new();
+    w.window = 2;
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    for n in 0..5 {
+        w.send(a, n, BOB, b"m");
+    }
+    w.commit();
+    let first = message_ids(&w.take(b));
+    assert_eq!(first.len(), 2);
+    w.frame(b, ClientFrame::Ack { id: first[0] });
+    let next = message_ids(&w.take(b));
+    assert_eq!(next.len(), 1);
+    assert!(next[0] > first[1], "pushed out of order");
+}
+
+#[test]
+fn a_read_needs_a_delivered_message_and_makes_one_read_receipt() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    w.send(a, 1, BOB, b"read me");
+    w.commit();
+    let id = sent_id(&w.take(a), 1);
+    w.take(b);
+    w.frame(b, ClientFrame::Read { id, from: ALICE.into() });
+    assert!(!w.clients[b].session.wants_frames(), "frames read before the check is back");
+    w.commit();
+    let refused = w.take(b);
+    assert!(matches!(&refused[..], [ServerFrame::Error { error: ErrorCode::InvalidArgument, .. }]), "read before ack: {refused:?}");
+    w.frame(b, ClientFrame::Ack { id });
+    w.frame(b, ClientFrame::Read { id, from: ALICE.into() });
+    w.commit(); // the ack and the check, in that order
+    w.commit(); // the read receipt
+    assert!(w.take(b).is_empty());
+    w.frame(b, ClientFrame::Read { id, from: ALICE.into() });
+    w.commit();
+    assert!(matches!(&w.take(b)[..], [ServerFrame::Error { error: ErrorCode::InvalidArgument, .. }]), "a second Read was accepted");
+    assert_eq!(receipts(&w.take(a)), vec![(id, ReceiptStatus::Delivered), (id, ReceiptStatus::Read)]);
+}
+
+#[test]
+fn a_malformed_frame_answers_the_sends_before_it_then_closes() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.send(a, 1, BOB, b"before");
+    w.input(a, Input::BadFrame(FrameError::Malformed("junk".into())));
+    assert!(w.clients[a].closed.is_none(), "closed before answering");
+    assert!(!w.clients[a].session.wants_frames());
+    w.commit();
+    assert!(matches!(&w.take(a)[..], [ServerFrame::Sent { client_id: 1, .. }]));
+    assert_eq!(w.clients[a].closed.as_ref().map(|c| c.code), Some(close_code::MALFORMED_FRAME));
+    assert!(!w.directory.contains_key(ALICE), "a closed session stayed in the directory");
+}
+
+#[test]
+fn a_session_without_hello_times_out() {
+    let mut w = World::new();
+    let config = SessionConfig { delivery_window: 8, max_body_bytes: 1024, hello_timeout_ms: 10_000 };
+    w.clients.push(Client { session: Session::new(w.now, config), received: Vec::new(), closed: None });
+    assert_eq!(w.clients[0].session.poll_timeout(), Some(11_000));
+    w.now = 10_999;
+    w.input(0, Input::Timeout);
+    assert!(w.clients[0].closed.is_none(), "closed early");
+    w.now = 11_000;
+    w.input(0, Input::Timeout);
+    assert_eq!(w.clients[0].closed.as_ref().map(|c| c.code), Some(close_code::TIMEOUT));
+}
+
+#[test]
+fn a_router_failure_answers_retryable_and_stores_nothing() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.policy.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    w.send(a, 1, BOB, b"x");
+    assert!(matches!(&w.take(a)[..], [ServerFrame::SendFailed { error: ErrorCode::Retryable, .. }]));
+    assert!(w.jobs.is_empty());
+}
+
+#[test]
+fn a_receipts_failure_keeps_the_acknowledged_message_queued() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    w.send(a, 1, BOB, b"x");
+    w.commit();
+    let id = sent_id(&w.take(a), 1);
+    w.policy.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    w.frame(b, ClientFrame::Ack { id });
+    w.commit();
+    assert_eq!(w.queued(BOB), vec![id]);
+}
+
+#[test]
+fn a_new_login_replaces_the_older_session_and_a_new_registration_revokes_it() {
+    let mut w = World::new();
+    let first = w.login(BOB);
+    let second = w.login(BOB);
+    assert_eq!(w.clients[first].closed.as_ref().map(|c| c.code), Some(close_code::SESSION_REPLACED));
+    let other = w.connect();
+    w.frame(other, ClientFrame::Verify { phone: BOB.into(), code: "123456".into() });
+    assert!(!w.clients[other].session.wants_frames(), "frames read before the account is stored");
+    w.commit();
+    assert_eq!(w.take(other), vec![ServerFrame::Registered { phone: BOB.into(), key: "key-1".into() }]);
+    assert_eq!(w.clients[second].closed.as_ref().map(|c| c.code), Some(close_code::KEY_REVOKED));
+    let old_key = w.connect();
+    w.frame(old_key, ClientFrame::Login { phone: BOB.into(), key: format!("key of {BOB}") });
+    assert_eq!(w.clients[old_key].closed.as_ref().map(|c| c.code), Some(close_code::AUTH_FAILED));
+}
+
+#[test]
+fn frames_out_of_place_close_at_once() {
+    let mut w = World::new();
+    let c = w.connect();
+    w.frame(c, ClientFrame::Ack { id: 1 });
+    let close = w.clients[c].closed.clone().unwrap();
+    assert_eq!(close.code, close_code::UNEXPECTED_FRAME);
+    assert_eq!(close.reason, "Ack is not allowed before Login");
+}

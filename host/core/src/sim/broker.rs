@@ -1,0 +1,158 @@
+//! The simulated broker: the real core (sessions, jobs, `commit_group`) driven the way the
+//! host drives it, over the in-memory journal, with a directory of online numbers and a
+//! committer that runs when the schedule says. It can crash: sessions, queued jobs and
+//! everything not synced are lost.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use hotline_protocol::ServerFrame;
+
+use crate::commit::{commit_group, Durability, Staged};
+use crate::jobs::Job;
+use crate::memory::{CountingKeys, DirectPolicy, MemoryStore, MemoryTxn};
+use crate::ports::{Ports, StorageFailure};
+use crate::session::{Input, Output, Session, SessionConfig, Ticket};
+use crate::Millis;
+
+use super::network::{ConnId, Network};
+
+/// The broker side of the simulation.
+pub struct SimBroker {
+    pub store: MemoryStore,
+    pub policy: DirectPolicy,
+    pub keys: CountingKeys,
+    pub config: SessionConfig,
+    /// Live sessions by connection.
+    pub sessions: BTreeMap<ConnId, Session>,
+    /// Online numbers: which connection holds each.
+    pub directory: BTreeMap<String, ConnId>,
+    /// Jobs submitted and not yet committed, in submission order.
+    pub jobs: VecDeque<(ConnId, Ticket, Job)>,
+    /// A sync failed since the last restart: no `Sent` may be answered.
+    pub poisoned: bool,
+    /// Promises the broker broke, as it broke them.
+    pub violations: Vec<String>,
+}
+
+impl SimBroker {
+    pub fn new(config: SessionConfig) -> SimBroker {
+        SimBroker {
+            store: MemoryStore::new(),
+            policy: DirectPolicy::default(),
+            keys: CountingKeys::default(),
+            config,
+            sessions: BTreeMap::new(),
+            directory: BTreeMap::new(),
+            jobs: VecDeque::new(),
+            poisoned: false,
+            violations: Vec::new(),
+        }
+    }
+
+    /// A new connection's session.
+    pub fn accept(&mut self, now: Millis, conn: ConnId) {
+        self.sessions.insert(conn, Session::new(now, self.config.clone()));
+    }
+
+    /// Feeds `input` to `conn`'s session (if it still lives) and executes its outputs.
+    pub fn input(&mut self, now: Millis, conn: ConnId, input: Input, net: &mut Network) {
+        let Some(session) = self.sessions.get_mut(&conn) else { return };
+        let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+        session.handle(now, input, &ports);
+        self.pump(now, conn, net);
+    }
+
+    /// Whether `conn`'s session would read a frame now.
+    pub fn wants_frames(&self, conn: ConnId) -> bool {
+        self.sessions.get(&conn).is_some_and(Session::wants_frames)
+    }
+
+    fn pump(&mut self, now: Millis, conn: ConnId, net: &mut Network) {
+        loop {
+            let Some(session) = self.sessions.get_mut(&conn) else { return };
+            let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+            let Some(output) = session.poll_output(now, &ports) else { return };
+            match output {
+                Output::Frame(frame) => {
+                    if let (true, ServerFrame::Sent { client_id, .. }) = (self.poisoned, &frame) {
+                        self.violations.push(format!("Sent for client id {client_id} after a failed fsync, before a restart"));
+                    }
+                    net.send_to_client(conn, frame)
+                }
+                Output::Submit { ticket, job } => self.jobs.push_back((conn, ticket, job)),
+                Output::Register { phone, replaces } => {
+                    if let Some(old) = self.directory.insert(phone, conn) {
+                        if old != conn {
+                            self.input(now, old, Input::Kicked(replaces), net);
+                        }
+                    }
+                    self.input(now, conn, Input::Registered, net);
+                }
+                Output::Unregister { phone } => {
+                    if self.directory.get(&phone) == Some(&conn) {
+                        self.directory.remove(&phone);
+                    }
+                }
+                Output::Kick { phone, close } => {
+                    if let Some(other) = self.directory.remove(&phone) {
+                        self.input(now, other, Input::Kicked(close), net);
+                    }
+                }
+                Output::Close(_) => {
+                    self.sessions.remove(&conn);
+                    if let Some(c) = net.conns.get_mut(&conn) {
+                        c.closed_by_broker = true;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Commits the next `n` queued jobs as one group and carries out the report as the
+    /// committer thread does: publish the watermark, wake, complete in order.
+    pub fn commit(&mut self, now: Millis, n: usize, net: &mut Network) {
+        let n = n.min(self.jobs.len());
+        let group: Vec<_> = self.jobs.drain(..n).collect();
+        let jobs = group.into_iter().map(|(conn, ticket, job)| {
+            move |txn: &mut MemoryTxn<'_>| {
+                let writes = job.writes();
+                let result = job.apply(txn);
+                let done = (conn, ticket, result.clone());
+                if writes && result.is_ok() {
+                    Staged::Writes(done)
+                } else {
+                    Staged::Nothing(done)
+                }
+            }
+        });
+        let report = commit_group(&mut self.store, Durability::Fsync, jobs);
+        if !report.failures.is_empty() {
+            self.poisoned = true;
+        }
+        if let Some(id) = report.durable_id {
+            self.store.publish_durable(id);
+            for user in &report.woken {
+                if let Some(&conn) = self.directory.get(user) {
+                    self.input(now, conn, Input::Wake, net);
+                }
+            }
+        }
+        for ((conn, ticket, result), durable) in report.completions {
+            let result = result.and_then(|outcome| durable.map(|()| outcome)).map_err(StorageFailure::new);
+            self.input(now, conn, Input::Committed { ticket, result }, net);
+        }
+    }
+
+    /// The process dies and restarts: sessions, queued jobs and unsynced writes are gone,
+    /// and so is every connection.
+    pub fn crash(&mut self, net: &mut Network) {
+        self.sessions.clear();
+        self.directory.clear();
+        self.jobs.clear();
+        self.store.crash();
+        self.poisoned = false;
+        self.policy.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+        net.conns.clear();
+    }
+}

@@ -1,0 +1,157 @@
+//! A client as the simulator models it: it sends messages with increasing client ids and
+//! retries unanswered ones under the same id after a reconnect, accepts (acks) what it
+//! receives, reports some messages read, and checks every frame it gets against what the
+//! broker promised.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hotline_protocol::{ReceiptStatus, ServerFrame};
+
+/// A message this client sent.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Index of the recipient.
+    pub to: usize,
+    pub body: Vec<u8>,
+}
+
+/// One user's client.
+#[derive(Debug)]
+pub struct ClientModel {
+    pub phone: String,
+    /// Whether the current connection is logged in.
+    pub logged_in: bool,
+    next_client_id: u64,
+    /// Every message sent, by client id.
+    pub sent: BTreeMap<u64, Outgoing>,
+    /// Client ids without a `Sent` yet (retried after each login).
+    pub unanswered: BTreeSet<u64>,
+    /// The id each send was stored under, from its `Sent`.
+    pub stored_as: BTreeMap<u64, u64>,
+    /// Items received, by id: the message body, or `None` for a receipt.
+    pub received: BTreeMap<u64, Option<Vec<u8>>>,
+    /// Message bodies received, with the id they came under.
+    bodies: BTreeMap<Vec<u8>, u64>,
+    /// Highest item id received for the first time.
+    last_first_id: u64,
+    /// Ids pushed (again) and not acked since.
+    pub to_ack: BTreeSet<u64>,
+    /// Ids accepted (acked) at least once.
+    pub acked: BTreeSet<u64>,
+    /// Messages (id, sender phone) reported read.
+    pub read: BTreeSet<u64>,
+    /// Senders of received messages, by id.
+    pub senders: BTreeMap<u64, String>,
+    /// Receipt item ids per (message id, status name).
+    pub receipts: BTreeMap<(u64, &'static str), BTreeSet<u64>>,
+}
+
+impl ClientModel {
+    pub fn new(phone: String) -> ClientModel {
+        ClientModel {
+            phone,
+            logged_in: false,
+            next_client_id: 0,
+            sent: BTreeMap::new(),
+            unanswered: BTreeSet::new(),
+            stored_as: BTreeMap::new(),
+            received: BTreeMap::new(),
+            bodies: BTreeMap::new(),
+            last_first_id: 0,
+            to_ack: BTreeSet::new(),
+            acked: BTreeSet::new(),
+            read: BTreeSet::new(),
+            senders: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+        }
+    }
+
+    /// A new message to user `to`; its client id.
+    pub fn new_message(&mut self, to: usize) -> u64 {
+        self.next_client_id += 1;
+        let client_id = self.next_client_id;
+        let body = format!("{} #{client_id}", self.phone).into_bytes();
+        self.sent.insert(client_id, Outgoing { to, body });
+        self.unanswered.insert(client_id);
+        client_id
+    }
+
+    /// Takes one frame from the broker; `Err` names a broken promise.
+    pub fn receive(&mut self, frame: ServerFrame) -> Result<(), String> {
+        match frame {
+            ServerFrame::LoggedIn { .. } => self.logged_in = true,
+            ServerFrame::Sent { client_id, id } => {
+                if let Some(&before) = self.stored_as.get(&client_id) {
+                    if before != id {
+                        return Err(format!("{}'s client id {client_id} was stored as {before} and again as {id}", self.phone));
+                    }
+                }
+                self.stored_as.insert(client_id, id);
+                self.unanswered.remove(&client_id);
+            }
+            ServerFrame::Message { id, from, body, .. } => {
+                self.to_ack.insert(id);
+                if let Some(seen) = self.received.get(&id) {
+                    if seen.as_deref() != Some(&body[..]) {
+                        return Err(format!("{} got item {id} twice with different contents", self.phone));
+                    }
+                    return Ok(());
+                }
+                if let Some(&other) = self.bodies.get(&body) {
+                    return Err(format!("{} got one message as item {other} and again as item {id}", self.phone));
+                }
+                self.first_time(id)?;
+                self.bodies.insert(body.clone(), id);
+                self.received.insert(id, Some(body));
+                self.senders.insert(id, from);
+            }
+            ServerFrame::Receipt { id, message_id, status, .. } => {
+                self.to_ack.insert(id);
+                if self.received.contains_key(&id) {
+                    return Ok(());
+                }
+                self.first_time(id)?;
+                self.received.insert(id, None);
+                let ids = self.receipts.entry((message_id, status_name(status))).or_default();
+                ids.insert(id);
+                if ids.len() > 1 {
+                    return Err(format!("{} got {} {status:?} receipts for message {message_id}: {ids:?}", self.phone, ids.len()));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Items reach a client in id order, the first time each comes.
+    fn first_time(&mut self, id: u64) -> Result<(), String> {
+        if id <= self.last_first_id {
+            return Err(format!("{} got item {id} for the first time after item {}", self.phone, self.last_first_id));
+        }
+        self.last_first_id = id;
+        Ok(())
+    }
+
+    /// The lowest item pushed and not acked since, marked acked.
+    pub fn take_ack(&mut self) -> Option<u64> {
+        let id = self.to_ack.pop_first()?;
+        self.acked.insert(id);
+        Some(id)
+    }
+
+    /// A message acked and not yet reported read, with its sender.
+    pub fn unread(&self) -> Option<(u64, String)> {
+        self.acked
+            .iter()
+            .find(|id| !self.read.contains(id) && self.senders.contains_key(id))
+            .map(|id| (*id, self.senders[id].clone()))
+    }
+}
+
+/// A receipt status as a map key ("delivered", "read").
+pub fn status_name(status: ReceiptStatus) -> &'static str {
+    match status {
+        ReceiptStatus::Delivered => "delivered",
+        ReceiptStatus::Read => "read",
+    }
+}
