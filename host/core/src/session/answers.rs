@@ -69,6 +69,11 @@ impl Answers {
         }
     }
 
+    /// Whether a `Verify`'s account is still being stored.
+    pub(super) fn awaits_registration(&self) -> bool {
+        self.queue.iter().any(|a| matches!(a, Answer::Registered { .. }))
+    }
+
     pub(super) fn len(&self) -> usize {
         self.queue.len()
     }

@@ -20,7 +20,10 @@ impl Session {
             return false;
         }
         let Stage::Online { phone, window } = &mut self.stage else { return false };
-        let Some(read) = window.next_read(ports.queues.durable_id(), PUSH_CHUNK) else { return false };
+        // The planted bug the simulator must catch (`--features mutation-push-before-durable`):
+        // reading past the durable watermark, so items not yet durable are pushed.
+        let durable = if cfg!(feature = "mutation-push-before-durable") { u64::MAX } else { ports.queues.durable_id() };
+        let Some(read) = window.next_read(durable, PUSH_CHUNK) else { return false };
         let items = match ports.queues.queue_after(phone, read.after, read.upto, read.limit) {
             Ok(items) => items,
             Err(e) => {

@@ -351,10 +351,16 @@ impl Session {
         self.draining = Some(close);
     }
 
-    /// Closes now: leaves the directory, then the connection.
+    /// Closes now: leaves the directory, then the connection. Not while a new device's
+    /// account is being stored: its old device's session must still be kicked once it is
+    /// durable, so the session closes when that answer is known (the client may be gone;
+    /// a `Login` with the old key could otherwise stay online).
     fn close(&mut self, close: Close) {
         if self.closed {
             return;
+        }
+        if self.answers.awaits_registration() {
+            return self.drain(close);
         }
         if let Some(phone) = self.registered.take() {
             self.outputs.push_back(Output::Unregister { phone });

@@ -1,25 +1,56 @@
 //! The simulated broker: the real core (sessions, jobs, `commit_group`) driven the way the
 //! host drives it, over the in-memory journal, with a directory of online numbers and a
-//! committer that runs when the schedule says. It can crash: sessions, queued jobs and
-//! everything not synced are lost.
+//! committer that runs when the schedule says. It can crash at any step, also between a
+//! group's sync and its answers: sessions, queued jobs and everything not synced are lost.
+//!
+//! It keeps a ledger of what became durable (items wiped by an ack, receipts queued by an
+//! ack or a read), read from each job's transaction before it runs: the invariants compare
+//! what clients saw with it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use hotline_protocol::ServerFrame;
 
 use crate::commit::{commit_group, Durability, Staged};
-use crate::jobs::Job;
-use crate::memory::{CountingKeys, DirectPolicy, MemoryStore, MemoryTxn};
+use crate::jobs::{AckedMessage, Job};
+use crate::memory::{CountingKeys, MemoryStore, MemoryTxn};
 use crate::ports::{Ports, StorageFailure};
 use crate::session::{Input, Output, Session, SessionConfig, Ticket};
+use crate::txn::Txn;
 use crate::Millis;
 
+use super::invariant;
 use super::network::{ConnId, Network};
+use super::policy::{Behaviour, SimPolicy};
+
+/// What a job will do to storage if it commits, seen in its transaction before it runs.
+#[derive(Debug, Default)]
+struct Effect {
+    /// The item an ack deletes.
+    wiped: Option<(String, u64)>,
+    /// The receipt it queues: (message id, status name).
+    receipt: Option<(u64, &'static str)>,
+}
+
+impl Effect {
+    fn of(job: &Job, txn: &MemoryTxn<'_>) -> Effect {
+        match job {
+            Job::Ack { user, id, message, .. } if txn.item(user, *id).ok().flatten().is_some() => Effect {
+                wiped: Some((user.clone(), *id)),
+                receipt: matches!(message, Some(AckedMessage { receipt: true, .. })).then_some((*id, "delivered")),
+            },
+            Job::Read { reader, id, receipt: true, .. } if txn.delivered(reader, *id).ok().flatten().is_some() => {
+                Effect { wiped: None, receipt: Some((*id, "read")) }
+            }
+            _ => Effect::default(),
+        }
+    }
+}
 
 /// The broker side of the simulation.
 pub struct SimBroker {
     pub store: MemoryStore,
-    pub policy: DirectPolicy,
+    pub policy: SimPolicy,
     pub keys: CountingKeys,
     pub config: SessionConfig,
     /// Live sessions by connection.
@@ -30,15 +61,19 @@ pub struct SimBroker {
     pub jobs: VecDeque<(ConnId, Ticket, Job)>,
     /// A sync failed since the last restart: no `Sent` may be answered.
     pub poisoned: bool,
-    /// Promises the broker broke, as it broke them.
-    pub violations: Vec<String>,
+    /// Promises the broker broke, as it broke them: (invariant, what).
+    pub violations: Vec<(&'static str, String)>,
+    /// Items whose ack is durable: never stored again.
+    pub wiped: BTreeSet<(String, u64)>,
+    /// Receipts made durable, by (message id, status name): how many.
+    pub receipts: BTreeMap<(u64, &'static str), u32>,
 }
 
 impl SimBroker {
     pub fn new(config: SessionConfig) -> SimBroker {
         SimBroker {
             store: MemoryStore::new(),
-            policy: DirectPolicy::default(),
+            policy: SimPolicy::default(),
             keys: CountingKeys::default(),
             config,
             sessions: BTreeMap::new(),
@@ -46,6 +81,8 @@ impl SimBroker {
             jobs: VecDeque::new(),
             poisoned: false,
             violations: Vec::new(),
+            wiped: BTreeSet::new(),
+            receipts: BTreeMap::new(),
         }
     }
 
@@ -75,7 +112,8 @@ impl SimBroker {
             match output {
                 Output::Frame(frame) => {
                     if let (true, ServerFrame::Sent { client_id, .. }) = (self.poisoned, &frame) {
-                        self.violations.push(format!("Sent for client id {client_id} after a failed fsync, before a restart"));
+                        let what = format!("Sent for client id {client_id} after a failed fsync, before a restart");
+                        self.violations.push((invariant::NO_SENT_AFTER_FAILED_FSYNC, what));
                     }
                     net.send_to_client(conn, frame)
                 }
@@ -98,10 +136,10 @@ impl SimBroker {
                         self.input(now, other, Input::Kicked(close), net);
                     }
                 }
-                Output::Close(_) => {
+                Output::Close(close) => {
                     self.sessions.remove(&conn);
                     if let Some(c) = net.conns.get_mut(&conn) {
-                        c.closed_by_broker = true;
+                        c.closed_by_broker = Some(close.code);
                     }
                     return;
                 }
@@ -110,15 +148,18 @@ impl SimBroker {
     }
 
     /// Commits the next `n` queued jobs as one group and carries out the report as the
-    /// committer thread does: publish the watermark, wake, complete in order.
-    pub fn commit(&mut self, now: Millis, n: usize, net: &mut Network) {
+    /// committer thread does: publish the watermark, wake, complete in order. With
+    /// `crash_before_answers`, the broker dies once the group is durable, before anyone
+    /// hears of it.
+    pub fn commit(&mut self, now: Millis, n: usize, net: &mut Network, crash_before_answers: bool) {
         let n = n.min(self.jobs.len());
         let group: Vec<_> = self.jobs.drain(..n).collect();
         let jobs = group.into_iter().map(|(conn, ticket, job)| {
             move |txn: &mut MemoryTxn<'_>| {
                 let writes = job.writes();
+                let effect = Effect::of(&job, txn);
                 let result = job.apply(txn);
-                let done = (conn, ticket, result.clone());
+                let done = (conn, ticket, result.clone(), effect);
                 if writes && result.is_ok() {
                     Staged::Writes(done)
                 } else {
@@ -130,6 +171,20 @@ impl SimBroker {
         if !report.failures.is_empty() {
             self.poisoned = true;
         }
+        // The ledger: what each job answered as done made durable.
+        for ((_, _, result, effect), durable) in &report.completions {
+            if result.is_ok() && durable.is_ok() {
+                if let Some(item) = &effect.wiped {
+                    self.wiped.insert(item.clone());
+                }
+                if let Some(receipt) = effect.receipt {
+                    *self.receipts.entry(receipt).or_default() += 1;
+                }
+            }
+        }
+        if crash_before_answers {
+            return self.crash(net);
+        }
         if let Some(id) = report.durable_id {
             self.store.publish_durable(id);
             for user in &report.woken {
@@ -138,7 +193,7 @@ impl SimBroker {
                 }
             }
         }
-        for ((conn, ticket, result), durable) in report.completions {
+        for ((conn, ticket, result, _), durable) in report.completions {
             let result = result.and_then(|outcome| durable.map(|()| outcome)).map_err(StorageFailure::new);
             self.input(now, conn, Input::Committed { ticket, result }, net);
         }
@@ -152,7 +207,7 @@ impl SimBroker {
         self.jobs.clear();
         self.store.crash();
         self.poisoned = false;
-        self.policy.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.policy.set(Behaviour::Works);
         net.conns.clear();
     }
 }

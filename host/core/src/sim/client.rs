@@ -7,6 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hotline_protocol::{ReceiptStatus, ServerFrame};
 
+use super::invariant;
+
+/// A broken promise: which invariant, and what happened.
+pub type Broken = (&'static str, String);
+
 /// A message this client sent.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -19,6 +24,10 @@ pub struct Outgoing {
 #[derive(Debug)]
 pub struct ClientModel {
     pub phone: String,
+    /// The key it logs in with (the latest a `Verify` gave it).
+    pub key: String,
+    /// Its key was refused: it registers again on its next connection.
+    pub needs_registration: bool,
     /// Whether the current connection is logged in.
     pub logged_in: bool,
     next_client_id: u64,
@@ -34,6 +43,8 @@ pub struct ClientModel {
     bodies: BTreeMap<Vec<u8>, u64>,
     /// Highest item id received for the first time.
     last_first_id: u64,
+    /// Per sender, the highest message id received from it for the first time.
+    last_from: BTreeMap<String, u64>,
     /// Ids pushed (again) and not acked since.
     pub to_ack: BTreeSet<u64>,
     /// Ids accepted (acked) at least once.
@@ -47,9 +58,12 @@ pub struct ClientModel {
 }
 
 impl ClientModel {
-    pub fn new(phone: String) -> ClientModel {
+    pub fn new(phone: String, key: String) -> ClientModel {
         ClientModel {
             phone,
+            key,
+            needs_registration: false,
+            last_from: BTreeMap::new(),
             logged_in: false,
             next_client_id: 0,
             sent: BTreeMap::new(),
@@ -77,13 +91,14 @@ impl ClientModel {
     }
 
     /// Takes one frame from the broker; `Err` names a broken promise.
-    pub fn receive(&mut self, frame: ServerFrame) -> Result<(), String> {
+    pub fn receive(&mut self, frame: ServerFrame) -> Result<(), Broken> {
         match frame {
             ServerFrame::LoggedIn { .. } => self.logged_in = true,
             ServerFrame::Sent { client_id, id } => {
                 if let Some(&before) = self.stored_as.get(&client_id) {
                     if before != id {
-                        return Err(format!("{}'s client id {client_id} was stored as {before} and again as {id}", self.phone));
+                        let what = format!("{}'s client id {client_id} was stored as {before} and again as {id}", self.phone);
+                        return Err((invariant::SAME_ID, what));
                     }
                 }
                 self.stored_as.insert(client_id, id);
@@ -93,14 +108,20 @@ impl ClientModel {
                 self.to_ack.insert(id);
                 if let Some(seen) = self.received.get(&id) {
                     if seen.as_deref() != Some(&body[..]) {
-                        return Err(format!("{} got item {id} twice with different contents", self.phone));
+                        return Err((invariant::SAME_ID, format!("{} got item {id} twice with different contents", self.phone)));
                     }
                     return Ok(());
                 }
                 if let Some(&other) = self.bodies.get(&body) {
-                    return Err(format!("{} got one message as item {other} and again as item {id}", self.phone));
+                    return Err((invariant::SAME_ID, format!("{} got one message as item {other} and again as item {id}", self.phone)));
                 }
                 self.first_time(id)?;
+                let last = self.last_from.entry(from.clone()).or_default();
+                if id <= *last {
+                    let what = format!("{} got message {id} from {from} after message {last} from {from}", self.phone);
+                    return Err((invariant::SENDER_ORDER, what));
+                }
+                *last = id;
                 self.bodies.insert(body.clone(), id);
                 self.received.insert(id, Some(body));
                 self.senders.insert(id, from);
@@ -115,7 +136,11 @@ impl ClientModel {
                 let ids = self.receipts.entry((message_id, status_name(status))).or_default();
                 ids.insert(id);
                 if ids.len() > 1 {
-                    return Err(format!("{} got {} {status:?} receipts for message {message_id}: {ids:?}", self.phone, ids.len()));
+                    let name = match status {
+                        ReceiptStatus::Delivered => invariant::ONE_DELIVERED_RECEIPT,
+                        ReceiptStatus::Read => invariant::ONE_READ_RECEIPT,
+                    };
+                    return Err((name, format!("{} got {} {status:?} receipts for message {message_id}: {ids:?}", self.phone, ids.len())));
                 }
             }
             _ => {}
@@ -124,9 +149,10 @@ impl ClientModel {
     }
 
     /// Items reach a client in id order, the first time each comes.
-    fn first_time(&mut self, id: u64) -> Result<(), String> {
+    fn first_time(&mut self, id: u64) -> Result<(), Broken> {
         if id <= self.last_first_id {
-            return Err(format!("{} got item {id} for the first time after item {}", self.phone, self.last_first_id));
+            let what = format!("{} got item {id} for the first time after item {}", self.phone, self.last_first_id);
+            return Err((invariant::ID_ORDER, what));
         }
         self.last_first_id = id;
         Ok(())

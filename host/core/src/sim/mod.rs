@@ -1,24 +1,66 @@
 //! The seeded simulator: the real core (sessions, storage jobs, `commit_group`) driven
 //! through a random schedule chosen by a seed, over a virtual clock, with client models, a
 //! network that delivers each stream in pieces and breaks connections, an in-memory
-//! journal that fails fsyncs and crashes, and a policy that fails. After every step it
-//! checks the broker's promises, and stops at the first broken one with the seed.
+//! journal that fails fsyncs and crashes, plugins that fail, time out or are swapped
+//! mid-call, and re-registrations. After every step it checks the broker's promises, and
+//! stops at the first broken one with the seed and the invariant's name.
 //!
-//! Invariants checked after every step: no item answered `Sent` is lost (its recipient got
-//! it, or it is in durable storage); a message is redelivered only under the same id; a
-//! client gets items for the first time in id order (so per sender, per recipient, in
-//! order); at most one receipt per (message, status); the same client id is never stored
-//! under two ids; no `Sent` after a failed fsync until a restart. After the run, faults stop
-//! and everything drains; then every message was answered `Sent`, storage holds nothing
-//! (everything acked was wiped), and every message has exactly one delivered receipt.
+//! Fault kinds: connections break (in flight is lost) or end; fsyncs fail (the store is
+//! poisoned until a restart); the broker crashes and restarts at any step, also between a
+//! group's sync and its answers; the policy traps, times out (costing virtual time), or is
+//! swapped to another behaviour (working, trapping, timing out, refusing receipts) now or
+//! after a chosen number of further calls, that is in the middle of a request; a user
+//! registers again (a new key; the old device's session must go).
+//!
+//! Invariants ([`invariant`]), checked after every step: no item answered `Sent` is lost
+//! (its recipient got it, or it is in durable storage); a message is redelivered only under
+//! the same id (and a client id is stored under one id); a client gets items for the first
+//! time in id order, and each sender's messages in order; at most one delivered receipt per
+//! message and one read receipt per read; nothing stays stored after its ack is durable; no
+//! `Sent` after a failed fsync until a restart; no session stays online with a revoked key.
+//! After the run, faults stop and everything drains; then every message was answered
+//! `Sent` and delivered, storage holds nothing, and each message has exactly the delivered
+//! receipt and each accepted read exactly the read receipt that durable acks and reads
+//! queued (one each, unless the receipts policy refused).
 
 mod broker;
 mod client;
 mod network;
+pub mod policy;
 #[cfg(test)]
 mod tests;
 
-use hotline_protocol::{ClientFrame, ReceiptStatus};
+/// The names of the invariants, as printed on a violation.
+pub mod invariant {
+    pub const SENT_NOT_LOST: &str = "sent-is-never-lost";
+    pub const SAME_ID: &str = "redelivery-under-the-same-id";
+    pub const ID_ORDER: &str = "first-delivery-in-id-order";
+    pub const SENDER_ORDER: &str = "per-sender-order-per-recipient";
+    pub const ONE_DELIVERED_RECEIPT: &str = "one-delivered-receipt-per-delivered-message";
+    pub const ONE_READ_RECEIPT: &str = "one-read-receipt-per-read";
+    pub const NOTHING_STORED_AFTER_ACK: &str = "nothing-stored-after-its-ack";
+    pub const NO_SENT_AFTER_FAILED_FSYNC: &str = "no-sent-after-a-failed-fsync-until-restart";
+    pub const REVOKED_KEY_KICKED: &str = "no-session-online-with-a-revoked-key";
+    pub const DRAINS: &str = "everything-drains-once-faults-stop";
+    /// Every invariant.
+    pub const ALL: [&str; 10] = [
+        SENT_NOT_LOST,
+        SAME_ID,
+        ID_ORDER,
+        SENDER_ORDER,
+        ONE_DELIVERED_RECEIPT,
+        ONE_READ_RECEIPT,
+        NOTHING_STORED_AFTER_ACK,
+        NO_SENT_AFTER_FAILED_FSYNC,
+        REVOKED_KEY_KICKED,
+        DRAINS,
+    ];
+}
+
+/// The code the simulated registrar accepts.
+const CODE: &str = "123456";
+
+use hotline_protocol::{close_code, ClientFrame, ServerFrame};
 
 use crate::credentials::hash_key;
 use crate::records::Account;
@@ -27,6 +69,7 @@ use crate::Millis;
 use broker::SimBroker;
 use client::ClientModel;
 use network::{ConnId, Network, ToBroker};
+use policy::Behaviour;
 
 /// What a run looks like.
 #[derive(Debug, Clone)]
@@ -37,7 +80,7 @@ pub struct SimConfig {
     pub steps: usize,
     /// The sessions' delivery window.
     pub delivery_window: usize,
-    /// Crashes, fsync failures and policy failures.
+    /// Crashes, fsync failures, policy failures and swaps.
     pub faults: bool,
 }
 
@@ -46,6 +89,9 @@ impl Default for SimConfig {
         SimConfig { users: 4, steps: 400, delivery_window: 4, faults: true }
     }
 }
+
+/// Where a traced run writes its schedule, one line per event.
+pub type Trace<'a> = &'a mut dyn FnMut(&str);
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -57,34 +103,47 @@ pub struct SimReport {
     pub messages: usize,
     pub crashes: usize,
     pub fsync_failures: usize,
+    /// Policy swaps that took effect (also those landing mid-request).
+    pub policy_swaps: usize,
+    pub registrations: usize,
 }
 
 /// A broken promise, with what it takes to see it again.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("seed {seed}, step {step}: {what}\n  replay: SIM_SEED={seed} cargo test -p hotline-core --lib sim::tests::replay -- --nocapture")]
+#[error("seed {seed}, step {step}: invariant {invariant} violated: {what}")]
 pub struct Violation {
     pub seed: u64,
     pub step: usize,
+    /// One of [`invariant::ALL`].
+    pub invariant: &'static str,
     pub what: String,
 }
 
 /// Runs one seed.
 pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, Violation> {
-    let mut sim = Sim::new(seed, config);
+    run_traced(seed, config, None)
+}
+
+/// Runs one seed, writing every step of its schedule to `trace` if given.
+pub fn run_traced(seed: u64, config: &SimConfig, trace: Option<Trace<'_>>) -> Result<SimReport, Violation> {
+    let mut sim = Sim::new(seed, config, trace);
     for _ in 0..config.steps {
         sim.step += 1;
         sim.random_step();
+        sim.now += sim.broker.policy.take_stalled();
         sim.check()?;
     }
     sim.drain()?;
     sim.check_drained()?;
+    sim.report.policy_swaps = sim.broker.policy.swaps.load(std::sync::atomic::Ordering::Relaxed) as usize;
     Ok(sim.report)
 }
 
 /// Steps the drain may take before it counts as stuck.
 const DRAIN_ROUNDS: usize = 200;
 
-struct Sim {
+struct Sim<'t> {
+    trace: Option<Trace<'t>>,
     seed: u64,
     rng: fastrand::Rng,
     faults: bool,
@@ -96,19 +155,25 @@ struct Sim {
     /// Each user's current connection.
     conn_of: Vec<Option<ConnId>>,
     /// Promises the clients saw broken.
-    violations: Vec<String>,
+    violations: Vec<client::Broken>,
     report: SimReport,
 }
 
-impl Sim {
-    fn new(seed: u64, config: &SimConfig) -> Sim {
+impl<'t> Sim<'t> {
+    fn new(seed: u64, config: &SimConfig, trace: Option<Trace<'t>>) -> Sim<'t> {
         let session = SessionConfig { delivery_window: config.delivery_window, max_body_bytes: 1024, hello_timeout_ms: 10_000 };
         let mut broker = SimBroker::new(session);
-        let users: Vec<ClientModel> = (0..config.users).map(|i| ClientModel::new(format!("+1555000{i:04}"))).collect();
+        let users: Vec<ClientModel> = (0..config.users)
+            .map(|i| {
+                let phone = format!("+1555000{i:04}");
+                ClientModel::new(phone.clone(), format!("key of {phone}"))
+            })
+            .collect();
         for user in &users {
-            broker.store.put_account(&user.phone, Account { key_hash: hash_key(&key_of(&user.phone)), registered_at_ms: 0 });
+            broker.store.put_account(&user.phone, Account { key_hash: hash_key(&user.key), registered_at_ms: 0 });
         }
         Sim {
+            trace,
             seed,
             rng: fastrand::Rng::with_seed(seed),
             faults: config.faults,
@@ -123,6 +188,14 @@ impl Sim {
         }
     }
 
+    /// Writes one line of the schedule, if tracing.
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(trace) = self.trace.as_mut() {
+            let line = format!("step {:>4} t={}: {}", self.step, self.now, line());
+            trace(&line);
+        }
+    }
+
     fn random_step(&mut self) {
         let u = self.rng.usize(..self.users.len());
         // Deliveries and breaks happen on any open connection, also one a user has left
@@ -133,6 +206,7 @@ impl Sim {
         match (roll, self.conn_of[u]) {
             (0..10, None) => self.connect(u),
             (0..2, Some(_)) => self.connect(u),
+            (2, Some(_)) => self.register(u),
             (0..25, Some(c)) if self.users[u].logged_in => self.send(u, c),
             (25..45, _) => {
                 let n = 1 + self.rng.usize(..8);
@@ -155,19 +229,40 @@ impl Sim {
                     self.break_connection(c);
                 }
             }
-            (85, Some(c)) => self.net.send_to_broker(c, ToBroker::End),
+            (85, Some(c)) => {
+                self.note(|| format!("client of connection {c} ends its stream"));
+                self.net.send_to_broker(c, ToBroker::End)
+            }
             (86..96, _) => {
                 let n = 1 + self.rng.usize(..8);
-                self.broker.commit(self.now, n, &mut self.net);
+                let crash = self.faults && self.rng.u32(..50) == 0;
+                self.note(|| format!("commit a group of up to {n} jobs{}", if crash { ", then crash before answering" } else { "" }));
+                self.broker.commit(self.now, n, &mut self.net, crash);
+                if crash {
+                    self.crashed();
+                }
             }
-            (96, _) if self.faults && self.rng.u32(..4) == 0 => self.crash(),
+            (96, _) if self.faults && self.rng.u32(..4) == 0 => {
+                self.note(|| "the broker crashes and restarts".into());
+                self.broker.crash(&mut self.net);
+                self.crashed();
+            }
             (97, _) if self.faults && self.rng.u32(..2) == 0 => {
-                self.broker.store.fail_fsync_at(1 + self.rng.u64(..3));
+                let n = 1 + self.rng.u64(..3);
+                self.note(|| format!("the fsync {n} from now will fail"));
+                self.broker.store.fail_fsync_at(n);
                 self.report.fsync_failures += 1;
             }
             (98, _) if self.faults => {
-                let failing = &self.broker.policy.failing;
-                failing.store(!failing.load(std::sync::atomic::Ordering::Relaxed), std::sync::atomic::Ordering::Relaxed);
+                let to = Behaviour::ALL[self.rng.usize(..Behaviour::ALL.len())];
+                if self.rng.bool() {
+                    self.note(|| format!("the plugins are swapped: now {to:?}"));
+                    self.broker.policy.set(to);
+                } else {
+                    let calls = 1 + self.rng.u64(..4);
+                    self.note(|| format!("the plugins are swapped after {calls} more calls: then {to:?}"));
+                    self.broker.policy.swap_after(calls, to);
+                }
             }
             _ => self.tick(),
         }
@@ -182,20 +277,51 @@ impl Sim {
         self.net.conns.keys().nth(self.rng.usize(..n)).copied()
     }
 
+    /// User `u` connects and logs in (or registers again, if its key was refused).
     fn connect(&mut self, u: usize) {
+        if self.users[u].needs_registration {
+            return self.register(u);
+        }
+        let c = self.open(u);
+        let phone = self.users[u].phone.clone();
+        let key = self.users[u].key.clone();
+        self.note(|| format!("{phone} connects as connection {c} and logs in with {key:?}"));
+        self.login(c, phone, key);
+    }
+
+    fn open(&mut self, u: usize) -> ConnId {
         let c = self.net.open(u);
         self.broker.accept(self.now, c);
         self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Hello { min_version: 1, max_version: 1 }));
-        let phone = self.users[u].phone.clone();
-        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Login { key: key_of(&phone), phone }));
         self.conn_of[u] = Some(c);
         self.users[u].logged_in = false;
+        c
+    }
+
+    fn login(&mut self, c: ConnId, phone: String, key: String) {
+        if let Some(conn) = self.net.conns.get_mut(&c) {
+            conn.key = Some(key.clone());
+        }
+        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Login { key, phone }));
+    }
+
+    /// User `u` registers its number again on a new connection (a new device, or a lost
+    /// key): a new key, and the old device's session must close. It logs in once it has
+    /// the key.
+    fn register(&mut self, u: usize) {
+        let c = self.open(u);
+        let phone = self.users[u].phone.clone();
+        self.note(|| format!("{phone} registers again on connection {c}"));
+        self.report.registrations += 1;
+        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::RequestCode { phone: phone.clone() }));
+        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Verify { phone, code: CODE.into() }));
     }
 
     fn send(&mut self, u: usize, c: ConnId) {
         let to = (u + 1 + self.rng.usize(..self.users.len() - 1)) % self.users.len();
         let client_id = self.users[u].new_message(to);
         self.report.messages += 1;
+        self.note(|| format!("user {u} sends client id {client_id} to user {to} on connection {c}"));
         self.send_again(u, c, client_id);
     }
 
@@ -208,6 +334,7 @@ impl Sim {
 
     fn ack(&mut self, u: usize, c: ConnId) {
         if let Some(id) = self.users[u].take_ack() {
+            self.note(|| format!("user {u} acks item {id} on connection {c}"));
             self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Ack { id }));
         }
     }
@@ -218,6 +345,7 @@ impl Sim {
             return;
         }
         let id = *acked.iter().nth(self.rng.usize(..acked.len())).expect("in range");
+        self.note(|| format!("user {u} acks item {id} again on connection {c}"));
         self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Ack { id }));
     }
 
@@ -229,12 +357,14 @@ impl Sim {
             return;
         }
         let client_id = *stored.keys().nth(self.rng.usize(..stored.len())).expect("in range");
+        self.note(|| format!("user {u} sends client id {client_id} again on connection {c}"));
         self.send_again(u, c, client_id);
     }
 
     fn read(&mut self, u: usize, c: ConnId) {
         if let Some((id, from)) = self.users[u].unread() {
             self.users[u].read.insert(id);
+            self.note(|| format!("user {u} reports message {id} from {from} read on connection {c}"));
             self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Read { id, from }));
         }
     }
@@ -246,6 +376,7 @@ impl Sim {
                 return;
             }
             let Some(item) = self.net.conns.get_mut(&c).and_then(|conn| conn.to_broker.pop_front()) else { return };
+            self.note(|| format!("broker reads from connection {c}: {item:?}"));
             let input = match item {
                 ToBroker::Frame(frame) => Input::Frame(frame),
                 ToBroker::End => Input::StreamEnd,
@@ -260,19 +391,33 @@ impl Sim {
         let Some(u) = self.net.conns.get(&c).map(|conn| conn.user) else { return };
         for _ in 0..n {
             let Some(frame) = self.net.conns.get_mut(&c).and_then(|conn| conn.to_client.pop_front()) else { break };
-            let logged_in = matches!(frame, hotline_protocol::ServerFrame::LoggedIn { .. });
-            if let Err(what) = self.users[u].receive(frame) {
-                self.violations.push(what);
-            }
-            if logged_in {
-                let retries: Vec<u64> = self.users[u].unanswered.iter().copied().collect();
-                for client_id in retries {
-                    self.send_again(u, c, client_id);
+            self.note(|| format!("user {u} reads from connection {c}: {frame:?}"));
+            match &frame {
+                ServerFrame::LoggedIn { .. } => {
+                    let retries: Vec<u64> = self.users[u].unanswered.iter().copied().collect();
+                    for client_id in retries {
+                        self.send_again(u, c, client_id);
+                    }
                 }
+                ServerFrame::Registered { phone, key } => {
+                    self.users[u].key = key.clone();
+                    self.users[u].needs_registration = false;
+                    self.login(c, phone.clone(), key.clone());
+                }
+                _ => {}
+            }
+            if let Err(broken) = self.users[u].receive(frame) {
+                self.violations.push(broken);
             }
         }
         let conn = &self.net.conns[&c];
-        if conn.closed_by_broker && conn.to_client.is_empty() {
+        if let (Some(code), true) = (conn.closed_by_broker, conn.to_client.is_empty()) {
+            // A refused key that is still the user's latest: the account changed behind
+            // its back (a `Registered` lost with its connection); it registers again.
+            if code == close_code::AUTH_FAILED && conn.key.as_ref() == Some(&self.users[u].key) {
+                self.users[u].needs_registration = true;
+            }
+            self.note(|| format!("connection {c} of user {u} closed by the broker with code {code}"));
             self.net.conns.remove(&c);
             self.disconnected(u, c);
         }
@@ -281,6 +426,7 @@ impl Sim {
     /// The connection breaks: whatever was in flight is lost; the broker notices.
     fn break_connection(&mut self, c: ConnId) {
         let Some(conn) = self.net.conns.remove(&c) else { return };
+        self.note(|| format!("connection {c} of user {} breaks", conn.user));
         self.broker.input(self.now, c, Input::PeerStoppedReading, &mut self.net);
         self.disconnected(conn.user, c);
     }
@@ -294,13 +440,19 @@ impl Sim {
         }
     }
 
-    fn crash(&mut self) {
-        self.broker.crash(&mut self.net);
+    /// The broker crashed (and restarted): every connection is gone.
+    fn crashed(&mut self) {
         self.conn_of.fill(None);
         for user in &mut self.users {
             user.logged_in = false;
         }
         self.report.crashes += 1;
+    }
+
+    fn crash(&mut self) {
+        self.note(|| "the broker crashes and restarts".into());
+        self.broker.crash(&mut self.net);
+        self.crashed();
     }
 
     fn tick(&mut self) {
@@ -313,18 +465,19 @@ impl Sim {
             .map(|(c, _)| *c)
             .collect();
         for c in due {
+            self.note(|| format!("connection {c} times out"));
             self.broker.input(self.now, c, Input::Timeout, &mut self.net);
         }
     }
 
-    fn violation(&self, what: String) -> Violation {
-        Violation { seed: self.seed, step: self.step, what }
+    fn violation(&self, invariant: &'static str, what: String) -> Violation {
+        Violation { seed: self.seed, step: self.step, invariant, what }
     }
 
     /// The promises that hold after every step.
     fn check(&mut self) -> Result<(), Violation> {
-        if let Some(what) = self.broker.violations.first().or(self.violations.first()) {
-            return Err(self.violation(what.clone()));
+        if let Some((invariant, what)) = self.broker.violations.first().or(self.violations.first()) {
+            return Err(self.violation(invariant, what.clone()));
         }
         let durable = &self.broker.store.durable().queues;
         for sender in &self.users {
@@ -332,20 +485,43 @@ impl Sim {
                 let to = sender.sent[client_id].to;
                 let recipient = &self.users[to];
                 if !recipient.received.contains_key(id) && !durable.contains_key(&(recipient.phone.clone(), *id)) {
-                    return Err(self.violation(format!(
-                        "message {id} ({}'s client id {client_id}) was answered Sent, never reached {} and is not in durable storage",
-                        sender.phone, recipient.phone
-                    )));
+                    return Err(self.violation(
+                        invariant::SENT_NOT_LOST,
+                        format!(
+                            "message {id} ({}'s client id {client_id}) was answered Sent, never reached {} and is not in durable storage",
+                            sender.phone, recipient.phone
+                        ),
+                    ));
                 }
+            }
+        }
+        let visible = &self.broker.store.visible().queues;
+        if let Some((user, id)) = self.broker.wiped.iter().find(|key| visible.contains_key(*key) || durable.contains_key(*key)) {
+            return Err(self.violation(
+                invariant::NOTHING_STORED_AFTER_ACK,
+                format!("item {id} of {user} is stored although its ack was answered as durable"),
+            ));
+        }
+        let accounts = &self.broker.store.durable().accounts;
+        for (c, session) in &self.broker.sessions {
+            let Some(phone) = session.phone() else { continue };
+            let key = self.net.conns.get(c).and_then(|conn| conn.key.as_deref());
+            let current = accounts.get(phone).map(|a| &a.key_hash);
+            if key.map(hash_key).as_ref() != current {
+                return Err(self.violation(
+                    invariant::REVOKED_KEY_KICKED,
+                    format!("connection {c} is still online as {phone} with key {key:?}, which the durable account no longer has"),
+                ));
             }
         }
         Ok(())
     }
 
-    /// Faults stop; everyone reconnects (retrying unanswered sends), takes and acks
-    /// everything, until nothing moves.
+    /// Faults stop; everyone reconnects (retrying unanswered sends, registering again if
+    /// its key was lost), takes and acks everything, until nothing moves.
     fn drain(&mut self) -> Result<(), Violation> {
-        self.broker.policy.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.note(|| "faults stop; everything drains".into());
+        self.broker.policy.set(Behaviour::Works);
         self.broker.store.cancel_fsync_failure();
         if self.broker.poisoned {
             self.crash();
@@ -374,7 +550,8 @@ impl Sim {
                 }
             }
             let pending = self.broker.jobs.len();
-            self.broker.commit(self.now, pending, &mut self.net);
+            self.note(|| format!("commit all {pending} jobs"));
+            self.broker.commit(self.now, pending, &mut self.net, false);
             self.check()?;
             let settled = self.broker.jobs.is_empty()
                 && !self.net.busy()
@@ -387,35 +564,62 @@ impl Sim {
         }
         let unanswered: Vec<_> = self.users.iter().map(|u| (&u.phone, &u.unanswered, &u.to_ack, u.logged_in)).collect();
         let stored: Vec<_> = self.broker.store.visible().queues.keys().collect();
-        Err(self.violation(format!(
-            "nothing moved any more after {DRAIN_ROUNDS} drain rounds: {} jobs queued, network busy: {}, clients (unanswered, to ack, logged in): {unanswered:?}, stored: {stored:?}, durable id {}",
-            self.broker.jobs.len(),
-            self.net.busy(),
-            crate::ports::Queues::durable_id(&self.broker.store),
-        )))
+        Err(self.violation(
+            invariant::DRAINS,
+            format!(
+                "nothing moved any more after {DRAIN_ROUNDS} drain rounds: {} jobs queued, network busy: {}, clients (unanswered, to ack, logged in): {unanswered:?}, stored: {stored:?}, durable id {}",
+                self.broker.jobs.len(),
+                self.net.busy(),
+                crate::ports::Queues::durable_id(&self.broker.store),
+            ),
+        ))
     }
 
-    /// The promises that hold once everything drained.
+    /// The promises that hold once everything drained: every message reached its
+    /// recipient; receipts are exactly those that durable acks and reads queued (one
+    /// delivered receipt per delivered message, one read receipt per accepted read, none
+    /// where policy refused); nothing is stored.
     fn check_drained(&self) -> Result<(), Violation> {
+        let mut got: std::collections::BTreeMap<(u64, &'static str), usize> = std::collections::BTreeMap::new();
+        for user in &self.users {
+            for (key, ids) in &user.receipts {
+                *got.entry(*key).or_default() += ids.len();
+            }
+        }
         for sender in &self.users {
             for (client_id, id) in &sender.stored_as {
-                let delivered = sender.receipts.get(&(*id, client::status_name(ReceiptStatus::Delivered))).map_or(0, |ids| ids.len());
-                if delivered != 1 {
-                    return Err(self.violation(format!(
-                        "message {id} ({}'s client id {client_id}) was acknowledged and got {delivered} delivered receipts",
-                        sender.phone
-                    )));
+                let to = &self.users[sender.sent[client_id].to];
+                if !to.received.contains_key(id) {
+                    let what = format!("message {id} ({}'s client id {client_id}) never reached {}", sender.phone, to.phone);
+                    return Err(self.violation(invariant::SENT_NOT_LOST, what));
+                }
+                let expected = self.broker.receipts.get(&(*id, "delivered")).copied().unwrap_or(0) as usize;
+                let delivered = got.get(&(*id, "delivered")).copied().unwrap_or(0);
+                if delivered != expected || expected > 1 {
+                    return Err(self.violation(
+                        invariant::ONE_DELIVERED_RECEIPT,
+                        format!(
+                            "message {id} ({}'s client id {client_id}) was delivered, {expected} delivered receipts were queued for it and its sender got {delivered}",
+                            sender.phone
+                        ),
+                    ));
                 }
             }
         }
+        let reads = self.broker.receipts.iter().filter(|((_, status), _)| *status == "read");
+        let received = got.iter().filter(|((_, status), _)| *status == "read").map(|(k, n)| (*k, *n as u32));
+        if let Some(((id, _), n)) = reads.map(|(k, n)| (*k, *n)).chain(received).find(|(key, _)| {
+            let queued = self.broker.receipts.get(key).copied().unwrap_or(0);
+            queued > 1 || got.get(key).copied().unwrap_or(0) as u32 != queued
+        }) {
+            let queued = self.broker.receipts.get(&(id, "read")).copied().unwrap_or(0);
+            let what = format!("message {id}: {queued} read receipts queued by accepted reads, its sender got {n}");
+            return Err(self.violation(invariant::ONE_READ_RECEIPT, what));
+        }
         if let Some(((user, id), _)) = self.broker.store.durable().queues.iter().next() {
-            return Err(self.violation(format!("item {id} of {user} is still stored after everything was acknowledged")));
+            let what = format!("item {id} of {user} is still stored after everything was acknowledged");
+            return Err(self.violation(invariant::NOTHING_STORED_AFTER_ACK, what));
         }
         Ok(())
     }
-}
-
-/// The key each simulated user logs in with.
-fn key_of(phone: &str) -> String {
-    format!("key of {phone}")
 }

@@ -24,8 +24,11 @@ pub struct Conn {
     pub user: usize,
     pub to_broker: VecDeque<ToBroker>,
     pub to_client: VecDeque<ServerFrame>,
-    /// The broker closed it: what is in `to_client` still arrives, nothing more.
-    pub closed_by_broker: bool,
+    /// The broker closed it with this close code: what is in `to_client` still arrives,
+    /// nothing more.
+    pub closed_by_broker: Option<u32>,
+    /// The key its `Login` carries (none yet while it registers).
+    pub key: Option<String>,
 }
 
 /// Every open connection.
@@ -38,7 +41,7 @@ pub struct Network {
 impl Network {
     pub fn open(&mut self, user: usize) -> ConnId {
         self.next += 1;
-        let conn = Conn { user, to_broker: VecDeque::new(), to_client: VecDeque::new(), closed_by_broker: false };
+        let conn = Conn { user, to_broker: VecDeque::new(), to_client: VecDeque::new(), closed_by_broker: None, key: None };
         self.conns.insert(self.next, conn);
         self.next
     }
