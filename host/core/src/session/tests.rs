@@ -421,3 +421,19 @@ fn frames_out_of_place_close_at_once() {
     assert_eq!(close.code, close_code::UNEXPECTED_FRAME);
     assert_eq!(close.reason, "Ack is not allowed before Login");
 }
+
+/// Found by the simulator: a device registering again lost its connection while its new
+/// account was being stored, and the old device logged in with the old key meanwhile; once
+/// the account was durable nobody kicked it, so it stayed online with a revoked key.
+#[test]
+fn a_registration_whose_client_went_away_still_revokes_the_old_device() {
+    let mut w = World::new();
+    let registering = w.connect();
+    w.frame(registering, ClientFrame::Verify { phone: BOB.into(), code: "123456".into() });
+    w.input(registering, Input::PeerStoppedReading);
+    assert_eq!(w.clients[registering].closed, None, "closes once the account is stored, not before");
+    let old_device = w.login(BOB);
+    w.commit();
+    assert_eq!(w.clients[old_device].closed.as_ref().map(|c| c.code), Some(close_code::KEY_REVOKED));
+    assert!(w.clients[registering].closed.is_some(), "the session closes once its registration is done");
+}
