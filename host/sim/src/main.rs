@@ -111,7 +111,15 @@ fn main() -> ExitCode {
 
 fn violated(v: &Violation, args: &Args) -> ExitCode {
     println!("violation: {v}");
-    println!("replay: hotline-sim --seed {}{} --verbose", v.seed, args.shape());
+    let planted: Vec<&str> = [
+        (cfg!(feature = "mutation-ack-before-fsync"), "mutation-ack-before-fsync"),
+        (cfg!(feature = "mutation-push-before-durable"), "mutation-push-before-durable"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    let build = if planted.is_empty() { String::new() } else { format!("  (a build with --features {})", planted.join(",")) };
+    println!("replay: hotline-sim --seed {}{} --verbose{build}", v.seed, args.shape());
     ExitCode::FAILURE
 }
 
