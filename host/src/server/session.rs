@@ -141,6 +141,9 @@ impl Session {
             None => (None, None),
         };
         let out = &self.out;
+        // Once the writer is known to be gone, its closed mailbox says nothing new (and
+        // would fire at once on every turn while the session drains).
+        let writer_alive = !self.writer_gone;
         let input = tokio::select! {
             (ticket, result) = async {
                 let (ticket, pending) = front.expect("guarded");
@@ -152,10 +155,16 @@ impl Session {
                 Input::Kicked(kick.unwrap_or_else(|| Close::new(close_code::SESSION_REPLACED, "session removed")))
             }
             () = async { tokio::time::sleep(hello.expect("guarded")).await }, if hello.is_some() => Input::Timeout,
-            () = out.closed() => Input::PeerStoppedReading,
+            () = out.closed(), if writer_alive => Input::PeerStoppedReading,
+            // Nothing left to wait for: the writer is gone and the core waits for nothing.
+            else => Input::PeerStoppedReading,
         };
-        if let Input::Committed { .. } = input {
-            self.jobs.pop_front();
+        match input {
+            Input::Committed { .. } => {
+                self.jobs.pop_front();
+            }
+            Input::PeerStoppedReading => self.writer_gone = true,
+            _ => {}
         }
         input
     }
