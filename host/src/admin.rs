@@ -113,9 +113,16 @@ async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
     for v in &report.versions {
         let _ = writeln!(out, "hotline_plugin_calls_total{{slot=\"{}\",version=\"{}\",state=\"{}\"}} {}", v.slot, v.version, v.state, v.calls);
     }
+    let _ = writeln!(out, "# HELP hotline_plugin_errors_total Failed plugin calls by kind: timeout, trap, instantiation, memory.");
     let _ = writeln!(out, "# TYPE hotline_plugin_errors_total counter");
     for v in &report.versions {
-        let _ = writeln!(out, "hotline_plugin_errors_total{{slot=\"{}\",version=\"{}\",state=\"{}\"}} {}", v.slot, v.version, v.state, v.errors);
+        for (kind, errors) in &v.error_kinds {
+            let _ = writeln!(
+                out,
+                "hotline_plugin_errors_total{{slot=\"{}\",version=\"{}\",state=\"{}\",kind=\"{kind}\"}} {errors}",
+                v.slot, v.version, v.state
+            );
+        }
     }
     let refused = broker.plugins.refused_total();
     let rolled = broker.plugins.rollbacks_total();
