@@ -39,31 +39,23 @@ impl axum::extract::FromRef<Admin> for Arc<Broker> {
     }
 }
 
-/// Liveness: fails (503, with the reason) once storage refuses writes, which only a
-/// restart can clear.
+/// Liveness: fails (503, with the reason) once storage refuses writes or the committer has
+/// stopped, which only a restart can clear.
 async fn healthz(State(broker): State<Arc<Broker>>) -> Response {
-    match storage_refusal(&broker) {
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
-        None => "ok\n".into_response(),
-    }
+    answer(&broker.store.health().report(), "ok\n")
 }
 
 /// Readiness: fails (503, with the reason) while the broker cannot accept messages.
 async fn readyz(State(broker): State<Arc<Broker>>) -> Response {
-    match storage_refusal(&broker) {
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
-        None => "ready\n".into_response(),
-    }
+    answer(&broker.store.health().report(), "ready\n")
 }
 
-fn storage_refusal(broker: &Broker) -> Option<String> {
-    let health = broker.store.health().report();
-    health.poisoned_by.map(|cause| {
-        format!(
-            "storage refuses writes since: {cause} ({} writes refused); fix the cause (e.g. free disk space) and restart the broker\n",
-            health.failed_writes
-        )
-    })
+/// `200` with `fine`, or `503` with why storage cannot take messages.
+fn answer(health: &crate::store::HealthReport, fine: &'static str) -> Response {
+    match health.refusal() {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        None => fine.into_response(),
+    }
 }
 
 async fn plugins(State(broker): State<Arc<Broker>>) -> Json<crate::plugins::PluginsReport> {
@@ -90,6 +82,10 @@ async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
     let health = broker.store.health().report();
     let _ = writeln!(out, "# HELP hotline_storage_poisoned 1 once storage refuses writes after a failed write or fsync (until restart).");
     let _ = writeln!(out, "# TYPE hotline_storage_poisoned gauge\nhotline_storage_poisoned {}", u8::from(health.poisoned_by.is_some()));
+    let _ = writeln!(out, "# HELP hotline_committer_running 1 while the committer thread serves; 0 once it stopped after a panic (until restart).");
+    let _ = writeln!(out, "# TYPE hotline_committer_running gauge\nhotline_committer_running {}", u8::from(health.committer_stopped.is_none()));
+    let _ = writeln!(out, "# HELP hotline_committer_job_panics_total Storage jobs that panicked and failed alone (a bug; see the log).");
+    let _ = writeln!(out, "# TYPE hotline_committer_job_panics_total counter\nhotline_committer_job_panics_total {}", health.job_panics);
     let _ = writeln!(out, "# HELP hotline_storage_failed_writes_total Commit groups or jobs that storage refused.");
     let _ = writeln!(out, "# TYPE hotline_storage_failed_writes_total counter\nhotline_storage_failed_writes_total {}", health.failed_writes);
     let gauges = [
@@ -117,9 +113,16 @@ async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
     for v in &report.versions {
         let _ = writeln!(out, "hotline_plugin_calls_total{{slot=\"{}\",version=\"{}\",state=\"{}\"}} {}", v.slot, v.version, v.state, v.calls);
     }
+    let _ = writeln!(out, "# HELP hotline_plugin_errors_total Failed plugin calls by kind: timeout, trap, instantiation, memory.");
     let _ = writeln!(out, "# TYPE hotline_plugin_errors_total counter");
     for v in &report.versions {
-        let _ = writeln!(out, "hotline_plugin_errors_total{{slot=\"{}\",version=\"{}\",state=\"{}\"}} {}", v.slot, v.version, v.state, v.errors);
+        for (kind, errors) in &v.error_kinds {
+            let _ = writeln!(
+                out,
+                "hotline_plugin_errors_total{{slot=\"{}\",version=\"{}\",state=\"{}\",kind=\"{kind}\"}} {errors}",
+                v.slot, v.version, v.state
+            );
+        }
     }
     let refused = broker.plugins.refused_total();
     let rolled = broker.plugins.rollbacks_total();
@@ -133,4 +136,32 @@ async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HealthReport;
+
+    async fn body(response: Response) -> (StatusCode, String) {
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_fails_naming_a_stopped_committer_and_a_poisoned_store() {
+        let healthy = HealthReport { poisoned_by: None, failed_writes: 0, committer_stopped: None, job_panics: 3 };
+        assert_eq!(body(answer(&healthy, "ready\n")).await, (StatusCode::OK, "ready\n".into()));
+
+        let stopped = HealthReport { committer_stopped: Some("it panicked: boom".into()), ..healthy.clone() };
+        let (status, text) = body(answer(&stopped, "ready\n")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("the storage committer stopped: it panicked: boom; restart the broker"), "{text}");
+
+        let both = HealthReport { poisoned_by: Some("I/O error: No space left on device".into()), failed_writes: 7, ..stopped };
+        let (status, text) = body(answer(&both, "ok\n")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("committer stopped") && text.contains("No space left on device (7 writes refused)"), "{text}");
+    }
 }

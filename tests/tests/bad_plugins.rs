@@ -108,13 +108,15 @@ async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
     let dir = broker.plugin_dir();
     let good = broker.current_version("router").unwrap();
 
+    // Each with the kind its failures are counted under, and the kinds it may also show
+    // (on a loaded machine the hog can run past the time limit before it fills its cap).
     let cases = [
-        ("traps on every call", env!("HOTLINE_TEST_PLUGIN_TRAP")),
-        ("loops forever", env!("HOTLINE_TEST_PLUGIN_SPIN")),
-        ("allocates without bound", env!("HOTLINE_TEST_PLUGIN_HOG")),
+        ("traps on every call", env!("HOTLINE_TEST_PLUGIN_TRAP"), "trap", None),
+        ("loops forever", env!("HOTLINE_TEST_PLUGIN_SPIN"), "timeout", None),
+        ("allocates without bound", env!("HOTLINE_TEST_PLUGIN_HOG"), "memory", Some("timeout")),
     ];
     let mut ids = Vec::new();
-    for (n, (name, path)) in cases.into_iter().enumerate() {
+    for (n, (name, path, kind, also)) in cases.into_iter().enumerate() {
         let bytes = std::fs::read(path).unwrap();
         let bad = version_of(&bytes);
         install(&dir, "router.wasm", &bytes).unwrap();
@@ -137,6 +139,16 @@ async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
         // The folder says what serves: the good version is back in place, the bad file aside.
         assert_eq!(version_of(&std::fs::read(dir.join("router.wasm")).unwrap()), good, "{name}: file not restored");
         assert!(dir.join(format!("router.wasm.rolled-back-{bad}")).exists(), "{name}: bad file not kept aside");
+        // Its failures are counted under their kind, and not as the other failures.
+        for other in ["timeout", "trap", "instantiation", "memory"] {
+            let series = format!("hotline_plugin_errors_total{{slot=\"router\",version=\"{bad}\",state=\"rolled-back\",kind=\"{other}\"}}");
+            let count = broker.metric(&series).unwrap();
+            if other == kind {
+                assert!(count >= 1.0, "{name}: {series} is {count}");
+            } else if also != Some(other) {
+                assert_eq!(count, 0.0, "{name}: {series}");
+            }
+        }
         eprintln!("{name}: rolled back, all sends through after {rolled_back_after:?} ({total_retries} retries)");
     }
     // Three automatic rollbacks, counted once each.

@@ -76,12 +76,38 @@ pub struct ReceiptMeta {
 }
 
 /// A policy call that failed (not a decision): the host answers with a retryable error and
-/// keeps the item queued.
+/// keeps the item queued. The core treats every kind alike; the kinds are for operators
+/// (the plugin host counts each in `hotline_plugin_errors_total{kind}`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PolicyError {
-    /// The plugin trapped, ran out of time or memory, or could not be instantiated.
+    /// The plugin ran past its time limit per call.
+    #[error("{slot} plugin failed: {detail}")]
+    Timeout { slot: Slot, detail: String },
+    /// The plugin trapped (a panic, `unreachable`, a stack overflow, a failed host call).
+    #[error("{slot} plugin failed: {detail}")]
+    Trap { slot: Slot, detail: String },
+    /// No instance of the plugin could be made (instantiation or its `init` failed).
+    #[error("{slot} plugin failed: {detail}")]
+    Instantiation { slot: Slot, detail: String },
+    /// The plugin failed after the host refused it more memory (its memory cap).
+    #[error("{slot} plugin failed: {detail}")]
+    Memory { slot: Slot, detail: String },
+    /// Any other failure of a policy that is not a plugin (tests, the simulator).
     #[error("{slot} plugin failed: {detail}")]
     Failed { slot: Slot, detail: String },
+}
+
+impl PolicyError {
+    /// The slot whose call failed.
+    pub fn slot(&self) -> Slot {
+        match self {
+            PolicyError::Timeout { slot, .. }
+            | PolicyError::Trap { slot, .. }
+            | PolicyError::Instantiation { slot, .. }
+            | PolicyError::Memory { slot, .. }
+            | PolicyError::Failed { slot, .. } => *slot,
+        }
+    }
 }
 
 /// The decisions the broker delegates. Calls are synchronous and quick (microseconds); a

@@ -29,9 +29,11 @@ use sha2::{Digest, Sha256};
 use bindings::types;
 pub use metrics::PluginCounters;
 use runtime::Runtime;
+pub use runtime::blocking;
 pub use slot::{SwapEvent, SwapEventKind};
 use slot::SlotState;
-use version::{Instance, Version};
+pub use version::FailureKind;
+use version::{CallFailure, Instance, Version};
 pub use watcher::Watcher;
 
 use crate::config::PluginsConfig;
@@ -99,6 +101,8 @@ pub struct VersionInfo {
     pub state: &'static str,
     pub calls: u64,
     pub errors: u64,
+    /// Failed calls by kind (`timeout`, `trap`, `instantiation`, `memory`).
+    pub error_kinds: std::collections::BTreeMap<&'static str, u64>,
     pub idle_instances: usize,
     /// Linear memory of the instance that last finished a call, in bytes.
     pub instance_memory_bytes: u64,
@@ -333,6 +337,10 @@ impl PluginHost {
                 state,
                 calls: v.calls.load(Ordering::Relaxed),
                 errors: v.errors.load(Ordering::Relaxed),
+                error_kinds: FailureKind::ALL
+                    .into_iter()
+                    .map(|kind| (kind.name(), v.errors_by_kind[kind as usize].load(Ordering::Relaxed)))
+                    .collect(),
                 idle_instances: v.idle_instances(),
                 instance_memory_bytes: v.instance_memory.load(Ordering::Relaxed),
                 recycled_instances: v.recycled.load(Ordering::Relaxed),
@@ -359,9 +367,14 @@ impl PluginHost {
         f: impl FnOnce(&mut wasmtime::Store<state::PluginState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let version = self.slot(slot).current();
-        version.call(&self.ctx, f).map_err(|detail| {
+        version.call(&self.ctx, f).map_err(|CallFailure { kind, detail }| {
             self.after_failure(slot, &version, &detail);
-            PolicyError::Failed { slot, detail }
+            match kind {
+                FailureKind::Timeout => PolicyError::Timeout { slot, detail },
+                FailureKind::Trap => PolicyError::Trap { slot, detail },
+                FailureKind::Instantiation => PolicyError::Instantiation { slot, detail },
+                FailureKind::Memory => PolicyError::Memory { slot, detail },
+            }
         })
     }
 

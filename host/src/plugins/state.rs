@@ -44,6 +44,7 @@ impl PluginState {
             limits: MemoryLimiter {
                 limits: StoreLimitsBuilder::new().memory_size(memory_limit).instances(64).tables(64).memories(16).build(),
                 memory_bytes: 0,
+                refused_growth: false,
             },
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -63,15 +64,19 @@ pub struct MemoryLimiter {
     limits: StoreLimits,
     /// Bytes of linear memory of all the instance's memories.
     pub(crate) memory_bytes: usize,
+    /// Set when the cap refused a growth (reset before each call): a call that then fails
+    /// failed for want of memory.
+    pub(crate) refused_growth: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.memory_bytes += desired.saturating_sub(current);
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        match allowed {
+            Ok(true) => self.memory_bytes += desired.saturating_sub(current),
+            Ok(false) | Err(_) => self.refused_growth = true,
         }
-        Ok(allowed)
+        allowed
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {

@@ -14,6 +14,41 @@ use super::state::PluginState;
 use super::PluginContext;
 use crate::policy::Slot;
 
+/// Why a plugin call failed: each kind is counted apart (`hotline_plugin_errors_total{kind}`)
+/// and becomes its own [`PolicyError`](crate::policy::PolicyError) variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// It ran past the time limit per call (the epoch deadline interrupted it).
+    Timeout,
+    /// It trapped: a panic, `unreachable`, a stack overflow, a failed host call.
+    Trap,
+    /// No instance could be made for the call (instantiation or `init` failed).
+    Instantiation,
+    /// It failed after its memory cap refused it more memory.
+    Memory,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 4] = [FailureKind::Timeout, FailureKind::Trap, FailureKind::Instantiation, FailureKind::Memory];
+
+    /// The `kind` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Trap => "trap",
+            FailureKind::Instantiation => "instantiation",
+            FailureKind::Memory => "memory",
+        }
+    }
+}
+
+/// A failed call: its kind and a readable cause.
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
 /// A component instantiated for one slot's world.
 pub enum Instance {
     Router(router::Router),
@@ -83,6 +118,8 @@ pub struct Version {
     retired: AtomicBool,
     pub calls: AtomicU64,
     pub errors: AtomicU64,
+    /// Failed calls by kind, indexed by `FailureKind as usize`.
+    pub errors_by_kind: [AtomicU64; 4],
     /// Linear memory of the instance that last finished a call, in bytes.
     pub instance_memory: AtomicU64,
     /// Instances dropped after a call because their memory passed the recycle mark.
@@ -127,6 +164,7 @@ impl Version {
             retired: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            errors_by_kind: Default::default(),
             instance_memory: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
             consecutive_errors: AtomicU32::new(0),
@@ -172,7 +210,7 @@ impl Version {
         &self,
         ctx: &PluginContext,
         f: impl FnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, String> {
+    ) -> Result<R, CallFailure> {
         super::runtime::blocking(|| self.call_here(ctx, f))
     }
 
@@ -180,17 +218,18 @@ impl Version {
         &self,
         ctx: &PluginContext,
         f: impl FnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, String> {
+    ) -> Result<R, CallFailure> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut loaded = match pooled {
             Some(loaded) => loaded,
             None => match self.instantiate(ctx) {
                 Ok(loaded) => loaded,
-                Err(e) => return Err(self.failed(format!("instantiation failed: {e:#}"))),
+                Err(e) => return Err(self.failed(FailureKind::Instantiation, format!("instantiation failed: {e:#}"))),
             },
         };
         loaded.store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
+        loaded.store.data_mut().limits.refused_growth = false;
         match f(&mut loaded.store, &loaded.instance) {
             Ok(result) => {
                 self.consecutive_errors.store(0, Ordering::Relaxed);
@@ -209,15 +248,20 @@ impl Version {
                 }
                 Ok(result)
             }
-            Err(e) => Err(self.failed(describe_trap(&e, ctx.limits.call_timeout))),
+            Err(e) => {
+                let refused_growth = loaded.store.data().limits.refused_growth;
+                let (kind, detail) = describe_trap(&e, &ctx.limits, refused_growth);
+                Err(self.failed(kind, detail))
+            }
         }
     }
 
-    fn failed(&self, detail: String) -> String {
+    fn failed(&self, kind: FailureKind, detail: String) -> CallFailure {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        self.errors_by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
         self.consecutive_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(slot = %self.slot, version = self.short(), "plugin call failed: {detail}");
-        detail
+        tracing::warn!(slot = %self.slot, version = self.short(), kind = kind.name(), "plugin call failed: {detail}");
+        CallFailure { kind, detail }
     }
 
     /// Stops pooling: idle instances are freed now, busy ones when their call ends.
@@ -242,11 +286,19 @@ fn ticks(limit: Duration) -> u64 {
     (limit.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
-/// A readable cause for a failed call: time limit, memory, or the guest's own trap.
-fn describe_trap(e: &wasmtime::Error, limit: Duration) -> String {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => format!("exceeded the time limit of {} ms per call", limit.as_millis()),
+/// The kind and a readable cause of a failed call: time limit, memory (the call failed
+/// after the cap refused it memory), or the guest's own trap.
+fn describe_trap(e: &wasmtime::Error, limits: &super::Limits, refused_growth: bool) -> (FailureKind, String) {
+    let cause = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            return (FailureKind::Timeout, format!("exceeded the time limit of {} ms per call", limits.call_timeout.as_millis()))
+        }
         Some(trap) => format!("trapped: {trap}"),
         None => format!("{e:#}"),
+    };
+    if refused_growth {
+        (FailureKind::Memory, format!("ran out of memory (its cap of {} MiB refused more), then {cause}", limits.memory_bytes >> 20))
+    } else {
+        (FailureKind::Trap, cause)
     }
 }

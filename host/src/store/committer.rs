@@ -7,7 +7,17 @@
 //! its caller is answered only after the fsync that covers them. Because jobs run one at a
 //! time in order, item ids are allocated in commit order, and read-check-write sequences
 //! (idempotency, "is this item still queued?") need no locks.
+//!
+//! Supervision: a job that panics while it runs (its closure, or the core's `Job::apply`)
+//! fails alone: its batch is dropped unwritten, its submitter gets
+//! [`StoreError::Panicked`], and the thread goes on with the next job. A panic anywhere
+//! else on the thread (the journal's write or fsync, the wake hook) stops the committer,
+//! since fjall's state is then unknown: [`Health`] records it (readiness fails,
+//! `hotline_committer_running` is 0), and every job waiting or submitted later fails at
+//! once with [`StoreError::CommitterStopped`] instead of waiting forever.
 
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -16,7 +26,7 @@ use hotline_core::{commit_group, Job as CoreJob, JobOutcome, Journal, Staged};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, StoredItem};
-use super::{keys, Durability, Store, StoreError};
+use super::{keys, Durability, Health, Store, StoreError};
 
 /// Called with each user whose queue gained durable items, after the fsync.
 pub type WakeHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -37,6 +47,8 @@ const QUEUE_CAPACITY: usize = 4096;
 pub struct Committer {
     tx: mpsc::Sender<Job>,
     stats: Arc<CommitStats>,
+    /// Where the thread records that it stopped.
+    health: Arc<Health>,
 }
 
 /// Counters of the committer, for metrics and benchmarks.
@@ -51,6 +63,7 @@ pub struct CommitStats {
 /// A submitted job whose result arrives once its writes are durable.
 pub struct Pending<T> {
     rx: oneshot::Receiver<Result<T, StoreError>>,
+    health: Arc<Health>,
 }
 
 impl<T> Pending<T> {
@@ -66,7 +79,44 @@ impl<T> std::future::Future for Pending<T> {
     type Output = Result<T, StoreError>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(StoreError::Closed)))
+        let health = self.health.clone();
+        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or_else(|_| Err(gone(&health))))
+    }
+}
+
+/// The error for a job the committer dropped unanswered: it stopped, or it shut down.
+fn gone(health: &Health) -> StoreError {
+    match health.committer_stop_cause() {
+        Some(cause) => StoreError::CommitterStopped(cause),
+        None => StoreError::Closed,
+    }
+}
+
+/// The sending half of a job's answer. Dropped unanswered while its job panics, it answers
+/// [`StoreError::Panicked`]; dropped otherwise (the committer stopped or shut down with the
+/// job still queued), the waiting [`Pending`] learns why from the store's [`Health`].
+struct Reply<T>(Option<oneshot::Sender<Result<T, StoreError>>>);
+
+impl<T> Reply<T> {
+    fn new() -> (Reply<T>, oneshot::Receiver<Result<T, StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply(Some(tx)), rx)
+    }
+
+    fn send(mut self, result: Result<T, StoreError>) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(Err(StoreError::Panicked));
+            }
+        }
     }
 }
 
@@ -134,11 +184,21 @@ impl Committer {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(CommitStats::default());
         let thread_stats = stats.clone();
+        let health = store.health.clone();
         std::thread::Builder::new()
             .name("hotline-committer".into())
-            .spawn(move || run(FjallJournal { store, ids }, durability, wake, rx, &thread_stats))
+            .spawn(move || supervise(FjallJournal { store, ids }, durability, wake, rx, &thread_stats))
             .map_err(|e| StoreError::Fjall(Arc::new(fjall::Error::Io(e))))?;
-        Ok(Committer { tx, stats })
+        Ok(Committer { tx, stats, health })
+    }
+
+    /// The error for a job the thread can no longer take.
+    fn gone(&self) -> StoreError {
+        gone(&self.health)
+    }
+
+    fn pending<T>(&self, rx: oneshot::Receiver<Result<T, StoreError>>) -> Pending<T> {
+        Pending { rx, health: self.health.clone() }
     }
 
     /// Queues `job`; jobs run in the order they were submitted. Returns once the job is
@@ -148,20 +208,20 @@ impl Committer {
         T: Send + 'static,
         F: FnOnce(&mut Txn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = Reply::new();
         let job: Job = Box::new(move |txn| {
             let result = job(txn);
             if result.is_err() {
                 // Nothing to write: answered at once.
-                let _ = tx.send(result);
+                tx.send(result);
                 return Staged::Nothing(Box::new(|_| {}));
             }
             Staged::Writes(Box::new(move |durable| {
-                let _ = tx.send(result.and_then(|v| durable.map(|()| v)));
+                tx.send(result.and_then(|v| durable.map(|()| v)));
             }))
         });
-        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
-        Ok(Pending { rx })
+        self.tx.send(job).await.map_err(|_| self.gone())?;
+        Ok(self.pending(rx))
     }
 
     /// Queues one of the core's storage jobs. A job that writes is answered once durable;
@@ -170,13 +230,13 @@ impl Committer {
         if job.writes() {
             return self.submit(move |txn| job.apply(txn)).await;
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = Reply::new();
         let job: Job = Box::new(move |txn| {
-            let _ = tx.send(job.apply(txn));
+            tx.send(job.apply(txn));
             Staged::Nothing(Box::new(|_| {}))
         });
-        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
-        Ok(Pending { rx })
+        self.tx.send(job).await.map_err(|_| self.gone())?;
+        Ok(self.pending(rx))
     }
 
     /// Runs a read on the committer thread, in submission order: it sees the writes of every
@@ -188,14 +248,14 @@ impl Committer {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = Reply::new();
         let job: Job = Box::new(move |txn| {
-            let _ = tx.send(read(txn.store));
+            tx.send(read(txn.store));
             // Nothing to commit: no batch is written for it.
             Staged::Nothing(Box::new(|_| {}))
         });
-        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
-        rx.await.unwrap_or(Err(StoreError::Closed))
+        self.tx.send(job).await.map_err(|_| self.gone())?;
+        self.pending(rx).await
     }
 
     /// Runs `job` and waits until its writes are durable.
@@ -218,13 +278,32 @@ impl Committer {
     }
 }
 
-fn run(
-    mut journal: FjallJournal,
-    durability: Durability,
-    wake: WakeHook,
-    mut rx: mpsc::Receiver<Job>,
-    stats: &CommitStats,
-) {
+/// The thread's body: [`run`] until every handle is gone, or until a panic outside a job
+/// stops it; then records why in [`Health`] and drops the jobs still queued, whose
+/// submitters learn the cause from it.
+fn supervise(mut journal: FjallJournal, durability: Durability, wake: WakeHook, mut rx: mpsc::Receiver<Job>, stats: &CommitStats) {
+    let health = journal.store.health.clone();
+    let stopped = catch_unwind(AssertUnwindSafe(|| run(&mut journal, durability, &wake, &mut rx, stats)));
+    if let Err(panic) = stopped {
+        // The jobs of the group that was running were answered `Panicked` as the panic
+        // dropped them; record the stop before dropping the queue, so its jobs (and every
+        // later submission) get `CommitterStopped`.
+        health.committer_stopped(format!("it panicked: {}", panic_text(&*panic)));
+        rx.close();
+        drop(rx);
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => text.to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".into(),
+    }
+}
+
+fn run(journal: &mut FjallJournal, durability: Durability, wake: &WakeHook, rx: &mut mpsc::Receiver<Job>, stats: &CommitStats) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -234,7 +313,21 @@ fn run(
                 Err(_) => break,
             }
         }
-        let report = commit_group(&mut journal, durability, group.drain(..));
+        let health = journal.store.health.clone();
+        let health = &health;
+        // A job that panics fails alone: its staged writes are dropped unwritten (the
+        // journal writes nothing for `Staged::Nothing`), its `Reply` answered `Panicked`
+        // as the panic dropped it.
+        let guarded = group.drain(..).map(|job| {
+            move |txn: &mut Txn<'_>| match catch_unwind(AssertUnwindSafe(|| job(txn))) {
+                Ok(staged) => staged,
+                Err(panic) => {
+                    health.job_panicked(&panic_text(&*panic));
+                    Staged::Nothing(Box::new(|_| {}) as Completion)
+                }
+            }
+        });
+        let report = commit_group(journal, durability, guarded);
         for failure in &report.failures {
             // Logged once by `Health`; senders get `Retryable`, readiness fails.
             journal.store.health().failed(failure);

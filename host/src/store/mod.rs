@@ -37,6 +37,14 @@ pub enum StoreError {
     /// The committer has stopped (the broker is shutting down).
     #[error("storage committer is closed")]
     Closed,
+    /// The job panicked on the committer thread (a bug, logged there): it failed alone and
+    /// the committer goes on. A retry under the same client id is safe.
+    #[error("the storage job failed unexpectedly (it panicked on the committer thread; see the broker's log)")]
+    Panicked,
+    /// The committer thread stopped after a panic outside a job: nothing is written until
+    /// the broker is restarted.
+    #[error("the storage committer stopped ({0}); restart the broker")]
+    CommitterStopped(String),
     /// Another process (a running broker) holds the database.
     #[error("the storage is locked by another process (is a broker running on it?)")]
     Locked,

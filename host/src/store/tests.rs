@@ -129,3 +129,67 @@ fn storage_health_keeps_the_first_failure_and_counts_the_rest() {
     let cause = report.poisoned_by.expect("poisoned");
     assert!(cause.contains("No space left on device"), "{cause}");
 }
+
+#[tokio::test]
+async fn a_panicking_job_fails_alone_and_the_committer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, committer, _) = open(dir.path());
+    let enqueue = |n: u8| {
+        move |txn: &mut Txn<'_>| -> Result<u64, StoreError> {
+            let id = txn.alloc_id()?;
+            txn.enqueue("+15550000002", id, &message(n));
+            Ok(id)
+        }
+    };
+    // Three jobs in one group: the middle one stages a write, then panics.
+    let before = committer.submit(enqueue(1)).await.unwrap();
+    let panicking = committer
+        .submit(|txn| -> Result<(), StoreError> {
+            let id = txn.alloc_id()?;
+            txn.enqueue("+15550000002", id, &message(2));
+            panic!("a bug in a job");
+        })
+        .await
+        .unwrap();
+    let after = committer.submit(enqueue(3)).await.unwrap();
+    assert!(matches!(panicking.wait().await, Err(StoreError::Panicked)));
+    let ids = [before.wait().await.unwrap(), after.wait().await.unwrap()];
+    // A core job too still commits afterwards, on the same thread.
+    let later = committer.commit(enqueue(4)).await.unwrap();
+    let items = store.queue_after("+15550000002", 0, 10).unwrap();
+    assert_eq!(items.iter().map(|(_, item)| item.clone()).collect::<Vec<_>>(), [message(1), message(3), message(4)]);
+    assert_eq!(items.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [ids[0], ids[1], later]);
+    let health = store.health().report();
+    assert_eq!((health.job_panics, health.committer_stopped.clone(), health.refusal()), (1, None, None));
+}
+
+#[tokio::test]
+async fn a_panic_outside_a_job_stops_the_committer_and_every_later_job_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // The wake hook runs on the committer thread after the fsync, outside any job.
+    let hook: WakeHook = Arc::new(|user: &str| assert_ne!(user, "+15550000666", "a bug in the wake hook"));
+    let committer = Committer::start(store.clone(), Durability::Fsync, hook).unwrap();
+    let fatal = committer
+        .commit(|txn| {
+            let id = txn.alloc_id()?;
+            txn.enqueue("+15550000666", id, &message(1));
+            Ok(())
+        })
+        .await;
+    assert!(matches!(fatal, Err(StoreError::Panicked)), "{fatal:?}");
+    let at_once = std::time::Duration::from_secs(5);
+    for _ in 0..3 {
+        let later = tokio::time::timeout(at_once, committer.commit(|txn| txn.alloc_id())).await.expect("a job waited on a stopped committer");
+        match later {
+            Err(StoreError::CommitterStopped(cause)) => assert!(cause.contains("a bug in the wake hook"), "{cause}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let query = tokio::time::timeout(at_once, committer.query(|store| store.account("+15550000001"))).await.unwrap();
+    assert!(matches!(query, Err(StoreError::CommitterStopped(_))), "{query:?}");
+    let health = store.health().report();
+    assert!(health.committer_stopped.as_deref().is_some_and(|c| c.contains("a bug in the wake hook")), "{health:?}");
+    let refusal = health.refusal().expect("readiness fails");
+    assert!(refusal.starts_with("the storage committer stopped: it panicked: "), "{refusal}");
+}
