@@ -256,9 +256,13 @@ async fn a_socket_too_small_for_a_burst_reports_its_drops() {
     for attempt in attempts {
         let _ = attempt.await;
     }
+    // Abandoned handshakes may still be retransmitting: the kernel's counter read just
+    // before and just after the metric brackets it.
+    let before = broker.udp_drops().unwrap() as f64;
     let drops = broker.metric("hotline_udp_receive_drops_total").unwrap();
+    let after = broker.udp_drops().unwrap() as f64;
     assert!(drops > 0.0, "300 handshakes at once into an 8 KiB buffer dropped nothing");
-    assert_eq!(drops, broker.udp_drops().unwrap() as f64, "the metric is the kernel's counter");
+    assert!(before <= drops && drops <= after, "the metric ({drops}) is the kernel's counter ({before}..{after})");
     // The broker says so in its log, within its 10 s check.
     let warning = loop {
         let line = lines.recv_timeout(Duration::from_secs(20)).expect("a warning about drops in the log");
