@@ -4,17 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 
-/// Resident memory (VmRSS) of process `pid` ("self" for this one), in bytes.
-pub fn rss_bytes(pid: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
-    Ok(kib * 1024)
-}
+pub use hotline_tests::{rss_bytes, udp_drops};
 
 /// CPU time (user + system, all threads) process `pid` ("self" for this one) has used, in
 /// seconds.
@@ -30,29 +20,6 @@ pub fn cpu_secs(pid: &str) -> Result<f64> {
         bail!("sysconf(_SC_CLK_TCK) failed");
     }
     Ok((ticks(14)? + ticks(15)?) as f64 / per_sec as f64)
-}
-
-/// Packets the kernel dropped at the UDP socket(s) bound to local `port` (IPv4 and IPv6):
-/// the `drops` column of /proc/net/udp and /proc/net/udp6 (a full receive buffer).
-pub fn udp_drops(port: u16) -> Result<u64> {
-    let mut total = 0;
-    let mut found = false;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else { continue };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // "sl local_address rem_address st ... drops": local_address is HEXIP:HEXPORT.
-            let local_port = fields.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) {
-                found = true;
-                total += fields.last().and_then(|d| d.parse::<u64>().ok()).with_context(|| format!("malformed line in {table}: {line}"))?;
-            }
-        }
-    }
-    if !found {
-        bail!("no UDP socket on port {port} in /proc/net/udp or /proc/net/udp6");
-    }
-    Ok(total)
 }
 
 /// `RcvbufErrors` of the whole system's UDP (IPv4) from /proc/net/snmp: drops at every

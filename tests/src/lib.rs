@@ -29,6 +29,41 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Resident memory (VmRSS in /proc) of process `pid` ("self" for this one), in bytes.
+pub fn rss_bytes(pid: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// Datagrams the kernel dropped at the UDP socket(s) bound to local `port` (IPv4 and IPv6)
+/// because the receive buffer was full: the `drops` column of /proc/net/udp and udp6.
+pub fn udp_drops(port: u16) -> Result<u64> {
+    let mut total = 0;
+    let mut found = false;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "sl local_address rem_address st ... drops": local_address is HEXIP:HEXPORT.
+            let local_port = fields.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                found = true;
+                total += fields.last().and_then(|d| d.parse::<u64>().ok()).with_context(|| format!("malformed line in {table}: {line}"))?;
+            }
+        }
+    }
+    if !found {
+        bail!("no UDP socket on port {port} in /proc/net/udp or /proc/net/udp6");
+    }
+    Ok(total)
+}
+
 /// Where a broker's stderr goes.
 enum StderrTo {
     /// The test's own stderr.
@@ -142,40 +177,14 @@ impl Broker {
     }
 
     /// Datagrams the kernel dropped at the broker's UDP socket because its receive buffer
-    /// was full: the `drops` column of /proc/net/udp (or udp6) for the broker's port.
+    /// was full (see [`udp_drops`]).
     pub fn udp_drops(&self) -> Result<u64> {
-        let port = format!("{:04X}", self.addr.port());
-        for table in ["/proc/net/udp", "/proc/net/udp6"] {
-            let text = std::fs::read_to_string(table)?;
-            for line in text.lines().skip(1) {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let local_port = fields.get(1).and_then(|a| a.rsplit(':').next());
-                if local_port == Some(port.as_str()) {
-                    return fields
-                        .last()
-                        .context("no drops column")?
-                        .parse()
-                        .context("drops column");
-                }
-            }
-        }
-        bail!(
-            "no UDP socket on port {} in /proc/net/udp",
-            self.addr.port()
-        )
+        udp_drops(self.addr.port())
     }
 
-    /// Resident memory of the broker process, in bytes (VmRSS in /proc).
+    /// Resident memory of the broker process, in bytes (see [`rss_bytes`]).
     pub fn rss_bytes(&self) -> Result<u64> {
-        let pid = self.pid().context("the broker is not running")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmRSS")?;
-        Ok(kib * 1024)
+        rss_bytes(&self.pid().context("the broker is not running")?.to_string())
     }
 
     fn spawn(&mut self, listen: SocketAddr, admin: SocketAddr) -> Result<()> {
