@@ -33,7 +33,7 @@ impl Close {
 
     /// A frame that is not allowed in the session's state (`when`: "before Hello", …).
     pub fn unexpected(frame: &ClientFrame, when: &str) -> Close {
-        Close::new(close_code::UNEXPECTED_FRAME, format!("{} is not allowed {when}", frame_name(frame)))
+        Close::new(close_code::UNEXPECTED_FRAME, format!("{} is not allowed {when}", frame.name()))
     }
 
     /// Storage failed while the session needed it to go on.
@@ -42,16 +42,3 @@ impl Close {
     }
 }
 
-fn frame_name(frame: &ClientFrame) -> &'static str {
-    match frame {
-        ClientFrame::Hello { .. } => "Hello",
-        ClientFrame::RequestCode { .. } => "RequestCode",
-        ClientFrame::Verify { .. } => "Verify",
-        ClientFrame::Login { .. } => "Login",
-        ClientFrame::Send { .. } => "Send",
-        ClientFrame::Ack { .. } => "Ack",
-        ClientFrame::Read { .. } => "Read",
-        ClientFrame::Ping { .. } => "Ping",
-        ClientFrame::Command { .. } => "Command",
-    }
-}

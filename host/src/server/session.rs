@@ -196,25 +196,10 @@ fn inbound_input(inbound: Option<Inbound>) -> Input {
 async fn write(out: &mailbox::Sender<Vec<u8>>, frame: ServerFrame) -> Result<(), ()> {
     let mut bytes = encode(&frame);
     if bytes.len() - 4 > MAX_FRAME_LEN as usize {
-        tracing::error!(bytes = bytes.len(), frame = frame_name(&frame), "an answer exceeded the frame limit; sent an error instead");
+        tracing::error!(bytes = bytes.len(), frame = frame.name(), "an answer exceeded the frame limit; sent an error instead");
         bytes = encode(&ServerFrame::Error { error: ErrorCode::Retryable, reason: "the answer was too large to send".into() });
     }
     let len = bytes.len();
     out.send(bytes, len).await.map_err(|_| ())
 }
 
-fn frame_name(frame: &ServerFrame) -> &'static str {
-    match frame {
-        ServerFrame::Welcome { .. } => "Welcome",
-        ServerFrame::CodeSent { .. } => "CodeSent",
-        ServerFrame::Registered { .. } => "Registered",
-        ServerFrame::LoggedIn { .. } => "LoggedIn",
-        ServerFrame::Sent { .. } => "Sent",
-        ServerFrame::SendFailed { .. } => "SendFailed",
-        ServerFrame::Message { .. } => "Message",
-        ServerFrame::Receipt { .. } => "Receipt",
-        ServerFrame::Error { .. } => "Error",
-        ServerFrame::Pong { .. } => "Pong",
-        ServerFrame::CommandResult { .. } => "CommandResult",
-    }
-}

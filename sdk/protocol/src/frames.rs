@@ -90,6 +90,42 @@ pub enum ErrorCode {
     Retryable,
 }
 
+impl ClientFrame {
+    /// The frame's name, as `docs/protocol.md` spells it (for logs and error texts).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello { .. } => "Hello",
+            ClientFrame::RequestCode { .. } => "RequestCode",
+            ClientFrame::Verify { .. } => "Verify",
+            ClientFrame::Login { .. } => "Login",
+            ClientFrame::Send { .. } => "Send",
+            ClientFrame::Ack { .. } => "Ack",
+            ClientFrame::Read { .. } => "Read",
+            ClientFrame::Ping { .. } => "Ping",
+            ClientFrame::Command { .. } => "Command",
+        }
+    }
+}
+
+impl ServerFrame {
+    /// The frame's name, as `docs/protocol.md` spells it (for logs and error texts).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "Welcome",
+            ServerFrame::CodeSent { .. } => "CodeSent",
+            ServerFrame::Registered { .. } => "Registered",
+            ServerFrame::LoggedIn { .. } => "LoggedIn",
+            ServerFrame::Sent { .. } => "Sent",
+            ServerFrame::SendFailed { .. } => "SendFailed",
+            ServerFrame::Message { .. } => "Message",
+            ServerFrame::Receipt { .. } => "Receipt",
+            ServerFrame::Error { .. } => "Error",
+            ServerFrame::Pong { .. } => "Pong",
+            ServerFrame::CommandResult { .. } => "CommandResult",
+        }
+    }
+}
+
 impl ErrorCode {
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(self) -> bool {
