@@ -108,6 +108,8 @@ async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
         let _ = writeln!(out, "# HELP hotline_memory_resident_bytes Bytes in pages the allocator holds from the system, free ones not yet returned included.");
         let _ = writeln!(out, "# TYPE hotline_memory_resident_bytes gauge\nhotline_memory_resident_bytes {}", memory.resident);
     }
+    let _ = writeln!(out, "# HELP hotline_policy_questions Questions handed to the plugin threads and not yet answered (at most one per connection).");
+    let _ = writeln!(out, "# TYPE hotline_policy_questions gauge\nhotline_policy_questions {}", broker.policy.pending());
     let report = broker.plugins.report();
     let _ = writeln!(out, "# TYPE hotline_plugin_calls_total counter");
     for v in &report.versions {

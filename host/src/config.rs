@@ -32,6 +32,9 @@ pub struct PluginsConfig {
     pub dir: Option<PathBuf>,
     /// Time limit of one plugin call, in milliseconds.
     pub call_timeout_ms: u64,
+    /// Threads that run plugin calls (sessions wait for them without blocking the network
+    /// threads); as many calls run at once.
+    pub threads: usize,
     /// Memory cap of one plugin instance, in MiB.
     pub memory_limit_mib: u64,
     /// Idle instances kept per version (calls beyond run on new instances).
@@ -54,6 +57,7 @@ impl Default for PluginsConfig {
         PluginsConfig {
             dir: None,
             call_timeout_ms: 100,
+            threads: 4,
             memory_limit_mib: 64,
             max_idle_instances: 8,
             probation_secs: 300,
@@ -189,6 +193,9 @@ impl Config {
         }
         if self.plugins.call_timeout_ms == 0 || self.plugins.memory_limit_mib == 0 {
             return Err(ConfigError::Invalid("plugins.call_timeout_ms and plugins.memory_limit_mib must be positive".into()));
+        }
+        if !(1..=256).contains(&self.plugins.threads) {
+            return Err(ConfigError::Invalid("plugins.threads must be 1..=256".into()));
         }
         if self.limits.delivery_window == 0 {
             return Err(ConfigError::Invalid("limits.delivery_window must be at least 1".into()));

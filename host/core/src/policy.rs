@@ -110,9 +110,63 @@ impl PolicyError {
     }
 }
 
+/// What a session asks policy: the core never calls policy itself. It emits
+/// [`Output::Ask`](crate::Output::Ask) with one of these and goes on with what does not
+/// depend on the answer; the driver asks (the broker on its plugin threads, off the async
+/// workers) and feeds the [`Reply`] back as [`Input::Answered`](crate::Input::Answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// Where each message goes ([`Policy::route`]).
+    Route(Vec<MessageMeta>),
+    /// Send `phone` a code by SMS ([`Policy::request_code`]).
+    RequestCode { phone: String },
+    /// Does `code` prove ownership of `phone` ([`Policy::verify_code`]).
+    VerifyCode { phone: String, code: String },
+    /// Whether each receipt reaches its message's sender ([`Policy::receipt`], per receipt).
+    Receipts(Vec<ReceiptMeta>),
+    /// A client's command for the plugin in `slot` ([`Policy::command`]).
+    Command { slot: Slot, from: String, name: String, args: Vec<String> },
+}
+
+/// Policy's answer to a [`Question`], variant for variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Route(Vec<Route>),
+    RequestCode(Result<u32, Refusal>),
+    VerifyCode(Result<(), Refusal>),
+    Receipts(Vec<bool>),
+    Command(Result<String, String>),
+}
+
+impl Question {
+    /// The slot whose plugin answers.
+    pub fn slot(&self) -> Slot {
+        match self {
+            Question::Route(_) => Slot::Router,
+            Question::RequestCode { .. } | Question::VerifyCode { .. } => Slot::Registrar,
+            Question::Receipts(_) => Slot::Receipts,
+            Question::Command { slot, .. } => *slot,
+        }
+    }
+}
+
 /// The decisions the broker delegates. Calls are synchronous and quick (microseconds); a
-/// misbehaving plugin is cut off by its time limit.
+/// misbehaving plugin is cut off by its time limit. Drivers call [`Policy::ask`] off their
+/// async workers.
 pub trait Policy: Send + Sync {
+    /// Answers `question` with the matching method.
+    fn ask(&self, question: Question) -> Result<Reply, PolicyError> {
+        Ok(match question {
+            Question::Route(messages) => Reply::Route(self.route(messages)?),
+            Question::RequestCode { phone } => Reply::RequestCode(self.request_code(&phone)?),
+            Question::VerifyCode { phone, code } => Reply::VerifyCode(self.verify_code(&phone, &code)?),
+            Question::Receipts(receipts) => {
+                Reply::Receipts(receipts.into_iter().map(|r| self.receipt(r)).collect::<Result<_, _>>()?)
+            }
+            Question::Command { slot, from, name, args } => Reply::Command(self.command(slot, &from, &name, args)?),
+        })
+    }
+
     /// The recipients of each message, or a rejection; one answer per message, in order.
     fn route(&self, messages: Vec<MessageMeta>) -> Result<Vec<Route>, PolicyError>;
     /// Asks the registrar to send a code to `phone` by SMS; answers its validity in seconds.

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::policy::Policy;
 use crate::records::{Account, StoredItem};
 
 /// Storage failed (an I/O error, a poisoned store, a corrupt record, a stopped committer).
@@ -42,11 +41,12 @@ pub trait KeyMaker: Sync {
     fn new_key(&self) -> String;
 }
 
-/// Everything a session reads during one step. Cheap: references only.
+/// Everything a session reads during one step. Cheap: references only. Policy is not a
+/// port: it is asked through [`Output::Ask`](crate::Output::Ask), because its calls may
+/// take long (a plugin runs until its time limit) and the core never waits.
 #[derive(Clone, Copy)]
 pub struct Ports<'a> {
     pub accounts: &'a dyn Accounts,
     pub queues: &'a dyn Queues,
-    pub policy: &'a dyn Policy,
     pub keys: &'a dyn KeyMaker,
 }

@@ -3,7 +3,8 @@
 //! frames from the reader task, commit results, wake-ups and kicks from the directory, the
 //! hello timer, a writer that went away — and executes its outputs: frames into the
 //! mailbox, jobs to the committer, registrations in the directory, the close. It decides
-//! nothing itself.
+//! nothing itself. Policy questions go to the plugin threads ([`crate::policy::PolicyThreads`]);
+//! the session serves its connection while it waits for the reply.
 //!
 //! Back-pressure: the driver reads the next frame only while the core
 //! [`wants_frames`](hotline_core::Session::wants_frames), so a client that floods waits on
@@ -16,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotline_core::session::MAX_SEND_BATCH;
+use hotline_core::policy::{PolicyError, Reply, Slot};
 use hotline_core::{Input, JobOutcome, Output, Ports, SessionConfig, StorageFailure, Ticket};
+use tokio::sync::oneshot;
 use hotline_protocol::{close_code, encode, ClientFrame, ErrorCode, FrameError, ServerFrame, MAX_FRAME_LEN};
 
 pub use hotline_core::Close;
@@ -25,6 +28,13 @@ use super::mailbox;
 use crate::broker::{now_ms, Broker};
 use crate::sessions::SessionSignals;
 use crate::store::Pending;
+
+/// A question the plugin threads are answering.
+struct Asking {
+    ticket: Ticket,
+    slot: Slot,
+    reply: oneshot::Receiver<Result<Reply, PolicyError>>,
+}
 
 /// What the reader task hands the session.
 #[derive(Debug)]
@@ -51,6 +61,8 @@ pub struct Session {
     /// Jobs submitted and not yet finished, in submission order (the committer finishes a
     /// session's jobs in that order).
     jobs: VecDeque<(Ticket, Pending<JobOutcome>)>,
+    /// The question out with the plugin threads (the core asks one at a time).
+    asking: Option<Asking>,
     /// Bytes of uncommitted bodies counted in the broker's gauge for this session.
     gauged_bytes: usize,
     /// The mailbox refused a frame: the client stopped reading.
@@ -59,7 +71,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(broker: Arc<Broker>, out: mailbox::Sender<Vec<u8>>) -> Session {
-        Session { broker, out, signals: None, phone: None, jobs: VecDeque::new(), gauged_bytes: 0, writer_gone: false }
+        Session { broker, out, signals: None, phone: None, jobs: VecDeque::new(), asking: None, gauged_bytes: 0, writer_gone: false }
     }
 
     /// Runs until the client leaves, breaks the protocol or is kicked. Returns how it ended
@@ -67,7 +79,6 @@ impl Session {
     pub async fn run(mut self, mut inbound: InboundRx, hello_timeout: Duration) -> (Close, Option<String>) {
         let broker = self.broker.clone();
         let ports = broker.ports();
-        let ports = ports.get();
         let config = SessionConfig {
             delivery_window: broker.limits.delivery_window,
             max_body_bytes: broker.limits.max_body_bytes,
@@ -112,6 +123,10 @@ impl Session {
                     Ok(pending) => self.jobs.push_back((ticket, pending)),
                     Err(e) => core.handle(now_ms(), Input::Committed { ticket, result: Err(StorageFailure::new(e)) }, ports),
                 },
+                Output::Ask { ticket, question } => {
+                    let slot = question.slot();
+                    self.asking = Some(Asking { ticket, slot, reply: self.broker.policy.ask(question) });
+                }
                 Output::Register { phone, replaces } => {
                     self.signals = Some(self.broker.sessions.register(&phone, replaces));
                     self.phone = Some(phone);
@@ -136,6 +151,8 @@ impl Session {
         let hello = core.poll_timeout().map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms())));
         let committing = !self.jobs.is_empty();
         let front = self.jobs.front_mut().map(|(ticket, pending)| (*ticket, pending));
+        let asking = self.asking.as_mut();
+        let waiting_for_policy = asking.is_some();
         let (wake, kick) = match &mut self.signals {
             Some(signals) => (Some(&signals.wake), Some(&mut signals.kick)),
             None => (None, None),
@@ -149,6 +166,13 @@ impl Session {
                 let (ticket, pending) = front.expect("guarded");
                 (ticket, pending.await)
             }, if committing => Input::Committed { ticket, result: result.map_err(StorageFailure::new) },
+            (ticket, reply) = async {
+                let Asking { ticket, slot, reply } = asking.expect("guarded");
+                let reply = reply.await.unwrap_or_else(|_| {
+                    Err(PolicyError::Failed { slot: *slot, detail: "the plugin threads dropped the question".into() })
+                });
+                (*ticket, reply)
+            }, if waiting_for_policy => Input::Answered { ticket, reply },
             frame = inbound.recv(), if reading => inbound_input(frame),
             () = async { wake.expect("guarded").notified().await }, if wake.is_some() => Input::Wake,
             kick = async { kick.expect("guarded").recv().await }, if kick.is_some() => {
@@ -163,6 +187,7 @@ impl Session {
             Input::Committed { .. } => {
                 self.jobs.pop_front();
             }
+            Input::Answered { .. } => self.asking = None,
             Input::PeerStoppedReading => self.writer_gone = true,
             _ => {}
         }

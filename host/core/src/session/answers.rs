@@ -20,13 +20,19 @@ pub(super) enum Answer {
     ReadChecked { ticket: Ticket, id: u64, sender: String },
     /// A `Verify` whose new account is being stored: `Registered` with `key` once durable.
     Registered { ticket: Ticket, phone: String, key: String },
+    /// A request waiting for policy's reply to the question `ticket` (one per message of a
+    /// routed batch, in order).
+    Asked { ticket: Ticket },
 }
 
 impl Answer {
     fn ticket(&self) -> Option<Ticket> {
         match self {
             Answer::Ready(_) => None,
-            Answer::Sent { ticket, .. } | Answer::ReadChecked { ticket, .. } | Answer::Registered { ticket, .. } => Some(*ticket),
+            Answer::Sent { ticket, .. }
+            | Answer::ReadChecked { ticket, .. }
+            | Answer::Registered { ticket, .. }
+            | Answer::Asked { ticket } => Some(*ticket),
         }
     }
 }
@@ -46,8 +52,8 @@ impl Answers {
         self.queue.push_back(Answer::Ready(frame));
     }
 
-    /// Takes the answer waiting for `ticket` out of the queue, with its place, to be put
-    /// back by [`Answers::put`] once its handler knows what it became.
+    /// Takes the (first) answer waiting for `ticket` out of the queue, with its place, to be
+    /// put back by [`Answers::put`] once its handler knows what it became.
     pub(super) fn take(&mut self, ticket: Ticket) -> Option<(usize, Answer)> {
         let at = self.queue.iter().position(|a| a.ticket() == Some(ticket))?;
         self.queue.remove(at).map(|answer| (at, answer))

@@ -1,13 +1,15 @@
 //! Delivery: pushing queued items through the window, and `Ack` — the client accepted an
 //! item, so it is deleted and, for a message, its delivery recorded and a delivered receipt
-//! queued for the sender if policy says so ([`Job::Ack`], one atomic batch).
+//! queued for the sender if policy says so ([`Job::Ack`], one atomic batch). Acks handed in
+//! together are asked about in one question.
 
 use hotline_protocol::{ReceiptStatus, ServerFrame};
 
+use super::ask::{expect, Asked};
 use super::{Session, Stage, PUSH_CHUNK};
 use crate::close::Close;
 use crate::jobs::{AckedMessage, Job};
-use crate::policy::ReceiptMeta;
+use crate::policy::{PolicyError, Question, ReceiptMeta, Reply};
 use crate::ports::Ports;
 use crate::records::StoredItem;
 use crate::Millis;
@@ -38,37 +40,66 @@ impl Session {
         pushed
     }
 
-    /// The client accepted item `id`. Unknown ids (duplicate acks) are ignored. Nobody waits
-    /// for the job: a lost ack only means the item is delivered again.
-    pub(super) fn ack(&mut self, now: Millis, id: u64, ports: &Ports<'_>) {
+    /// The client accepted the items handed in since the last flush. Unknown ids
+    /// (duplicate acks) are ignored. For the messages among them, policy is asked in one
+    /// question whether their senders get delivered receipts; the jobs are submitted when
+    /// it replies (at once if there is no message). Nobody waits for an ack's job: a lost
+    /// ack only means the item is delivered again.
+    pub(super) fn flush_acks(&mut self, now: Millis, ports: &Ports<'_>) {
+        if self.unacked.is_empty() || self.asking.is_some() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.unacked);
         let Stage::Online { phone, window } = &mut self.stage else { return };
-        window.acked(id);
         let user = phone.clone();
-        let item = match ports.queues.item(&user, id) {
-            Ok(Some(item)) => item,
-            Ok(None) => return,
-            Err(e) => {
-                // A storage failure is logged once by the store's health.
-                tracing::debug!(error = %e, "ack failed");
-                return self.close(Close::storage_unavailable());
-            }
-        };
-        let message = match item {
-            StoredItem::Message { from, .. } => {
-                let meta = ReceiptMeta { message_id: id, by: user.clone(), to: from.clone(), status: ReceiptStatus::Delivered };
-                match ports.policy.receipt(meta) {
-                    Ok(receipt) => Some(AckedMessage { sender: from, receipt }),
-                    Err(e) => {
-                        // Keep the message queued rather than lose its receipt; it is pushed
-                        // again on the user's next login.
-                        tracing::warn!(error = %e, "receipts policy failed; message stays queued");
-                        return;
-                    }
+        let mut items = Vec::with_capacity(ids.len());
+        let mut metas = Vec::new();
+        for id in ids {
+            window.acked(id);
+            match ports.queues.item(&user, id) {
+                Ok(Some(StoredItem::Message { from, .. })) => {
+                    metas.push(ReceiptMeta { message_id: id, by: user.clone(), to: from.clone(), status: ReceiptStatus::Delivered });
+                    items.push((id, Some(from)));
+                }
+                Ok(Some(StoredItem::Receipt { .. })) => items.push((id, None)),
+                Ok(None) => {}
+                Err(e) => {
+                    // A storage failure is logged once by the store's health.
+                    tracing::debug!(error = %e, "ack failed");
+                    return self.close(Close::storage_unavailable());
                 }
             }
-            StoredItem::Receipt { .. } => None,
+        }
+        if metas.is_empty() {
+            return self.submit_acks(now, user, items, Vec::new());
+        }
+        self.ask(Question::Receipts(metas), Asked::Acks { user, items }, 0);
+    }
+
+    /// Policy said which senders get delivered receipts (or failed).
+    pub(super) fn acks_answered(&mut self, now: Millis, user: String, items: Vec<(u64, Option<String>)>, reply: Result<Reply, PolicyError>) {
+        let messages = items.iter().filter(|(_, sender)| sender.is_some()).count();
+        let allowed = match expect(reply, |r| if let Reply::Receipts(allowed) = r { Ok(allowed) } else { Err(r) }) {
+            Some(allowed) if allowed.len() == messages => allowed,
+            _ => {
+                // Keep the messages queued rather than lose their receipts; they are pushed
+                // again on the user's next login. Acks of receipts go through.
+                tracing::warn!(messages, "receipts policy failed; acknowledged messages stay queued");
+                let receipts_only = items.into_iter().filter(|(_, sender)| sender.is_none()).collect();
+                return self.submit_acks(now, user, receipts_only, Vec::new());
+            }
         };
-        self.submit(Job::Ack { user, id, message, at_ms: now });
+        self.submit_acks(now, user, items, allowed);
+    }
+
+    /// Submits one `Job::Ack` per item, in order; `allowed` holds policy's word for each
+    /// message among them.
+    fn submit_acks(&mut self, now: Millis, user: String, items: Vec<(u64, Option<String>)>, allowed: Vec<bool>) {
+        let mut allowed = allowed.into_iter();
+        for (id, sender) in items {
+            let message = sender.map(|sender| AckedMessage { sender, receipt: allowed.next().expect("one answer per message") });
+            self.submit(Job::Ack { user: user.clone(), id, message, at_ms: now });
+        }
     }
 }
 

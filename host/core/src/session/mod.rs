@@ -9,8 +9,13 @@
 //! the order of the requests (see [`answers`]); a protocol error or the end of the client's
 //! stream first answers what was asked, then closes; a kick or a frame out of place closes
 //! at once.
+//!
+//! Policy is asked, never called ([`ask`]): one question at a time goes out as
+//! [`Output::Ask`]; frames that arrive before its [`Input::Answered`] are held and taken in
+//! order after it, so sends and acks that pile up meanwhile make the next batch.
 
 mod answers;
+mod ask;
 mod command;
 mod delivery;
 mod login;
@@ -26,14 +31,20 @@ use hotline_protocol::{close_code, ClientFrame, FrameError, ServerFrame, PROTOCO
 
 use crate::close::Close;
 use crate::jobs::{Job, JobOutcome};
+use crate::policy::{PolicyError, Question, Reply};
 use crate::ports::{Ports, StorageFailure};
 use crate::window::DeliveryWindow;
 use crate::Millis;
 use answers::{Answer, Answers};
+use ask::Asked;
 use send::Outgoing;
 
-/// Sends routed together in one policy call, at most.
+/// Sends routed together in one policy call, at most…
 pub const MAX_SEND_BATCH: usize = 64;
+/// …acks whose receipts are asked about together, at most…
+pub const MAX_ACK_BATCH: usize = 64;
+/// …and frames held while a question is out, at most.
+pub const MAX_HELD_FRAMES: usize = 64;
 /// Answers owed, at most, before the session stops reading frames…
 pub const MAX_PENDING_ANSWERS: usize = 1024;
 /// …and body bytes of sends not yet committed, at most (one batch may pass it once).
@@ -53,7 +64,8 @@ pub struct SessionConfig {
     pub hello_timeout_ms: u64,
 }
 
-/// Names one storage job of a session; its [`Input::Committed`] carries it back.
+/// Names one storage job or policy question of a session; its [`Input::Committed`] or
+/// [`Input::Answered`] carries it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
@@ -76,6 +88,8 @@ pub enum Input {
     Kicked(Close),
     /// A storage job finished: durable, or failed.
     Committed { ticket: Ticket, result: Result<JobOutcome, StorageFailure> },
+    /// Policy answered [`Output::Ask`] (or its call failed).
+    Answered { ticket: Ticket, reply: Result<Reply, PolicyError> },
     /// [`Session::poll_timeout`]'s time has come.
     Timeout,
     /// The client stopped reading the stream (or the connection went).
@@ -90,6 +104,9 @@ pub enum Output {
     /// Submit this job to the committer (jobs run in the order submitted); feed its result
     /// back as [`Input::Committed`].
     Submit { ticket: Ticket, job: Job },
+    /// Ask policy this question; feed its reply (or the call's failure: every question
+    /// must be answered) back as [`Input::Answered`]. At most one is out at a time.
+    Ask { ticket: Ticket, question: Question },
     /// Put this session in the directory as `phone`'s, closing an older session of the
     /// number with `replaces`; then feed [`Input::Registered`].
     Register { phone: String, replaces: Close },
@@ -122,8 +139,15 @@ pub struct Session {
     answers: Answers,
     /// Sends handed in together, routed in one policy call before anything else happens.
     unrouted: Vec<Outgoing>,
-    /// Body bytes of `unrouted`.
-    unrouted_bytes: usize,
+    /// Acks handed in together: their receipts are asked about in one policy call.
+    unacked: Vec<u64>,
+    /// The question out, and what its reply is for.
+    asking: Option<(Ticket, Asked)>,
+    /// Frames (and the stream's end) that came while a question or a barrier job was out,
+    /// to be taken in order once it is back.
+    held: VecDeque<Input>,
+    /// Body bytes of sends handed in and not yet submitted (held, unrouted or routing).
+    unsubmitted_bytes: usize,
     /// Body bytes of sends submitted and not yet committed.
     pending_send_bytes: usize,
     /// A job whose result later frames depend on (a `Verify`'s account, a `Read`'s check):
@@ -147,7 +171,10 @@ impl Session {
             registered: None,
             answers: Answers::default(),
             unrouted: Vec::new(),
-            unrouted_bytes: 0,
+            unacked: Vec::new(),
+            asking: None,
+            held: VecDeque::new(),
+            unsubmitted_bytes: 0,
             pending_send_bytes: 0,
             barrier: None,
             draining: None,
@@ -162,25 +189,31 @@ impl Session {
         if self.closed {
             return;
         }
+        if let Input::Frame(ClientFrame::Send { body, .. }) = &input {
+            self.unsubmitted_bytes += body.len();
+        }
         match input {
-            Input::Frame(ClientFrame::Send { client_id, to, body }) if matches!(self.stage, Stage::Online { .. }) => {
-                if self.unrouted.len() >= MAX_SEND_BATCH {
-                    self.route(now, ports);
-                }
-                self.unrouted_bytes += body.len();
-                self.unrouted.push(Outgoing { client_id, to, body });
+            Input::Answered { ticket, reply } => {
+                self.answered(now, ticket, reply, ports);
+                self.take_held(now, ports);
             }
+            Input::Committed { ticket, result } => {
+                self.committed(ticket, result);
+                self.take_held(now, ports);
+            }
+            input if from_stream(&input) && (self.blocked() || !self.held.is_empty()) => self.held.push_back(input),
             input => {
-                self.route(now, ports);
-                self.dispatch(now, input, ports);
+                if let Some(input) = self.take(now, input, ports) {
+                    self.held.push_back(input);
+                }
             }
         }
         self.settle();
     }
 
     /// The next thing the driver must do, or `None` until the next input. Routes the sends
-    /// handed in since the last call, and reads the next chunk of the queue to push when
-    /// everything before it is out.
+    /// and asks about the acks handed in since the last call, and reads the next chunk of
+    /// the queue to push when everything before it is out.
     pub fn poll_output(&mut self, now: Millis, ports: &Ports<'_>) -> Option<Output> {
         loop {
             if let Some(output) = self.outputs.pop_front() {
@@ -189,8 +222,9 @@ impl Session {
             if self.closed {
                 return None;
             }
-            if !self.unrouted.is_empty() {
-                self.route(now, ports);
+            if self.asking.is_none() && !(self.unrouted.is_empty() && self.unacked.is_empty()) {
+                self.route(now);
+                self.flush_acks(now, ports);
                 self.settle();
                 continue;
             }
@@ -210,21 +244,22 @@ impl Session {
     }
 
     /// Whether the driver may hand in the next frame: not while answers or uncommitted
-    /// bodies are over budget, a send batch is full, a request's result is awaited that
-    /// later frames depend on, or the session is closing.
+    /// bodies are over budget, a send batch is full, too many frames wait for a question,
+    /// a request's result is awaited that later frames depend on, or the session is closing.
     pub fn wants_frames(&self) -> bool {
         !self.closed
             && self.draining.is_none()
             && self.barrier.is_none()
             && !matches!(self.stage, Stage::LoggingIn { .. })
             && self.unrouted.len() < MAX_SEND_BATCH
-            && self.answers.len() + self.unrouted.len() < MAX_PENDING_ANSWERS
-            && self.pending_send_bytes + self.unrouted_bytes < PENDING_SEND_BYTES
+            && self.held.len() < MAX_HELD_FRAMES
+            && self.answers.len() + self.unrouted.len() + self.held.len() < MAX_PENDING_ANSWERS
+            && self.pending_send_bytes() < PENDING_SEND_BYTES
     }
 
     /// Body bytes of sends handed in and not yet committed (a memory gauge).
     pub fn pending_send_bytes(&self) -> usize {
-        self.pending_send_bytes + self.unrouted_bytes
+        self.pending_send_bytes + self.unsubmitted_bytes
     }
 
     /// Whether `Output::Close` has been emitted.
@@ -240,9 +275,67 @@ impl Session {
         }
     }
 
+    /// Whether frames must wait: a question is out, or a job later frames depend on.
+    fn blocked(&self) -> bool {
+        self.asking.is_some() || self.barrier.is_some()
+    }
+
+    /// Takes an input that is not a reply, or gives it back when it must wait for a
+    /// question it caused to be asked (the sends or acks before it). Sends and acks gather
+    /// into batches; anything else from the stream first flushes them, to keep order.
+    fn take(&mut self, now: Millis, input: Input, ports: &Ports<'_>) -> Option<Input> {
+        if !from_stream(&input) {
+            self.dispatch(now, input, ports);
+            return None;
+        }
+        let online = matches!(self.stage, Stage::Online { .. });
+        match input {
+            Input::Frame(ClientFrame::Send { client_id, to, body }) if online => {
+                self.flush_acks(now, ports);
+                if self.unrouted.len() >= MAX_SEND_BATCH {
+                    self.route(now);
+                }
+                if self.blocked() {
+                    return Some(Input::Frame(ClientFrame::Send { client_id, to, body }));
+                }
+                self.unrouted.push(Outgoing { client_id, to, body });
+            }
+            Input::Frame(ClientFrame::Ack { id }) if online => {
+                self.route(now);
+                if self.unacked.len() >= MAX_ACK_BATCH {
+                    self.flush_acks(now, ports);
+                }
+                if self.blocked() {
+                    return Some(Input::Frame(ClientFrame::Ack { id }));
+                }
+                self.unacked.push(id);
+            }
+            input => {
+                self.route(now);
+                self.flush_acks(now, ports);
+                if self.blocked() {
+                    return Some(input);
+                }
+                self.dispatch(now, input, ports);
+            }
+        }
+        None
+    }
+
+    /// Takes the held frames in order, until one must wait again.
+    fn take_held(&mut self, now: Millis, ports: &Ports<'_>) {
+        while !self.blocked() && !self.closed {
+            let Some(input) = self.held.pop_front() else { return };
+            if let Some(input) = self.take(now, input, ports) {
+                self.held.push_front(input);
+                return;
+            }
+        }
+    }
+
     fn dispatch(&mut self, now: Millis, input: Input, ports: &Ports<'_>) {
         match input {
-            Input::Frame(frame) => self.frame(now, frame, ports),
+            Input::Frame(frame) => self.frame(frame, ports),
             Input::BadFrame(e) => self.drain(Close::from_frame_error(&e)),
             Input::Truncated(bytes) => self.drain(Close::truncated(bytes)),
             Input::StreamEnd => self.drain(Close::new(close_code::NORMAL, "bye")),
@@ -253,7 +346,8 @@ impl Session {
                 }
             }
             Input::Kicked(close) => self.close(close),
-            Input::Committed { ticket, result } => self.committed(now, ticket, result, ports),
+            Input::Committed { ticket, result } => self.committed(ticket, result),
+            Input::Answered { ticket, reply } => self.answered(now, ticket, reply, ports),
             Input::Timeout => {
                 if matches!(self.stage, Stage::New { deadline } if now >= deadline) {
                     self.close(Close::new(close_code::TIMEOUT, "no Hello in time"));
@@ -264,7 +358,7 @@ impl Session {
     }
 
     /// Which frame is allowed when.
-    fn frame(&mut self, now: Millis, frame: ClientFrame, ports: &Ports<'_>) {
+    fn frame(&mut self, frame: ClientFrame, ports: &Ports<'_>) {
         match (&self.stage, frame) {
             (Stage::New { .. }, ClientFrame::Hello { min_version, max_version }) => {
                 if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
@@ -277,31 +371,24 @@ impl Session {
             (Stage::New { .. }, other) => self.close(Close::unexpected(&other, "before Hello")),
             (Stage::LoggingIn { .. }, other) => self.close(Close::unexpected(&other, "while logging in")),
             (_, ClientFrame::Ping { nonce }) => self.answers.ready(ServerFrame::Pong { nonce }),
-            (Stage::Anonymous, ClientFrame::RequestCode { phone }) => {
-                let answer = register::request_code(&phone, ports);
-                self.answers.ready(answer);
-            }
-            (Stage::Anonymous, ClientFrame::Verify { phone, code }) => self.verify(now, phone, &code, ports),
+            (Stage::Anonymous, ClientFrame::RequestCode { phone }) => self.request_code(phone),
+            (Stage::Anonymous, ClientFrame::Verify { phone, code }) => self.verify(phone, code),
             (Stage::Anonymous, ClientFrame::Login { phone, key }) => self.login(phone, key, ports),
             (Stage::Anonymous, other) => self.close(Close::unexpected(&other, "before Login")),
             (Stage::Online { phone, .. }, ClientFrame::Command { request_id, slot, name, args }) => {
-                let answer = command::command(phone, request_id, &slot, &name, args, ports);
-                self.answers.ready(answer);
+                let from = phone.clone();
+                self.command(from, request_id, slot, name, args);
             }
-            (Stage::Online { .. }, ClientFrame::Ack { id }) => self.ack(now, id, ports),
             (Stage::Online { .. }, ClientFrame::Read { id, from }) => self.read(id, from),
-            (Stage::Online { .. }, ClientFrame::Send { client_id, to, body }) => {
-                // `handle` batches sends before they get here; kept so this table is whole.
-                self.unrouted_bytes += body.len();
-                self.unrouted.push(Outgoing { client_id, to, body });
-                self.route(now, ports);
+            (Stage::Online { .. }, frame @ (ClientFrame::Send { .. } | ClientFrame::Ack { .. })) => {
+                unreachable!("`take` batches {} before dispatch", frame.name())
             }
             (Stage::Online { .. }, other) => self.close(Close::unexpected(&other, "after Login")),
         }
     }
 
     /// A job came back: its answer (if it has one) is now known.
-    fn committed(&mut self, now: Millis, ticket: Ticket, result: Result<JobOutcome, StorageFailure>, ports: &Ports<'_>) {
+    fn committed(&mut self, ticket: Ticket, result: Result<JobOutcome, StorageFailure>) {
         if self.barrier == Some(ticket) {
             self.barrier = None;
         }
@@ -318,9 +405,9 @@ impl Session {
                 self.pending_send_bytes -= bytes;
                 Some(Answer::Ready(send::outcome(client_id, result)))
             }
-            Answer::ReadChecked { id, sender, .. } => self.read_checked(now, id, sender, result, ports),
+            Answer::ReadChecked { id, sender, .. } => self.read_checked(id, sender, result),
             Answer::Registered { phone, key, .. } => Some(Answer::Ready(self.account_stored(phone, key, result))),
-            ready @ Answer::Ready(_) => Some(ready),
+            other @ (Answer::Ready(_) | Answer::Asked { .. }) => Some(other),
         };
         if let Some(answer) = answer {
             self.answers.put(at, answer);
@@ -332,7 +419,8 @@ impl Session {
         while let Some(frame) = self.answers.pop_ready() {
             self.outputs.push_back(Output::Frame(frame));
         }
-        if self.draining.is_some() && self.answers.is_empty() && self.unrouted.is_empty() {
+        let idle = self.answers.is_empty() && self.unrouted.is_empty() && self.unacked.is_empty() && self.asking.is_none();
+        if self.draining.is_some() && idle {
             let close = self.draining.take().expect("checked above");
             self.close(close);
         }
@@ -340,9 +428,14 @@ impl Session {
 
     /// Submits `job`; its result comes back as `Input::Committed` with the ticket.
     fn submit(&mut self, job: Job) -> Ticket {
+        let ticket = self.next_ticket();
+        self.outputs.push_back(Output::Submit { ticket, job });
+        ticket
+    }
+
+    fn next_ticket(&mut self) -> Ticket {
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
-        self.outputs.push_back(Output::Submit { ticket, job });
         ticket
     }
 
@@ -368,6 +461,14 @@ impl Session {
         self.outputs.push_back(Output::Close(close));
         self.closed = true;
         self.unrouted.clear();
-        self.unrouted_bytes = 0;
+        self.unacked.clear();
+        self.held.clear();
+        self.asking = None;
+        self.unsubmitted_bytes = 0;
     }
+}
+
+/// Whether `input` comes from the client's stream (and so is taken in stream order).
+fn from_stream(input: &Input) -> bool {
+    matches!(input, Input::Frame(_) | Input::BadFrame(_) | Input::Truncated(_) | Input::StreamEnd)
 }

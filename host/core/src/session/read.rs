@@ -8,10 +8,11 @@
 
 use hotline_protocol::{is_e164, ErrorCode, ReceiptStatus};
 
-use super::{Answer, Session, Stage};
+use super::ask::{expect, Asked};
+use super::{Answer, Session, Stage, Ticket};
 use crate::jobs::{Job, JobOutcome};
-use crate::policy::ReceiptMeta;
-use crate::ports::{Ports, StorageFailure};
+use crate::policy::{PolicyError, Question, ReceiptMeta, Reply};
+use crate::ports::StorageFailure;
 use crate::text::{error, quote};
 use crate::Millis;
 
@@ -28,16 +29,9 @@ impl Session {
         self.answers.push(Answer::ReadChecked { ticket, id, sender });
     }
 
-    /// The check came back: refuse, or ask policy and submit the receipt. The answer owed,
-    /// if any (a refusal).
-    pub(super) fn read_checked(
-        &mut self,
-        now: Millis,
-        id: u64,
-        sender: String,
-        result: Result<JobOutcome, StorageFailure>,
-        ports: &Ports<'_>,
-    ) -> Option<Answer> {
+    /// The check came back: refuse, or ask policy whether the sender gets a read receipt.
+    /// The answer owed: a refusal, or one waiting for policy.
+    pub(super) fn read_checked(&mut self, id: u64, sender: String, result: Result<JobOutcome, StorageFailure>) -> Option<Answer> {
         let Stage::Online { phone, .. } = &self.stage else { return None };
         let reader = phone.clone();
         let record = match result {
@@ -52,15 +46,21 @@ impl Session {
             )));
         }
         let meta = ReceiptMeta { message_id: id, by: reader.clone(), to: sender.clone(), status: ReceiptStatus::Read };
-        let receipt = match ports.policy.receipt(meta) {
-            Ok(allowed) => allowed,
-            Err(e) => {
-                tracing::warn!(error = %e, "receipts policy failed");
-                return Some(Answer::Ready(error(ErrorCode::Retryable, "receipts are unavailable right now; retry")));
+        let ticket = self.next_ticket();
+        self.ask_as(ticket, Question::Receipts(vec![meta]), Asked::Read { reader, id, sender });
+        Some(Answer::Asked { ticket })
+    }
+
+    /// Policy said whether the sender gets the read receipt: submit it (checked again in
+    /// the job: of two `Read`s racing, only the first makes a receipt). Answers only if
+    /// policy failed.
+    pub(super) fn read_answered(&mut self, now: Millis, ticket: Ticket, reader: String, id: u64, sender: String, reply: Result<Reply, PolicyError>) {
+        let (at, _) = self.answers.take(ticket).expect("the read's answer waits");
+        match expect(reply, |r| if let Reply::Receipts(allowed) = r { Ok(allowed) } else { Err(r) }).as_deref() {
+            Some(&[receipt]) => {
+                self.submit(Job::Read { reader, id, sender, receipt, at_ms: now });
             }
-        };
-        // Checked again in the job: of two `Read`s racing, only the first makes a receipt.
-        self.submit(Job::Read { reader, id, sender, receipt, at_ms: now });
-        None
+            _ => self.answers.put(at, Answer::Ready(error(ErrorCode::Retryable, "receipts are unavailable right now; retry"))),
+        }
     }
 }

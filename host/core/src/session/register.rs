@@ -4,55 +4,68 @@
 
 use hotline_protocol::{close_code, is_e164, ErrorCode, ServerFrame};
 
+use super::ask::{expect, Asked};
 use super::{Answer, Output, Session};
 use crate::close::Close;
 use crate::credentials::hash_key;
 use crate::jobs::{Job, JobOutcome};
-use crate::policy::Refusal;
+use crate::policy::{PolicyError, Question, Refusal, Reply};
 use crate::ports::{Ports, StorageFailure};
 use crate::records::Account;
 use crate::text::{clamp, error, quote, MAX_REASON_BYTES};
 use crate::Millis;
 
-/// Asks the registrar to send a code by SMS.
-pub(super) fn request_code(phone: &str, ports: &Ports<'_>) -> ServerFrame {
-    if !is_e164(phone) {
-        return not_a_number(phone);
-    }
-    match ports.policy.request_code(phone) {
-        Ok(Ok(expires_in_secs)) => ServerFrame::CodeSent { phone: phone.to_string(), expires_in_secs },
-        Ok(Err(Refusal { error: code, reason })) => error(code, clamp(reason, MAX_REASON_BYTES)),
-        Err(e) => {
-            tracing::warn!(error = %e, "registrar plugin failed");
-            error(ErrorCode::Retryable, "registration is unavailable right now; try again")
-        }
-    }
-}
-
 fn not_a_number(phone: &str) -> ServerFrame {
     error(ErrorCode::InvalidArgument, format!("{} is not an E.164 number like +15551234567", quote(phone)))
 }
 
+fn unavailable() -> ServerFrame {
+    error(ErrorCode::Retryable, "registration is unavailable right now; try again")
+}
+
+fn refused(Refusal { error: code, reason }: Refusal) -> ServerFrame {
+    error(code, clamp(reason, MAX_REASON_BYTES))
+}
+
+/// The answer to `RequestCode` once the registrar replied.
+pub(super) fn code_requested(phone: String, reply: Result<Reply, PolicyError>) -> ServerFrame {
+    match expect(reply, |r| if let Reply::RequestCode(answer) = r { Ok(answer) } else { Err(r) }) {
+        Some(Ok(expires_in_secs)) => ServerFrame::CodeSent { phone, expires_in_secs },
+        Some(Err(refusal)) => refused(refusal),
+        None => unavailable(),
+    }
+}
+
 impl Session {
-    /// Checks the code with policy; on success stores a new key's account. No frame is read
-    /// until it is stored (a `Login` right after must see it).
-    pub(super) fn verify(&mut self, now: Millis, phone: String, code: &str, ports: &Ports<'_>) {
+    /// Asks the registrar to send a code by SMS.
+    pub(super) fn request_code(&mut self, phone: String) {
         if !is_e164(&phone) {
             return self.answers.ready(not_a_number(&phone));
         }
-        match ports.policy.verify_code(&phone, code) {
-            Ok(Ok(())) => {}
-            Ok(Err(Refusal { error: code, reason })) => return self.answers.ready(error(code, clamp(reason, MAX_REASON_BYTES))),
-            Err(e) => {
-                tracing::warn!(error = %e, "registrar plugin failed");
-                return self.answers.ready(error(ErrorCode::Retryable, "registration is unavailable right now; try again"));
-            }
+        self.ask(Question::RequestCode { phone: phone.clone() }, Asked::RequestCode { phone }, 1);
+    }
+
+    /// Asks the registrar whether `code` proves ownership of `phone`.
+    pub(super) fn verify(&mut self, phone: String, code: String) {
+        if !is_e164(&phone) {
+            return self.answers.ready(not_a_number(&phone));
+        }
+        self.ask(Question::VerifyCode { phone: phone.clone(), code }, Asked::Verify { phone }, 1);
+    }
+
+    /// The registrar replied: on success store a new key's account. No frame is read until
+    /// it is stored (a `Login` right after must see it). The answer owed.
+    pub(super) fn verified(&mut self, now: Millis, phone: String, reply: Result<Reply, PolicyError>, ports: &Ports<'_>) -> Answer {
+        match expect(reply, |r| if let Reply::VerifyCode(answer) = r { Ok(answer) } else { Err(r) }) {
+            Some(Ok(())) => {}
+            Some(Err(refusal)) => return Answer::Ready(refused(refusal)),
+            None => return Answer::Ready(unavailable()),
         }
         let key = ports.keys.new_key();
         let account = Account { key_hash: hash_key(&key), registered_at_ms: now };
         let ticket = self.submit(Job::Register { phone: phone.clone(), account });
         self.barrier = Some(ticket);
-        self.answers.push(Answer::Registered { ticket, phone, key });
+        Answer::Registered { ticket, phone, key }
     }
 
     /// The account is stored (or not): revoke the old device and hand out the key.

@@ -1,12 +1,13 @@
-//! `Send`: route a batch of messages with one policy call, submit one storage job per
+//! `Send`: route a batch of messages with one policy question, submit one storage job per
 //! routable message, and answer each in order: `Sent` once durable, `SendFailed` otherwise.
 //! Retries with the same client id store once ([`Job::Send`] checks).
 
 use hotline_protocol::{is_e164, ErrorCode, ServerFrame};
 
-use super::{Answer, Session, Stage};
+use super::ask::{expect, Asked};
+use super::{Answer, Session, Stage, Ticket};
 use crate::jobs::{Job, JobOutcome};
-use crate::policy::{MessageMeta, Route};
+use crate::policy::{MessageMeta, PolicyError, Question, Reply, Route};
 use crate::ports::{Ports, StorageFailure};
 use crate::text::{clamp, quote, MAX_REASON_BYTES};
 use crate::Millis;
@@ -23,36 +24,58 @@ pub(super) struct Outgoing {
 }
 
 impl Session {
-    /// Routes the sends handed in since the last route (one policy call for all that pass
-    /// the checks) and submits them in order.
-    pub(super) fn route(&mut self, now: Millis, ports: &Ports<'_>) {
-        if self.unrouted.is_empty() {
+    /// Asks policy where the sends handed in since the last route go (one question for all
+    /// that pass the checks); they are submitted in order when it replies. Not while
+    /// another question is out.
+    pub(super) fn route(&mut self, now: Millis) {
+        if self.unrouted.is_empty() || self.asking.is_some() {
             return;
         }
         let batch = std::mem::take(&mut self.unrouted);
-        self.unrouted_bytes = 0;
         let Stage::Online { phone, .. } = &self.stage else { return };
         let from = phone.clone();
-        let mut answers: Vec<Option<ServerFrame>> = Vec::with_capacity(batch.len());
-        let mut routable = Vec::new();
-        for (i, msg) in batch.iter().enumerate() {
-            match self.refusal(msg) {
-                Some((error, reason)) => answers.push(Some(ServerFrame::SendFailed { client_id: msg.client_id, error, reason })),
-                None => {
-                    answers.push(None);
-                    routable.push((i, MessageMeta { from: from.clone(), to: msg.to.clone(), size: msg.body.len() as u32, at_ms: now }));
-                }
-            }
-        }
-        let routes = routes(&routable.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(), ports);
-        let mut routes = routable.into_iter().map(|(i, _)| i).zip(routes).peekable();
-        for (i, msg) in batch.into_iter().enumerate() {
-            if let Some(frame) = answers[i].take() {
-                self.answers.ready(frame);
+        let ticket = self.next_ticket();
+        let mut routable = Vec::with_capacity(batch.len());
+        let mut metas = Vec::with_capacity(batch.len());
+        for msg in batch {
+            if let Some((error, reason)) = self.refusal(&msg) {
+                self.unsubmitted_bytes -= msg.body.len();
+                self.answers.ready(ServerFrame::SendFailed { client_id: msg.client_id, error, reason });
                 continue;
             }
-            let (_, route) = routes.next().expect("one route per routable message");
-            self.submit_send(now, &from, msg, route, ports);
+            metas.push(MessageMeta { from: from.clone(), to: msg.to.clone(), size: msg.body.len() as u32, at_ms: now });
+            self.answers.push(Answer::Asked { ticket });
+            routable.push(msg);
+        }
+        if !routable.is_empty() {
+            self.ask_as(ticket, Question::Route(metas), Asked::Route { from, batch: routable });
+        }
+    }
+
+    /// Policy routed the batch (or failed): submit each message in order, or answer its
+    /// refusal in its place.
+    pub(super) fn routed(
+        &mut self,
+        now: Millis,
+        ticket: Ticket,
+        from: String,
+        batch: Vec<Outgoing>,
+        reply: Result<Reply, PolicyError>,
+        ports: &Ports<'_>,
+    ) {
+        let n = batch.len();
+        let routes = match expect(reply, |r| if let Reply::Route(routes) = r { Ok(routes) } else { Err(r) }) {
+            Some(routes) if routes.len() == n => routes.into_iter().map(Some).collect(),
+            Some(routes) => {
+                tracing::warn!(expected = n, got = routes.len(), "router answered the wrong number of routes");
+                vec![None; n]
+            }
+            None => vec![None; n],
+        };
+        for (msg, route) in batch.into_iter().zip(routes) {
+            self.unsubmitted_bytes -= msg.body.len();
+            let answer = self.submit_send(now, &from, msg, route, ports);
+            self.replace(ticket, answer);
         }
     }
 
@@ -67,17 +90,14 @@ impl Session {
         }
     }
 
-    /// Submits one routed message (or answers its refusal).
-    fn submit_send(&mut self, now: Millis, from: &str, msg: Outgoing, route: Option<Route>, ports: &Ports<'_>) {
+    /// Submits one routed message; its answer (`Sent` to come, or the refusal).
+    fn submit_send(&mut self, now: Millis, from: &str, msg: Outgoing, route: Option<Route>, ports: &Ports<'_>) -> Answer {
         let client_id = msg.client_id;
         let fail = |error, reason: String| Answer::Ready(ServerFrame::SendFailed { client_id, error, reason });
         let recipients = match route {
             Some(Route::Deliver(recipients)) => recipients,
-            Some(Route::Reject(reason)) => return self.answers.push(fail(ErrorCode::Rejected, clamp(reason, MAX_REASON_BYTES))),
-            None => {
-                let reason = "routing is unavailable right now; retry with the same client id".into();
-                return self.answers.push(fail(ErrorCode::Retryable, reason));
-            }
+            Some(Route::Reject(reason)) => return fail(ErrorCode::Rejected, clamp(reason, MAX_REASON_BYTES)),
+            None => return fail(ErrorCode::Retryable, "routing is unavailable right now; retry with the same client id".into()),
         };
         // Only registered numbers get a queue; a route naming nobody registered is refused.
         let mut registered: Vec<String> = Vec::with_capacity(recipients.len());
@@ -89,7 +109,7 @@ impl Session {
                     }
                 }
                 Ok(_) => tracing::debug!(recipient = %r, "skipping unregistered recipient"),
-                Err(e) => return self.answers.push(fail(ErrorCode::Retryable, e.to_string())),
+                Err(e) => return fail(ErrorCode::Retryable, e.to_string()),
             }
         }
         if registered.is_empty() {
@@ -98,32 +118,13 @@ impl Session {
             } else {
                 format!("{} has no registered recipient besides you", msg.to)
             };
-            return self.answers.push(fail(ErrorCode::UnknownRecipient, reason));
+            return fail(ErrorCode::UnknownRecipient, reason);
         }
         let bytes = msg.body.len();
         let job = Job::Send { from: from.to_string(), client_id, recipients: registered, sent_at_ms: now, body: msg.body };
         let ticket = self.submit(job);
         self.pending_send_bytes += bytes;
-        self.answers.push(Answer::Sent { ticket, client_id, bytes });
-    }
-}
-
-/// Asks policy where each message goes, in one call. `None` for each message when the call
-/// failed (the sender may retry with the same client id).
-fn routes(messages: &[MessageMeta], ports: &Ports<'_>) -> Vec<Option<Route>> {
-    if messages.is_empty() {
-        return Vec::new();
-    }
-    match ports.policy.route(messages.to_vec()) {
-        Ok(routes) if routes.len() == messages.len() => routes.into_iter().map(Some).collect(),
-        Ok(routes) => {
-            tracing::warn!(expected = messages.len(), got = routes.len(), "router answered the wrong number of routes");
-            vec![None; messages.len()]
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "router plugin failed");
-            vec![None; messages.len()]
-        }
+        Answer::Sent { ticket, client_id, bytes }
     }
 }
 

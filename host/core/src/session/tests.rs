@@ -30,6 +30,9 @@ struct World {
     directory: BTreeMap<String, usize>,
     jobs: Vec<(usize, Ticket, Job)>,
     window: usize,
+    /// Questions wait in `questions` until [`World::answer`] instead of being answered at once.
+    hold_questions: bool,
+    questions: Vec<(usize, Ticket, crate::policy::Question)>,
 }
 
 impl World {
@@ -47,6 +50,8 @@ impl World {
             directory: BTreeMap::new(),
             jobs: Vec::new(),
             window: 256,
+            hold_questions: false,
+            questions: Vec::new(),
         }
     }
 
@@ -69,7 +74,7 @@ impl World {
     }
 
     fn input(&mut self, c: usize, input: Input) {
-        let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+        let ports = Ports { accounts: &self.store, queues: &self.store, keys: &self.keys };
         self.clients[c].session.handle(self.now, input, &ports);
         self.pump(c);
     }
@@ -86,11 +91,19 @@ impl World {
     /// Executes the session's outputs, as a driver does.
     fn pump(&mut self, c: usize) {
         loop {
-            let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+            let ports = Ports { accounts: &self.store, queues: &self.store, keys: &self.keys };
             let Some(output) = self.clients[c].session.poll_output(self.now, &ports) else { return };
             match output {
                 Output::Frame(frame) => self.clients[c].received.push(frame),
                 Output::Submit { ticket, job } => self.jobs.push((c, ticket, job)),
+                Output::Ask { ticket, question } => {
+                    if self.hold_questions {
+                        self.questions.push((c, ticket, question));
+                    } else {
+                        let reply = crate::policy::Policy::ask(&self.policy, question);
+                        self.input(c, Input::Answered { ticket, reply });
+                    }
+                }
                 Output::Register { phone, replaces } => {
                     if let Some(old) = self.directory.insert(phone, c) {
                         self.input(old, Input::Kicked(replaces));
@@ -136,6 +149,13 @@ impl World {
             let result = result.and_then(|outcome| durable.map(|()| outcome)).map_err(StorageFailure::new);
             self.input(c, Input::Committed { ticket, result });
         }
+    }
+
+    /// Answers the oldest question held.
+    fn answer(&mut self) {
+        let (c, ticket, question) = self.questions.remove(0);
+        let reply = crate::policy::Policy::ask(&self.policy, question);
+        self.input(c, Input::Answered { ticket, reply });
     }
 
     fn take(&mut self, c: usize) -> Vec<ServerFrame> {
@@ -252,7 +272,7 @@ fn answers_go_out_in_the_order_of_the_requests() {
 fn sends_handed_in_together_are_routed_in_one_batch_and_answered_in_order() {
     let mut w = World::new();
     let a = w.login(ALICE);
-    let ports = Ports { accounts: &w.store, queues: &w.store, policy: &w.policy, keys: &w.keys };
+    let ports = Ports { accounts: &w.store, queues: &w.store, keys: &w.keys };
     for n in 0..10 {
         w.clients[a].session.handle(w.now, Input::Frame(ClientFrame::Send { client_id: n, to: BOB.into(), body: vec![n as u8] }), &ports);
     }
@@ -436,4 +456,114 @@ fn a_registration_whose_client_went_away_still_revokes_the_old_device() {
     w.commit();
     assert_eq!(w.clients[old_device].closed.as_ref().map(|c| c.code), Some(close_code::KEY_REVOKED));
     assert!(w.clients[registering].closed.is_some(), "the session closes once its registration is done");
+}
+
+#[test]
+fn frames_that_come_while_a_question_is_out_wait_and_are_answered_in_order() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.hold_questions = true;
+    w.send(a, 1, BOB, b"one");
+    assert_eq!(w.questions.len(), 1, "the router is asked about the first send");
+    w.frame(a, ClientFrame::Ping { nonce: 7 });
+    w.send(a, 2, BOB, b"two");
+    w.send(a, 3, BOB, b"three");
+    assert_eq!(w.questions.len(), 1, "a second question while the first is out");
+    assert!(w.take(a).is_empty(), "the Pong overtook the Sent it follows");
+    assert_eq!(w.clients[a].session.pending_send_bytes(), 3 + 3 + 5, "bodies waiting are counted");
+    w.answer();
+    assert_eq!(w.questions.len(), 1, "the sends that waited are routed together");
+    w.answer();
+    assert_eq!(w.policy.route_calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(w.jobs.len(), 3);
+    w.commit();
+    let frames = w.take(a);
+    assert!(matches!(frames[0], ServerFrame::Sent { client_id: 1, .. }), "{frames:?}");
+    assert_eq!(frames[1], ServerFrame::Pong { nonce: 7 });
+    assert!(matches!(frames[2], ServerFrame::Sent { client_id: 2, .. }), "{frames:?}");
+    assert!(matches!(frames[3], ServerFrame::Sent { client_id: 3, .. }), "{frames:?}");
+    assert_eq!(w.clients[a].session.pending_send_bytes(), 0);
+}
+
+#[test]
+fn acks_handed_in_together_ask_about_their_receipts_once() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    for n in 0..3 {
+        w.send(a, n, BOB, b"m");
+    }
+    w.commit();
+    let ids = message_ids(&w.take(b));
+    assert_eq!(ids.len(), 3);
+    w.hold_questions = true;
+    let ports = Ports { accounts: &w.store, queues: &w.store, keys: &w.keys };
+    for &id in &ids {
+        w.clients[b].session.handle(w.now, Input::Frame(ClientFrame::Ack { id }), &ports);
+    }
+    w.pump(b);
+    assert_eq!(w.questions.len(), 1, "one question for the batch");
+    assert!(matches!(&w.questions[0].2, crate::policy::Question::Receipts(r) if r.len() == 3));
+    assert!(w.jobs.is_empty(), "acks submitted before policy answered");
+    w.answer();
+    w.commit();
+    assert!(w.queued(BOB).is_empty());
+    let got = receipts(&w.take(a));
+    assert_eq!(got, ids.iter().map(|&id| (id, ReceiptStatus::Delivered)).collect::<Vec<_>>());
+}
+
+#[test]
+fn delivery_goes_on_while_the_recipients_own_question_is_out() {
+    let mut w = World::new();
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    w.hold_questions = true;
+    w.send(a, 1, BOB, b"alice asks the router");
+    w.send(b, 1, ALICE, b"bob's message");
+    assert_eq!(w.questions.len(), 2);
+    let bobs = w.questions.iter().position(|(c, _, _)| *c == b).unwrap();
+    let (c, ticket, question) = w.questions.remove(bobs);
+    let reply = crate::policy::Policy::ask(&w.policy, question);
+    w.input(c, Input::Answered { ticket, reply });
+    w.commit();
+    let frames = w.take(a);
+    assert_eq!(message_ids(&frames).len(), 1, "a question out held up delivery: {frames:?}");
+}
+
+#[test]
+fn a_session_kicked_while_its_question_is_out_closes_at_once_and_ignores_the_reply() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.hold_questions = true;
+    w.send(a, 1, BOB, b"x");
+    w.input(a, Input::Kicked(Close::new(close_code::SESSION_REPLACED, "replaced")));
+    assert_eq!(w.clients[a].closed.as_ref().map(|c| c.code), Some(close_code::SESSION_REPLACED));
+    w.answer();
+    assert!(w.jobs.is_empty(), "a closed session submitted a job");
+    assert!(w.take(a).is_empty());
+}
+
+#[test]
+fn a_reply_to_another_question_is_not_taken_for_the_one_out() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.hold_questions = true;
+    w.send(a, 1, BOB, b"x");
+    let (_, ticket, _) = w.questions[0].clone();
+    w.input(a, Input::Answered { ticket: Ticket(ticket.0 + 100), reply: Ok(crate::policy::Reply::Route(vec![])) });
+    assert!(w.take(a).is_empty() && w.jobs.is_empty());
+    w.answer();
+    assert_eq!(w.jobs.len(), 1);
+}
+
+#[test]
+fn the_end_of_the_stream_waits_for_the_question_before_it() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.hold_questions = true;
+    w.send(a, 1, BOB, b"x");
+    w.input(a, Input::StreamEnd);
+    assert!(w.clients[a].closed.is_none(), "closed with a send unanswered");
+    w.answer();
+    w.commit();
+    assert!(matches!(&w.take(a)[..], [ServerFrame::Sent { client_id: 1, .. }]));
+    assert_eq!(w.clients[a].closed.as_ref().map(|c| c.code), Some(close_code::NORMAL));
 }

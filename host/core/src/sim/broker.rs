@@ -13,6 +13,7 @@ use hotline_protocol::ServerFrame;
 
 use crate::commit::{commit_group, Durability, Staged};
 use crate::jobs::{AckedMessage, Job};
+use crate::policy::{Policy, Question};
 use crate::memory::{CountingKeys, MemoryStore, MemoryTxn};
 use crate::ports::{Ports, StorageFailure};
 use crate::session::{Input, Output, Session, SessionConfig, Ticket};
@@ -59,6 +60,8 @@ pub struct SimBroker {
     pub directory: BTreeMap<String, ConnId>,
     /// Jobs submitted and not yet committed, in submission order.
     pub jobs: VecDeque<(ConnId, Ticket, Job)>,
+    /// Questions asked and not yet answered (at most one per session), in asking order.
+    pub questions: Vec<(ConnId, Ticket, Question)>,
     /// A sync failed since the last restart: no `Sent` may be answered.
     pub poisoned: bool,
     /// Promises the broker broke, as it broke them: (invariant, what).
@@ -79,6 +82,7 @@ impl SimBroker {
             sessions: BTreeMap::new(),
             directory: BTreeMap::new(),
             jobs: VecDeque::new(),
+            questions: Vec::new(),
             poisoned: false,
             violations: Vec::new(),
             wiped: BTreeSet::new(),
@@ -94,7 +98,7 @@ impl SimBroker {
     /// Feeds `input` to `conn`'s session (if it still lives) and executes its outputs.
     pub fn input(&mut self, now: Millis, conn: ConnId, input: Input, net: &mut Network) {
         let Some(session) = self.sessions.get_mut(&conn) else { return };
-        let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+        let ports = Ports { accounts: &self.store, queues: &self.store, keys: &self.keys };
         session.handle(now, input, &ports);
         self.pump(now, conn, net);
     }
@@ -107,7 +111,7 @@ impl SimBroker {
     fn pump(&mut self, now: Millis, conn: ConnId, net: &mut Network) {
         loop {
             let Some(session) = self.sessions.get_mut(&conn) else { return };
-            let ports = Ports { accounts: &self.store, queues: &self.store, policy: &self.policy, keys: &self.keys };
+            let ports = Ports { accounts: &self.store, queues: &self.store, keys: &self.keys };
             let Some(output) = session.poll_output(now, &ports) else { return };
             match output {
                 Output::Frame(frame) => {
@@ -118,6 +122,7 @@ impl SimBroker {
                     net.send_to_client(conn, frame)
                 }
                 Output::Submit { ticket, job } => self.jobs.push_back((conn, ticket, job)),
+                Output::Ask { ticket, question } => self.questions.push((conn, ticket, question)),
                 Output::Register { phone, replaces } => {
                     if let Some(old) = self.directory.insert(phone, conn) {
                         if old != conn {
@@ -199,12 +204,25 @@ impl SimBroker {
         }
     }
 
+    /// The plugins answer question `i` of those waiting (of any session: the plugin host
+    /// answers sessions in any order, each session's in order), with the behaviour they
+    /// have now.
+    pub fn answer(&mut self, now: Millis, i: usize, net: &mut Network) {
+        if i >= self.questions.len() {
+            return;
+        }
+        let (conn, ticket, question) = self.questions.remove(i);
+        let reply = self.policy.ask(question);
+        self.input(now, conn, Input::Answered { ticket, reply }, net);
+    }
+
     /// The process dies and restarts: sessions, queued jobs and unsynced writes are gone,
     /// and so is every connection.
     pub fn crash(&mut self, net: &mut Network) {
         self.sessions.clear();
         self.directory.clear();
         self.jobs.clear();
+        self.questions.clear();
         self.store.crash();
         self.poisoned = false;
         self.policy.set(Behaviour::Works);

@@ -202,7 +202,7 @@ impl<'t> Sim<'t> {
         // behind by connecting again (an old device, or a reconnect before the old
         // connection noticed it broke).
         let any = self.any_connection();
-        let roll = self.rng.u32(..100);
+        let roll = self.rng.u32(..112);
         match (roll, self.conn_of[u]) {
             (0..10, None) => self.connect(u),
             (0..2, Some(_)) => self.connect(u),
@@ -252,6 +252,14 @@ impl<'t> Sim<'t> {
                 self.note(|| format!("the fsync {n} from now will fail"));
                 self.broker.store.fail_fsync_at(n);
                 self.report.fsync_failures += 1;
+            }
+            (100..112, _) => {
+                let waiting = self.broker.questions.len();
+                if waiting > 0 {
+                    let i = self.rng.usize(..waiting);
+                    self.note(|| format!("the plugins answer question {i} of {waiting} waiting"));
+                    self.broker.answer(self.now, i, &mut self.net);
+                }
             }
             (98, _) if self.faults => {
                 let to = Behaviour::ALL[self.rng.usize(..Behaviour::ALL.len())];
@@ -549,11 +557,15 @@ impl<'t> Sim<'t> {
                     }
                 }
             }
+            while !self.broker.questions.is_empty() {
+                self.broker.answer(self.now, 0, &mut self.net);
+            }
             let pending = self.broker.jobs.len();
             self.note(|| format!("commit all {pending} jobs"));
             self.broker.commit(self.now, pending, &mut self.net, false);
             self.check()?;
             let settled = self.broker.jobs.is_empty()
+                && self.broker.questions.is_empty()
                 && !self.net.busy()
                 && self.users.iter().all(|u| u.unanswered.is_empty() && u.to_ack.is_empty())
                 && self.broker.store.visible().queues.is_empty();
