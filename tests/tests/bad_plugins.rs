@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use hotline_client::Client;
-use hotline_protocol::{ErrorCode, ServerFrame};
+use hotline_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use hotline_tests::{eventually, install, take_messages, version_of, with_marker, Broker};
 
 const ALICE: &str = "+15550700001";
@@ -190,4 +190,54 @@ async fn instances_that_keep_growing_are_recycled_before_they_fail_a_call() {
     let memory = listed["instance_memory_bytes"].as_u64().unwrap();
     assert!(memory > 1 << 20 && memory <= 16 << 20, "{listed}");
     bob_receives_exactly(&broker, &bob_key, &ids).await;
+}
+
+/// A router that runs to its time limit on every call holds up nobody but the senders who
+/// wait for it: plugin calls run on `plugins.threads` threads of their own (here 2), so the
+/// calls queue there, at most two at a time, while every connection goes on being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_runs_to_its_time_limit_holds_up_no_other_client() {
+    const SENDERS: usize = 6;
+    const LIMIT_MS: u64 = 300;
+    let broker = Broker::start_with_config(&format!(
+        "[plugins]\nthreads = 2\ncall_timeout_ms = {LIMIT_MS}\nprobation_failures = 0\n"
+    ))
+    .unwrap();
+    let phones: Vec<String> = (0..SENDERS + 1).map(|i| format!("+1555071{i:04}")).collect();
+    let keys = broker.register_many(&phones, 4).await.unwrap();
+    let mut senders = Vec::new();
+    for (phone, key) in phones.iter().zip(&keys).take(SENDERS) {
+        senders.push(broker.login(phone, key).await.unwrap());
+    }
+    let mut bystander = broker.login(&phones[SENDERS], &keys[SENDERS]).await.unwrap();
+    let spin = std::fs::read(env!("HOTLINE_TEST_PLUGIN_SPIN")).unwrap();
+    let spinning = version_of(&spin);
+    install(&broker.plugin_dir(), "router.wasm", &spin).unwrap();
+    eventually(T, || (broker.current_version("router").ok()? == spinning).then_some(())).unwrap();
+
+    let start = Instant::now();
+    for sender in &mut senders {
+        sender.send_with_id(1, BOB, b"stuck".to_vec()).await.unwrap();
+    }
+    // The bystander is answered at once, while the senders' questions still wait.
+    bystander.send_frame(&ClientFrame::Ping { nonce: 7 }).await.unwrap();
+    match bystander.next_frame_within(T).await.unwrap() {
+        ServerFrame::Pong { nonce: 7 } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    let waiting = broker.metric("hotline_policy_questions").unwrap();
+    assert!(waiting >= 1.0, "the Pong waited for the plugin calls ({waiting} questions left)");
+    // Every sender is told to retry once its call ran out of time; with two threads the
+    // six calls take at least three time limits one after another.
+    for sender in &mut senders {
+        match sender.next_frame_within(T).await.unwrap() {
+            ServerFrame::SendFailed { client_id: 1, error: ErrorCode::Retryable, .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let took = start.elapsed();
+    let serial = Duration::from_millis(LIMIT_MS * SENDERS as u64 / 2);
+    assert!(took >= serial - Duration::from_millis(50), "{SENDERS} calls of {LIMIT_MS} ms on 2 threads took only {took:?}");
+    assert_eq!(broker.metric("hotline_policy_questions").unwrap(), 0.0);
+    eprintln!("{SENDERS} timed-out calls answered in {took:?}; the bystander's Pong came at once");
 }
