@@ -236,7 +236,15 @@ async fn a_checkpoint_gives_the_disk_back_and_loses_nothing() {
     // Three quarters taken: their tombstones go to a table of their own, then a compaction
     // drops both.
     let taken = ids[..3000].to_vec();
-    committer.commit(move |txn| Ok(taken.iter().for_each(|&id| txn.dequeue(USER, id)))).await.unwrap();
+    committer
+        .commit(move |txn| {
+            for &id in &taken {
+                txn.dequeue(USER, id);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
     store.checkpoint().unwrap();
     let after = store.disk_space().unwrap();
     assert!(after * 3 < peak, "{after} of {peak} bytes left after taking three quarters");
