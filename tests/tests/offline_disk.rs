@@ -168,6 +168,9 @@ async fn disk_falls_under_a_tenth_of_its_peak_within_a_minute_after_offline_queu
         None => eprintln!("store {} ({:.1}% of the peak) a minute after the drain", mib(now), ratio(now)),
     }
     assert!(under.is_some(), "store still {} ({:.1}% of its peak {}) a minute after the drain", mib(now), ratio(now), mib(peak));
+    std::thread::sleep(Duration::from_secs(3));
+    let settled = disk_bytes(&store);
+    eprintln!("store {} ({:.1}% of the peak) {:.1?} after the drain", mib(settled), ratio(settled), drained.elapsed());
 
     // A shutdown leaves it small: a small journal, nothing queued.
     broker.stop().unwrap();

@@ -114,7 +114,7 @@ impl Store {
     }
 
     /// Flushes every memtable to tables, seals the journal (deleting what the tables hold
-    /// of it), and compacts the keyspaces due for it. Safe while commits go on (they land
+    /// of it), then compacts the keyspaces due for it. Safe while commits go on (they land
     /// in the new journal); blocks for as long as the flushes and compactions take.
     pub fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
         let _one_at_a_time = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,6 +142,12 @@ impl Store {
         // flush drops the items deleted while still in the memtable, keeping their
         // tombstones).
         self.flush_memtables(&self.keyspaces())?;
+        // Everything written before this point is in tables: the journal holding it is
+        // sealed and deleted at once, with any sealed earlier. (Before compacting: fjall
+        // keeps a sealed journal while a keyspace it holds writes of has no table, as a
+        // compaction that drops every entry leaves it.)
+        self.db.rotate_journal()?;
+        done.journal_sealed = true;
         for which in Compacted::ALL.into_iter().filter(|&k| self.compaction_due(k)) {
             let deleted = self.activity.deleted[which as usize].load(Ordering::Relaxed);
             let (name, keyspace) = self.compacted_keyspace(which);
@@ -159,9 +165,6 @@ impl Store {
             self.meta.insert(keys::LAST_COMPACTION, now_ms.to_be_bytes())?;
             self.flush_memtables(&[&self.meta])?;
         }
-        // Everything written before this point is in tables: the sealed journal goes at once.
-        self.db.rotate_journal()?;
-        done.journal_sealed = true;
         done.disk_after = self.disk_space()?;
         Ok(done)
     }
