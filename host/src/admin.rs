@@ -88,6 +88,10 @@ async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
     let _ = writeln!(out, "# TYPE hotline_committer_job_panics_total counter\nhotline_committer_job_panics_total {}", health.job_panics);
     let _ = writeln!(out, "# HELP hotline_storage_failed_writes_total Commit groups or jobs that storage refused.");
     let _ = writeln!(out, "# TYPE hotline_storage_failed_writes_total counter\nhotline_storage_failed_writes_total {}", health.failed_writes);
+    if let Ok(bytes) = broker.store.disk_space() {
+        let _ = writeln!(out, "# HELP hotline_storage_disk_bytes Bytes the storage folder occupies on disk (allocated blocks).");
+        let _ = writeln!(out, "# TYPE hotline_storage_disk_bytes gauge\nhotline_storage_disk_bytes {bytes}");
+    }
     let gauges = [
         ("hotline_connection_inbound_bytes", "Bytes of decoded frames waiting for their session, all connections.", &broker.gauges.inbound_bytes),
         ("hotline_connection_mailbox_bytes", "Bytes of frames waiting in session mailboxes to be written, all connections.", &broker.gauges.mailbox_bytes),

@@ -26,7 +26,7 @@ use hotline_core::{commit_group, Job as CoreJob, JobOutcome, Journal, Staged};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, StoredItem};
-use super::{keys, Durability, Health, Store, StoreError};
+use super::{keys, maintenance, Compacted, Durability, Health, Store, StoreError};
 
 /// Called with each user whose queue gained durable items, after the fsync.
 pub type WakeHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -126,6 +126,19 @@ pub struct Txn<'a> {
     ids: &'a mut IdAllocator,
     batch: WriteBatch,
     woken: Vec<String>,
+    /// Bytes of keys and values staged, for maintenance.
+    bytes: u64,
+    /// Deletions staged per [`Compacted`] keyspace, for maintenance.
+    deleted: [u64; 3],
+}
+
+impl Txn<'_> {
+    fn staged(&mut self, key: usize, value: usize, deleted: Option<Compacted>) {
+        self.bytes += (key + value) as u64;
+        if let Some(which) = deleted {
+            self.deleted[which as usize] += 1;
+        }
+    }
 }
 
 impl Txn<'_> {
@@ -141,38 +154,51 @@ impl Txn<'_> {
 
     /// Stages `item` as item `id` of `user`'s queue; the user's session is woken once durable.
     pub fn enqueue(&mut self, user: &str, id: u64, item: &StoredItem) {
-        self.batch.insert(&self.store.queues, keys::queue_key(user, id), encode(item));
+        let (key, value) = (keys::queue_key(user, id), encode(item));
+        self.staged(key.len(), value.len(), None);
+        self.batch.insert(&self.store.queues, key, value);
         self.woken.push(user.to_string());
     }
 
     /// Stages the removal of item `id` from `user`'s queue.
     pub fn dequeue(&mut self, user: &str, id: u64) {
-        self.batch.remove(&self.store.queues, keys::queue_key(user, id));
+        let key = keys::queue_key(user, id);
+        self.staged(key.len(), 0, Some(Compacted::Queues));
+        self.batch.remove(&self.store.queues, key);
     }
 
     /// Stages the account record of `phone`.
     pub fn put_account(&mut self, phone: &str, account: &Account) {
-        self.batch.insert(&self.store.accounts, phone, encode(account));
+        let value = encode(account);
+        self.staged(phone.len(), value.len(), None);
+        self.batch.insert(&self.store.accounts, phone, value);
     }
 
     /// Stages the idempotency record of `(sender, client_id)`.
     pub fn put_idempotency(&mut self, sender: &str, client_id: u64, record: &IdempotencyRecord) {
-        self.batch.insert(&self.store.idempotency, keys::idempotency_key(sender, client_id), encode(record));
+        let (key, value) = (keys::idempotency_key(sender, client_id), encode(record));
+        self.staged(key.len(), value.len(), None);
+        self.batch.insert(&self.store.idempotency, key, value);
     }
 
     /// Stages the removal of an idempotency record.
     pub fn delete_idempotency(&mut self, key: &[u8]) {
+        self.staged(key.len(), 0, Some(Compacted::Idempotency));
         self.batch.remove(&self.store.idempotency, key.to_vec());
     }
 
     /// Stages the record that `reader` accepted message `id` (what a later `Read` must name).
     pub fn put_delivered(&mut self, reader: &str, id: u64, record: &DeliveredRecord) {
-        self.batch.insert(&self.store.delivered, keys::queue_key(reader, id), encode(record));
+        let (key, value) = (keys::queue_key(reader, id), encode(record));
+        self.staged(key.len(), value.len(), None);
+        self.batch.insert(&self.store.delivered, key, value);
     }
 
     /// Stages the removal of the delivered record of message `id` for `reader`.
     pub fn delete_delivered(&mut self, reader: &str, id: u64) {
-        self.batch.remove(&self.store.delivered, keys::queue_key(reader, id));
+        let key = keys::queue_key(reader, id);
+        self.staged(key.len(), 0, Some(Compacted::Delivered));
+        self.batch.remove(&self.store.delivered, key);
     }
 }
 
@@ -185,9 +211,15 @@ impl Committer {
         let stats = Arc::new(CommitStats::default());
         let thread_stats = stats.clone();
         let health = store.health.clone();
+        // The maintenance thread ends when the committer's thread does (it drops `stop`).
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        maintenance::start(store.clone(), stopped).map_err(|e| StoreError::Fjall(Arc::new(fjall::Error::Io(e))))?;
         std::thread::Builder::new()
             .name("hotline-committer".into())
-            .spawn(move || supervise(FjallJournal { store, ids }, durability, wake, rx, &thread_stats))
+            .spawn(move || {
+                let _stop = stop;
+                supervise(FjallJournal { store, ids }, durability, wake, rx, &thread_stats)
+            })
             .map_err(|e| StoreError::Fjall(Arc::new(fjall::Error::Io(e))))?;
         Ok(Committer { tx, stats, health })
     }
@@ -358,14 +390,18 @@ impl Journal for FjallJournal {
     type Txn<'t> = Txn<'t>;
 
     fn transact<D>(&mut self, stage: impl FnOnce(&mut Txn<'_>) -> Staged<D>) -> (Staged<D>, Result<Vec<String>, StoreError>) {
-        let mut txn = Txn { store: &self.store, ids: &mut self.ids, batch: self.store.db.batch(), woken: Vec::new() };
+        let mut txn = Txn { store: &self.store, ids: &mut self.ids, batch: self.store.db.batch(), woken: Vec::new(), bytes: 0, deleted: [0; 3] };
         let staged = stage(&mut txn);
         if let Staged::Nothing(_) = staged {
             return (staged, Ok(Vec::new()));
         }
-        let Txn { batch, woken, .. } = txn;
+        let Txn { batch, woken, bytes, deleted, .. } = txn;
+        let entries = batch.len() as u64;
         match batch.commit() {
-            Ok(()) => (staged, Ok(woken)),
+            Ok(()) => {
+                self.store.activity.wrote(bytes, entries, &deleted);
+                (staged, Ok(woken))
+            }
             Err(e) => (staged, Err(StoreError::from(e))),
         }
     }

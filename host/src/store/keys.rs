@@ -35,3 +35,7 @@ pub fn kv_key(space: &str, key: &[u8]) -> Vec<u8> {
 
 /// Meta key holding the reserved upper bound of item ids.
 pub const ID_HIGH_WATER: &[u8] = b"id_high_water";
+
+/// Meta key holding when (Unix ms) storage maintenance last compacted something (written by
+/// the maintenance thread: the write lets fjall release the tables the compaction replaced).
+pub const LAST_COMPACTION: &[u8] = b"last_compaction_ms";

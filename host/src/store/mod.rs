@@ -5,21 +5,25 @@
 //! which applies them in order and shares one fsync among everything that arrived together.
 //! The store implements the core's ports (`ports.rs`: accounts, queue reads) and its
 //! journal (`committer.rs`: `Txn`, `Journal`); the keyspaces stay private to this module.
+//! `maintenance.rs` gives disk back once writes pause (and at shutdown).
 
 mod committer;
 mod health;
 mod keys;
+mod maintenance;
 mod ports;
 mod records;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 pub use committer::{CommitStats, Committer, Pending, Txn, WakeHook};
 pub use health::{Health, HealthReport};
+pub use maintenance::{Checkpoint, JOURNAL_SLACK, MIN_DELETES};
+use maintenance::{Activity, Compacted};
 pub use records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
 
 /// What can go wrong in storage.
@@ -98,6 +102,12 @@ pub struct Store {
     durable_id: Arc<AtomicU64>,
     /// Whether writes are accepted (set by the committer).
     health: Arc<Health>,
+    /// The database's folder.
+    dir: PathBuf,
+    /// What was written, for maintenance.
+    activity: Arc<Activity>,
+    /// Held while a [`Store::checkpoint`] runs.
+    maintenance: Arc<Mutex<()>>,
 }
 
 impl Store {
@@ -105,6 +115,9 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = Database::builder(dir).open()?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        // A journal left by an earlier run counts as written: the first pause seals it.
+        let activity = Activity::default();
+        activity.wrote(maintenance::journal_bytes(dir), 0, &[0; 3]);
         Ok(Store {
             accounts: ks("accounts")?,
             queues: ks("queues")?,
@@ -115,6 +128,9 @@ impl Store {
             db,
             durable_id: Arc::new(AtomicU64::new(0)),
             health: Arc::new(Health::default()),
+            dir: dir.to_path_buf(),
+            activity: Arc::new(activity),
+            maintenance: Arc::new(Mutex::new(())),
         })
     }
 
@@ -207,9 +223,10 @@ impl Store {
         Ok(Expired { items, delivered, records })
     }
 
-    /// Bytes the database occupies on disk.
+    /// Bytes the database occupies on disk: the blocks its files hold (fjall's own count
+    /// takes a fresh journal, a sparse file, for 64 MiB).
     pub fn disk_space(&self) -> Result<u64, StoreError> {
-        Ok(self.db.disk_space()?)
+        maintenance::allocated_bytes(&self.dir).map_err(|e| StoreError::Fjall(Arc::new(fjall::Error::Io(e))))
     }
 
     /// The idempotency record of `(sender, client_id)`, if the message was stored before.
@@ -228,7 +245,11 @@ impl Store {
     /// Sets a value in a plugin's key-value space. Written at once (not via the committer);
     /// made durable by the next group fsync.
     pub fn kv_set(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        Ok(self.plugin_kv.insert(keys::kv_key(space, key), value)?)
+        let key = keys::kv_key(space, key);
+        let bytes = (key.len() + value.len()) as u64;
+        self.plugin_kv.insert(key, value)?;
+        self.activity.wrote(bytes, 1, &[0; 3]);
+        Ok(())
     }
 
     /// Keys of a plugin's space starting with `prefix`, in order, at most `limit`.
@@ -244,7 +265,11 @@ impl Store {
 
     /// Deletes a key from a plugin's key-value space.
     pub fn kv_delete(&self, space: &str, key: &[u8]) -> Result<(), StoreError> {
-        Ok(self.plugin_kv.remove(keys::kv_key(space, key))?)
+        let key = keys::kv_key(space, key);
+        let bytes = key.len() as u64;
+        self.plugin_kv.remove(key)?;
+        self.activity.wrote(bytes, 1, &[0; 3]);
+        Ok(())
     }
 
     /// Highest durable item id.
