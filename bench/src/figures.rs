@@ -203,3 +203,21 @@ pub fn profile() -> &'static str {
         "release"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_in_ms_and_counts_have_separators() {
+        let mut h = histogram();
+        for us in 1..=1000 {
+            h.record(us * 1000).unwrap(); // 1..=1000 ms
+        }
+        let l = Latency::of(&h);
+        assert_eq!(l.count, 1000);
+        assert!((l.p50_ms - 500.0).abs() < 1.0 && (l.p99_ms - 990.0).abs() < 1.0, "{l:?}");
+        assert_eq!(count(1_234_567.4), "1,234,567");
+        assert_eq!(count(999.0), "999");
+    }
+}

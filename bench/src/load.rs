@@ -378,3 +378,39 @@ impl Outcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_carries_its_header_and_has_the_asked_size() {
+        let header = Header { sent_ns: 123_456_789_012, kind: RECEIPT, sender: 77, seq: 4_000_000 };
+        let body = header.body(100);
+        assert_eq!(body.len(), 100);
+        assert_eq!(Header::parse(&body).unwrap(), header);
+        assert!(Header::parse(&body[..HEADER - 1]).is_err());
+    }
+
+    #[test]
+    fn a_peer_is_never_the_sender_and_every_other_client_is_chosen() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut seen = [0; 5];
+        for _ in 0..1000 {
+            seen[peer_of(2, 5, &mut rng)] += 1;
+        }
+        assert_eq!(seen[2], 0);
+        assert!(seen.iter().enumerate().all(|(i, &n)| i == 2 || n > 150), "{seen:?}");
+    }
+
+    #[test]
+    fn a_fixed_rate_spreads_the_clients_sends() {
+        let load = Load { clients: 4, messages: 10, window: 1, body: 100, rate: Some(400.0), drain_timeout_secs: 1 };
+        // 400/s over 4 clients: each sends every 10 ms, client 1 a quarter interval after client 0.
+        assert_eq!(load.schedule(0).due(3), 30_000_000);
+        assert_eq!(load.schedule(1).due(0), 2_500_000);
+        assert_eq!(Load { rate: None, ..load }.schedule(1).due(5), 0);
+    }
+
+    use rand::SeedableRng;
+}
