@@ -81,9 +81,11 @@ enum Ev {
 async fn connect(me: usize, port: u16, load: &Load) -> Result<(AsyncClient, mpsc::UnboundedReceiver<Ev>)> {
     let mut options = MqttOptions::new(format!("bench-{me}"), "127.0.0.1", port);
     options.set_clean_session(false).set_keep_alive(Duration::from_secs(30));
-    // The library's own cap on unacknowledged publishes (messages and receipts): above
-    // the window, so the window is what limits.
-    options.set_inflight(u16::try_from(4 * load.window + 64).unwrap_or(u16::MAX));
+    // The library's cap on unacknowledged publishes (messages and receipts) is also its
+    // packet id range; a new publish whose id is still unacknowledged (a "collision": acks
+    // of messages and receipts come back out of order) stops all publishing until it is.
+    // 1,024 ids, far above the window, make that rare; each costs a slot of ~100 B.
+    options.set_inflight(u16::try_from((16 * load.window).max(1024)).unwrap_or(u16::MAX));
     let (client, mut eventloop) = AsyncClient::new(options, 4 * load.window + 64);
     // No Nagle delay on either side (the NATS client sets it too; Hotline is UDP).
     let mut network = rumqttc::NetworkOptions::new();
