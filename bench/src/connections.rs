@@ -226,14 +226,16 @@ async fn run_round(
     let login_started = Instant::now();
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let mut logins = JoinSet::new();
+    let bar = crate::figures::progress(accounts.len() as u64, args.quick, &format!("round {n}"));
     for i in 0..accounts.len() {
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (options, accounts) = (target.options(), accounts.clone());
+        let (options, accounts, bar) = (target.options(), accounts.clone(), bar.clone());
         logins.spawn(async move {
             let started = Instant::now();
             let (phone, key) = &accounts[i];
             let result = tokio::time::timeout(LOGIN_LIMIT, login(&options, phone, key)).await;
             drop(permit);
+            bar.inc(1);
             (started.elapsed(), result)
         });
     }
@@ -255,6 +257,7 @@ async fn run_round(
             }
         }
     }
+    bar.finish_and_clear();
     round.login_secs = login_started.elapsed().as_secs_f64();
     round.bench_cpu_login_secs = sys::cpu_secs("self")? - bench_cpu_start;
     round.broker_cpu_login_secs = sys::cpu_secs(pid)? - broker_cpu_start;
