@@ -331,8 +331,8 @@ fn print_report(r: &Report) {
     let secs = |s: Option<f64>| s.map_or("no".into(), |s| format!("{s:.1} s"));
     let cpu = |u: &Usage| {
         format!(
-            "bench {} s, broker {} s of {:.2} s",
-            format!("{:.2}", u.bench_cpu_secs),
+            "bench {:.2} s, broker {} s of {:.2} s",
+            u.bench_cpu_secs,
             u.broker_cpu_secs.map_or("-".into(), |c| format!("{c:.2}")),
             u.wall_secs
         )

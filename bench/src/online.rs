@@ -262,7 +262,8 @@ pub fn print_outcomes(runs: &[Outcome]) {
     };
     let no_ratio = || vec![String::new(); peers.len()];
     type Cell = fn(&Outcome) -> String;
-    let rows: Vec<(&str, Cell, Option<fn(&Outcome) -> f64>)> = vec![
+    type Figure = fn(&Outcome) -> f64;
+    let rows: Vec<(&str, Cell, Option<Figure>)> = vec![
         ("messages/s (with receipts)", |r| count(r.messages_per_sec), Some(|r| r.messages_per_sec)),
         ("items/s (messages + receipts)", |r| count(r.items_per_sec), None),
         ("delivered / sent", |r| format!("{} / {}", r.delivered, r.messages), None),
