@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use hotline_client::{Client, ClientError, ConnectOptions};
-use hotline_tests::Broker;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::sys;
+use crate::target::{Admin, BrokerArgs, Target};
 
 /// A login not answered within this long counts as timed out.
 const LOGIN_LIMIT: Duration = Duration::from_secs(30);
@@ -30,13 +30,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(90);
 const SETTLE_STEP: Duration = Duration::from_millis(500);
 /// …for at most this long.
 const SETTLE_LIMIT: Duration = Duration::from_secs(15);
-
-/// The broker's config: the defaults, but a registrar call may take up to 2 s. Registering
-/// the numbers (setup, not measured) calls the registrar plugin twice per number, and on a
-/// busy machine some of those calls exceeded the default 100 ms limit and were refused
-/// ("registration is unavailable right now"). Logins and closes call no plugin, so the
-/// figures are those of the default config.
-const BROKER_CONFIG: &str = "[plugins]\ncall_timeout_ms = 2000\n";
 
 /// Flags of the `connections` workload.
 #[derive(clap::Args, Debug)]
@@ -60,6 +53,11 @@ pub struct Args {
     /// Also write the figures as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// The broker (started here by default: its config allows a registrar call 2 s, so
+    /// that registering many numbers survives a busy machine; logins and closes call no
+    /// plugin). With --addr, --data, --admin and --broker-pid are needed.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 }
 
 /// The figures of a run (the `--json` output).
@@ -150,19 +148,20 @@ pub async fn run(mut args: Args) -> Result<()> {
         eprintln!("warning: {} connections may not fit in {open_file_limit} open files", args.connections);
     }
 
-    let broker = Arc::new(Broker::start_with_config(BROKER_CONFIG)?);
-    let pid = broker.pid().context("the broker is not running")?.to_string();
-    let port = broker.addr.port();
+    let target = Target::new(&args.broker)?;
+    let pid = target.pid.context("connections reads the broker's memory: --broker-pid PID")?.to_string();
+    let port = target.addr.port();
+    let admin = target.admin();
     let broker_rss_start = sys::rss_bytes(&pid)?;
     let (bench_cpu_start, broker_cpu_start) = (sys::cpu_secs("self")?, sys::cpu_secs(&pid)?);
 
     eprintln!("registering {} numbers...", args.connections);
     let started = Instant::now();
-    let phones: Vec<String> = (0..args.connections).map(|i| format!("+1556{:07}", 1_000_000 + i)).collect();
-    let keys = broker.register_many(&phones, args.concurrency.min(64)).await?;
+    let phones = target.phones(3, args.connections);
+    let keys = target.register(&phones, args.concurrency.min(64)).await?;
     let registration_secs = started.elapsed().as_secs_f64();
     let accounts: Arc<Vec<(String, String)>> = Arc::new(phones.into_iter().zip(keys).collect());
-    if let Some(left) = drain(&broker, Instant::now() + DRAIN_LIMIT).await?.err() {
+    if let Some(left) = drain(admin, Instant::now() + DRAIN_LIMIT).await?.err() {
         bail!("{left} sessions still open {DRAIN_LIMIT:?} after registration");
     }
     let (broker_rss_idle, _) = settled_rss(&pid).await?;
@@ -170,7 +169,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let mut rounds = Vec::new();
     for n in 1..=args.rounds {
         eprintln!("round {n}: {} logins, {} in flight...", args.connections, args.concurrency);
-        let round = run_round(n, &args, &broker, &pid, port, &accounts, broker_rss_idle).await?;
+        let round = run_round(n, &args, &target, &pid, port, &accounts, broker_rss_idle).await?;
         eprintln!(
             "round {n}: {:.0} logins/s, p99 {:.1} ms, {} failed, drained in {}",
             round.logins_per_sec,
@@ -211,7 +210,7 @@ pub async fn run(mut args: Args) -> Result<()> {
 async fn run_round(
     n: usize,
     args: &Args,
-    broker: &Arc<Broker>,
+    target: &Target,
     pid: &str,
     port: u16,
     accounts: &Arc<Vec<(String, String)>>,
@@ -227,14 +226,16 @@ async fn run_round(
     let login_started = Instant::now();
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let mut logins = JoinSet::new();
+    let bar = crate::figures::progress(accounts.len() as u64, args.quick, &format!("round {n}"));
     for i in 0..accounts.len() {
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (options, accounts) = (broker.options(), accounts.clone());
+        let (options, accounts, bar) = (target.options(), accounts.clone(), bar.clone());
         logins.spawn(async move {
             let started = Instant::now();
             let (phone, key) = &accounts[i];
             let result = tokio::time::timeout(LOGIN_LIMIT, login(&options, phone, key)).await;
             drop(permit);
+            bar.inc(1);
             (started.elapsed(), result)
         });
     }
@@ -256,6 +257,7 @@ async fn run_round(
             }
         }
     }
+    bar.finish_and_clear();
     round.login_secs = login_started.elapsed().as_secs_f64();
     round.bench_cpu_login_secs = sys::cpu_secs("self")? - bench_cpu_start;
     round.broker_cpu_login_secs = sys::cpu_secs(pid)? - broker_cpu_start;
@@ -268,7 +270,7 @@ async fn run_round(
 
     // Hold.
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
-    round.sessions_held = sessions(broker).await? as u64;
+    round.sessions_held = sessions(target.admin()).await? as u64;
     let lost: Vec<_> = clients.iter().filter_map(Client::close_reason).collect();
     round.lost_while_held = lost.len();
     round.first_lost_reason = lost.first().map(ToString::to_string);
@@ -288,7 +290,7 @@ async fn run_round(
         }
         close_started.elapsed()
     });
-    match drain(broker, close_started + DRAIN_LIMIT).await? {
+    match drain(target.admin(), close_started + DRAIN_LIMIT).await? {
         Ok(took) => round.drain_secs = Some(took.as_secs_f64()),
         Err(left) => round.sessions_left = left,
     }
@@ -312,17 +314,16 @@ async fn login(options: &ConnectOptions, phone: &str, key: &str) -> Result<Clien
 }
 
 /// The broker's `hotline_sessions` (a blocking HTTP request, kept off the async workers).
-async fn sessions(broker: &Arc<Broker>) -> Result<f64> {
-    let broker = broker.clone();
-    tokio::task::spawn_blocking(move || broker.metric("hotline_sessions")).await?
+async fn sessions(admin: Admin) -> Result<f64> {
+    tokio::task::spawn_blocking(move || admin.metric("hotline_sessions")).await?
 }
 
 /// Polls `hotline_sessions` every 10 ms until it is 0 (Ok: how long since this was called)
 /// or `deadline` passes (Err: the sessions left).
-async fn drain(broker: &Arc<Broker>, deadline: Instant) -> Result<Result<Duration, u64>> {
+async fn drain(admin: Admin, deadline: Instant) -> Result<Result<Duration, u64>> {
     let started = Instant::now();
     loop {
-        let left = sessions(broker).await?;
+        let left = sessions(admin).await?;
         if left == 0.0 {
             return Ok(Ok(started.elapsed()));
         }

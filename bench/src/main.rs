@@ -1,7 +1,11 @@
-//! `hotline-bench`: load workloads against the real broker binary over QUIC.
+//! `hotline-bench`: load workloads against the real broker binary over QUIC, one it starts
+//! or one already running (`--addr`).
 //!
-//! - `online` (the default, also run when no workload is named): message throughput and
-//!   `Sent` latency.
+//! - `online` (the default, also run when no workload is named): messages to online
+//!   recipients with receipts: messages/s, send→sent/delivered/receipt latency, broker CPU
+//!   per message and memory; `--peer mosquitto,nats` runs the same load against those.
+//! - `offline`: fill offline recipients' queues, then connect them: drain rate and disk.
+//! - `swap`: `online` at a fixed rate while the router plugin file is replaced.
 //! - `connections`: login bursts, held connections and mass closes: logins/s, login latency,
 //!   broker memory per connection and after close, UDP drops.
 //!
@@ -10,8 +14,14 @@
 //! `hotline` binary that sits beside it). CI keeps each workload working with `--quick`.
 
 mod connections;
+mod figures;
+mod load;
+mod offline;
 mod online;
+mod peers;
+mod swap;
 mod sys;
+mod target;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -32,8 +42,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
-    /// Message throughput and Sent latency (the default workload).
+    /// Messages between online clients, each answered by a delivered receipt: messages/s,
+    /// latency, broker CPU and memory; `--peer` compares with Mosquitto and NATS (default).
     Online(online::Args),
+    /// Fill offline recipients' queues, then connect them: drain rate, disk at peak and after.
+    Offline(offline::Args),
+    /// `online` at a fixed rate while the router plugin is replaced: lost and failed
+    /// messages, latency around swaps, time until the new version serves.
+    Swap(swap::Args),
     /// Login bursts, held connections and mass closes: logins/s, login latency, broker
     /// memory per connection and after close, UDP drops.
     Connections(connections::Args),
@@ -45,6 +61,8 @@ async fn main() -> Result<()> {
     match cli.workload {
         None => online::run(cli.online).await,
         Some(Workload::Online(args)) => online::run(args).await,
+        Some(Workload::Offline(args)) => offline::run(args).await,
+        Some(Workload::Swap(args)) => swap::run(args).await,
         Some(Workload::Connections(args)) => connections::run(args).await,
     }
 }

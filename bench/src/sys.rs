@@ -1,6 +1,7 @@
-//! What the benchmark reads from Linux about a process and a socket: resident memory and
-//! CPU time from /proc/<pid>, UDP receive drops from /proc/net/udp{,6} and /proc/net/snmp,
-//! and the open-file limit (each client holds a UDP socket).
+//! What the benchmark reads from Linux about a process, a socket and a folder: resident
+//! memory and CPU time from /proc/<pid>, UDP receive drops from /proc/net/udp{,6} and
+//! /proc/net/snmp, disk usage of a folder (as `du`), and the open-file limit (each client
+//! holds a UDP socket).
 
 use anyhow::{bail, Context, Result};
 
@@ -20,6 +21,56 @@ pub fn cpu_secs(pid: &str) -> Result<f64> {
         bail!("sysconf(_SC_CLK_TCK) failed");
     }
     Ok((ticks(14)? + ticks(15)?) as f64 / per_sec as f64)
+}
+
+/// A process whose CPU time and memory are read from /proc.
+#[derive(Debug, Clone)]
+pub struct Process(String);
+
+impl Process {
+    pub fn new(pid: u32) -> Process {
+        Process(pid.to_string())
+    }
+
+    /// The benchmark's own process.
+    pub fn this() -> Process {
+        Process("self".into())
+    }
+
+    /// CPU time (user + system) used so far, in seconds.
+    pub fn cpu_secs(&self) -> Result<f64> {
+        cpu_secs(&self.0)
+    }
+
+    /// Resident memory (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        rss_bytes(&self.0)
+    }
+}
+
+/// Disk space the files under `dir` take (allocated blocks, as `du` counts them), in bytes.
+pub fn disk_bytes(dir: &std::path::Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // A folder removed while walking (a compaction) counts as empty.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// `RcvbufErrors` of the whole system's UDP (IPv4) from /proc/net/snmp: drops at every
