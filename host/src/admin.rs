@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,6 +14,8 @@ use axum::{Json, Router};
 use crate::broker::Broker;
 use crate::policy::Slot;
 use crate::server::UdpStats;
+
+mod process;
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -72,25 +74,43 @@ async fn rollback(State(broker): State<Arc<Broker>>, Path(slot): Path<String>) -
     }
 }
 
-async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
-    let mut out = String::new();
+/// The content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics(State(Admin { broker, udp }): State<Admin>) -> Response {
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], exposition(&broker, &udp)).into_response()
+}
+
+/// Prometheus text: every family with its `# HELP` and `# TYPE`, counters named `…_total`,
+/// and label sets that never change on a series (what moves is a gauge's label set, as with
+/// `hotline_plugin_version_info`).
+fn exposition(broker: &Broker, udp: &UdpStats) -> String {
+    let mut out = Exposition::default();
+    out.family("hotline_build_info", "gauge", "Always 1; the label says which broker version serves.");
+    out.sample("hotline_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+    if let Some(process) = process::read() {
+        out.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        out.sample("process_resident_memory_bytes", &[], process.resident_bytes);
+        out.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        out.sample("process_cpu_seconds_total", &[], process.cpu_seconds);
+        out.family("process_open_fds", "gauge", "Number of open file descriptors.");
+        out.sample("process_open_fds", &[], process.open_fds);
+        out.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+        out.sample("process_start_time_seconds", &[], process.start_time_seconds);
+    }
+
     let stats = broker.committer.stats();
-    let _ = writeln!(out, "# TYPE hotline_sessions gauge\nhotline_sessions {}", broker.sessions.len());
-    let _ = writeln!(out, "# TYPE hotline_commit_queue gauge\nhotline_commit_queue {}", broker.committer.queue_len());
-    let _ = writeln!(out, "# TYPE hotline_commit_groups_total counter\nhotline_commit_groups_total {}", stats.groups.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# TYPE hotline_commit_jobs_total counter\nhotline_commit_jobs_total {}", stats.jobs.load(Ordering::Relaxed));
+    out.gauge("hotline_sessions", "Logged-in sessions (numbers online).", broker.sessions.len());
+    out.gauge("hotline_commit_queue", "Jobs waiting for the storage committer.", broker.committer.queue_len());
+    out.counter("hotline_commit_groups_total", "Commit groups written (one fsync each in fsync mode).", stats.groups.load(Ordering::Relaxed));
+    out.counter("hotline_commit_jobs_total", "Storage jobs committed.", stats.jobs.load(Ordering::Relaxed));
     let health = broker.store.health().report();
-    let _ = writeln!(out, "# HELP hotline_storage_poisoned 1 once storage refuses writes after a failed write or fsync (until restart).");
-    let _ = writeln!(out, "# TYPE hotline_storage_poisoned gauge\nhotline_storage_poisoned {}", u8::from(health.poisoned_by.is_some()));
-    let _ = writeln!(out, "# HELP hotline_committer_running 1 while the committer thread serves; 0 once it stopped after a panic (until restart).");
-    let _ = writeln!(out, "# TYPE hotline_committer_running gauge\nhotline_committer_running {}", u8::from(health.committer_stopped.is_none()));
-    let _ = writeln!(out, "# HELP hotline_committer_job_panics_total Storage jobs that panicked and failed alone (a bug; see the log).");
-    let _ = writeln!(out, "# TYPE hotline_committer_job_panics_total counter\nhotline_committer_job_panics_total {}", health.job_panics);
-    let _ = writeln!(out, "# HELP hotline_storage_failed_writes_total Commit groups or jobs that storage refused.");
-    let _ = writeln!(out, "# TYPE hotline_storage_failed_writes_total counter\nhotline_storage_failed_writes_total {}", health.failed_writes);
+    out.gauge("hotline_storage_poisoned", "1 once storage refuses writes after a failed write or fsync (until restart).", u8::from(health.poisoned_by.is_some()));
+    out.gauge("hotline_committer_running", "1 while the committer thread serves; 0 once it stopped after a panic (until restart).", u8::from(health.committer_stopped.is_none()));
+    out.counter("hotline_committer_job_panics_total", "Storage jobs that panicked and failed alone (a bug; see the log).", health.job_panics);
+    out.counter("hotline_storage_failed_writes_total", "Commit groups or jobs that storage refused.", health.failed_writes);
     if let Ok(bytes) = broker.store.disk_space() {
-        let _ = writeln!(out, "# HELP hotline_storage_disk_bytes Bytes the storage folder occupies on disk (allocated blocks).");
-        let _ = writeln!(out, "# TYPE hotline_storage_disk_bytes gauge\nhotline_storage_disk_bytes {bytes}");
+        out.gauge("hotline_storage_disk_bytes", "Bytes the storage folder occupies on disk (allocated blocks).", bytes);
     }
     let gauges = [
         ("hotline_connection_inbound_bytes", "Bytes of decoded frames waiting for their session, all connections.", &broker.gauges.inbound_bytes),
@@ -98,50 +118,84 @@ async fn metrics(State(Admin { broker, udp }): State<Admin>) -> String {
         ("hotline_connection_pending_send_bytes", "Bytes of message bodies received and not yet committed, all connections.", &broker.gauges.pending_send_bytes),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Ordering::Relaxed));
+        out.gauge(name, help, value.load(Ordering::Relaxed));
     }
-    let _ = writeln!(out, "# HELP hotline_udp_receive_buffer_bytes The QUIC socket's receive buffer as the kernel reports it.");
-    let _ = writeln!(out, "# TYPE hotline_udp_receive_buffer_bytes gauge\nhotline_udp_receive_buffer_bytes {}", udp.granted.receive);
+    out.gauge("hotline_udp_receive_buffer_bytes", "The QUIC socket's receive buffer as the kernel reports it.", udp.granted.receive);
     if let Some(drops) = udp.drops() {
-        let _ = writeln!(out, "# HELP hotline_udp_receive_drops_total Datagrams the kernel dropped at the QUIC socket because its receive buffer was full.");
-        let _ = writeln!(out, "# TYPE hotline_udp_receive_drops_total counter\nhotline_udp_receive_drops_total {drops}");
+        out.counter("hotline_udp_receive_drops_total", "Datagrams the kernel dropped at the QUIC socket because its receive buffer was full.", drops);
     }
     if let Some(memory) = crate::memory::allocator_stats() {
-        let _ = writeln!(out, "# HELP hotline_memory_allocated_bytes Bytes the broker has allocated and not freed.");
-        let _ = writeln!(out, "# TYPE hotline_memory_allocated_bytes gauge\nhotline_memory_allocated_bytes {}", memory.allocated);
-        let _ = writeln!(out, "# HELP hotline_memory_resident_bytes Bytes in pages the allocator holds from the system, free ones not yet returned included.");
-        let _ = writeln!(out, "# TYPE hotline_memory_resident_bytes gauge\nhotline_memory_resident_bytes {}", memory.resident);
+        out.gauge("hotline_memory_allocated_bytes", "Bytes the broker has allocated and not freed.", memory.allocated);
+        out.gauge("hotline_memory_resident_bytes", "Bytes in pages the allocator holds from the system, free ones not yet returned included.", memory.resident);
     }
-    let _ = writeln!(out, "# HELP hotline_policy_questions Questions handed to the plugin threads and not yet answered (at most one per connection).");
-    let _ = writeln!(out, "# TYPE hotline_policy_questions gauge\nhotline_policy_questions {}", broker.policy.pending());
+    out.gauge("hotline_policy_questions", "Questions handed to the plugin threads and not yet answered (at most one per connection).", broker.policy.pending());
+
     let report = broker.plugins.report();
-    let _ = writeln!(out, "# TYPE hotline_plugin_calls_total counter");
+    out.family("hotline_plugin_version_info", "gauge", "1 per loaded plugin version; state is current, probation, previous or rolled-back.");
     for v in &report.versions {
-        let _ = writeln!(out, "hotline_plugin_calls_total{{slot=\"{}\",version=\"{}\",state=\"{}\"}} {}", v.slot, v.version, v.state, v.calls);
+        out.sample("hotline_plugin_version_info", &[("slot", v.slot.name()), ("version", &v.version), ("state", v.state)], 1);
     }
-    let _ = writeln!(out, "# HELP hotline_plugin_errors_total Failed plugin calls by kind: timeout, trap, instantiation, memory.");
-    let _ = writeln!(out, "# TYPE hotline_plugin_errors_total counter");
+    out.family("hotline_plugin_calls_total", "counter", "Calls to a plugin version (a batch of routed messages is one call).");
+    for v in &report.versions {
+        out.sample("hotline_plugin_calls_total", &[("slot", v.slot.name()), ("version", &v.version)], v.calls);
+    }
+    out.family("hotline_plugin_errors_total", "counter", "Failed plugin calls by kind: timeout, trap, instantiation, memory.");
     for v in &report.versions {
         for (kind, errors) in &v.error_kinds {
-            let _ = writeln!(
-                out,
-                "hotline_plugin_errors_total{{slot=\"{}\",version=\"{}\",state=\"{}\",kind=\"{kind}\"}} {errors}",
-                v.slot, v.version, v.state
-            );
+            out.sample("hotline_plugin_errors_total", &[("slot", v.slot.name()), ("version", &v.version), ("kind", kind)], *errors);
         }
     }
-    let refused = broker.plugins.refused_total();
-    let rolled = broker.plugins.rollbacks_total();
-    let _ = writeln!(out, "# TYPE hotline_plugin_refused_total counter\nhotline_plugin_refused_total {refused}");
-    let _ = writeln!(out, "# TYPE hotline_plugin_rollbacks_total counter\nhotline_plugin_rollbacks_total {rolled}");
-    let _ = writeln!(out, "# TYPE hotline_plugin_counter counter");
+    out.counter("hotline_plugin_refused_total", "Plugin files refused since start, every slot.", broker.plugins.refused_total());
+    out.counter("hotline_plugin_rollbacks_total", "Automatic plugin rollbacks since start, every slot.", broker.plugins.rollbacks_total());
+    out.family("hotline_plugin_counter_total", "counter", "A plugin's own counters (metrics.counter-add), by slot and name.");
     for (slot, counters) in &report.counters {
         for (name, value) in counters {
             let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-            let _ = writeln!(out, "hotline_plugin_counter{{slot=\"{slot}\",name=\"{name}\"}} {value}");
+            out.sample("hotline_plugin_counter_total", &[("slot", slot), ("name", &name)], *value);
         }
     }
-    out
+    out.text
+}
+
+/// Writes the text exposition format.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    /// The `# HELP` and `# TYPE` lines that open a family.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let help = help.replace('\\', r"\\").replace('\n', r"\n");
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample line; label values are escaped.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (label, value)) in labels.iter().enumerate() {
+                let value = value.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n");
+                let _ = write!(self.text, "{}{label}=\"{value}\"", if i == 0 { "" } else { "," });
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    /// A family of one unlabelled gauge.
+    fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, "gauge", help);
+        self.sample(name, &[], value);
+    }
+
+    /// A family of one unlabelled counter.
+    fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+        debug_assert!(name.ends_with("_total"), "counter {name} does not end in _total");
+        self.family(name, "counter", help);
+        self.sample(name, &[], value);
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +207,20 @@ mod tests {
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn exposition_lines_escape_label_values_and_help() {
+        let mut out = Exposition::default();
+        out.family("x_total", "counter", "back\\slash and\nnewline");
+        out.sample("x_total", &[("a", "q\"uote"), ("b", "back\\slash\nnl")], 3);
+        out.gauge("y", "A gauge.", 0.5);
+        assert_eq!(
+            out.text,
+            "# HELP x_total back\\\\slash and\\nnewline\n# TYPE x_total counter\n\
+             x_total{a=\"q\\\"uote\",b=\"back\\\\slash\\nnl\"} 3\n\
+             # HELP y A gauge.\n# TYPE y gauge\ny 0.5\n"
+        );
     }
 
     #[tokio::test]

@@ -156,6 +156,13 @@ impl Broker {
 
     /// `GET path` on the admin endpoint: the status code and the body.
     pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
+        let (status, _, body) = self.admin_get_with_headers(path)?;
+        Ok((status, body))
+    }
+
+    /// `GET path` on the admin endpoint: the status code, the response headers (names in
+    /// lower case) and the body.
+    pub fn admin_get_with_headers(&self, path: &str) -> Result<(u16, Vec<(String, String)>, String)> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.admin).context("connecting to the admin endpoint")?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -163,8 +170,14 @@ impl Broker {
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        Ok((status, body))
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+            .collect();
+        Ok((status, headers, body.to_string()))
     }
 
     /// The value of a metric line `name` (exactly, labels included) in `/metrics`.
