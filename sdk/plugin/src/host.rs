@@ -23,7 +23,7 @@ pub trait Host {
     fn now_ms(&self) -> u64;
     /// A random u64 from the host's secure generator.
     fn random_u64(&self) -> u64;
-    /// Adds `value` to the counter `name` (exported as `hotline_plugin_counter{slot,name}`).
+    /// Adds `value` to the counter `name` (exported as `hotline_plugin_counter_total{slot,name}`).
     fn counter_add(&self, name: &str, value: u64);
     /// Sends an SMS through the broker's provider. Only registrar plugins have this
     /// capability; elsewhere it returns an error.
