@@ -91,6 +91,9 @@ pub struct Broker {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// HTTP response headers: (name in lower case, value), in order.
+pub type Headers = Vec<(String, String)>;
+
 impl Broker {
     /// Starts a broker in a fresh temporary data folder.
     pub fn start() -> Result<Broker> {
@@ -162,7 +165,7 @@ impl Broker {
 
     /// `GET path` on the admin endpoint: the status code, the response headers (names in
     /// lower case) and the body.
-    pub fn admin_get_with_headers(&self, path: &str) -> Result<(u16, Vec<(String, String)>, String)> {
+    pub fn admin_get_with_headers(&self, path: &str) -> Result<(u16, Headers, String)> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.admin).context("connecting to the admin endpoint")?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
