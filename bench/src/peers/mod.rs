@@ -9,11 +9,14 @@ pub mod nats;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::load::{Load, Outcome};
+use crate::figures::{self, Meter};
+use crate::load::{self, Load, Outcome, Recorder, Stats};
+use crate::sys::Process;
 
 /// A broker to compare with.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,4 +117,28 @@ pub fn first_line(bin: &Path, arg: &str) -> String {
             String::from_utf8_lossy(&text).lines().next().unwrap_or_default().trim().to_string()
         })
         .unwrap_or_default()
+}
+
+/// Runs one client task per client of `server` (each made by `spawn` with its index and the
+/// run's counters), until every message and receipt arrived or the drain timed out; the
+/// run's figures under `name`.
+pub async fn run_clients<C>(
+    name: String,
+    server: &Server,
+    clients: Vec<C>,
+    load: &Load,
+    quick: bool,
+    spawn: impl Fn(usize, C, Arc<Stats>) -> tokio::task::JoinHandle<Result<Recorder>>,
+) -> Result<Outcome> {
+    let stats = Stats::new(load.total());
+    let mut meter = Meter::start(Some(Process::new(server.pid())))?;
+    let bar = figures::progress(load.total(), quick, &name);
+    let tasks: Vec<_> = clients.into_iter().enumerate().map(|(me, client)| spawn(me, client, stats.clone())).collect();
+    let finish = load::supervise(&stats, &mut meter, &bar, Duration::from_secs(load.drain_timeout_secs)).await;
+    let mut rec = Recorder::new(false);
+    for task in tasks {
+        rec.merge(task.await??)?;
+    }
+    let finish = finish.with_context(|| server.log_text())?;
+    Ok(Outcome::new(name, &stats, finish, &rec))
 }

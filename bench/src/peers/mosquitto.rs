@@ -15,9 +15,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS}
 use tokio::sync::mpsc;
 
 use super::Server;
-use crate::figures::{self, Meter};
 use crate::load::{self, Header, Load, Outcome, Recorder, Stats};
-use crate::sys::Process;
 
 /// Starts Mosquitto, connects and subscribes the clients (not measured), runs the load.
 pub async fn run(load: &Load, quick: bool) -> Result<Outcome> {
@@ -47,21 +45,10 @@ pub async fn run(load: &Load, quick: bool) -> Result<Outcome> {
     for me in 0..load.clients {
         clients.push(connect(me, port, load).await.with_context(|| format!("connecting MQTT client {me}: {}", server.log_text()))?);
     }
-    let stats = Stats::new(load.total());
-    let mut meter = Meter::start(Some(Process::new(server.pid())))?;
-    let bar = figures::progress(load.total(), quick, "mosquitto");
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(me, (client, events))| tokio::spawn(client_loop(me, client, events, load.clone(), stats.clone())))
-        .collect();
-    let finish = load::supervise(&stats, &mut meter, &bar, Duration::from_secs(load.drain_timeout_secs)).await;
-    let mut rec = Recorder::new(false);
-    for task in tasks {
-        rec.merge(task.await??)?;
-    }
-    let finish = finish.with_context(|| server.log_text())?;
-    Ok(Outcome::new(version.replace(" version", ""), &stats, finish, &rec))
+    super::run_clients(version.replace(" version", ""), &server, clients, load, quick, |me, (client, events), stats| {
+        tokio::spawn(client_loop(me, client, events, load.clone(), stats))
+    })
+    .await
 }
 
 /// What a client's event loop task reports to it.

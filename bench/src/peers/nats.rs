@@ -6,7 +6,6 @@
 //! recipient acks it and publishes a receipt (a JetStream publish) to the sender's subject.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use async_nats::jetstream::{self, consumer, stream, Context};
@@ -14,9 +13,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::SeedableRng;
 
 use super::Server;
-use crate::figures::{self, Meter};
 use crate::load::{self, Header, Load, Outcome, Recorder, Stats};
-use crate::sys::Process;
 
 /// Starts the server, makes the stream and the consumers and connects the clients (not
 /// measured), runs the load.
@@ -57,21 +54,10 @@ pub async fn run(load: &Load, quick: bool) -> Result<Outcome> {
         let messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("consuming as {me}: {e}"))?;
         clients.push((js, messages));
     }
-    let stats = Stats::new(load.total());
-    let mut meter = Meter::start(Some(Process::new(server.pid())))?;
-    let bar = figures::progress(load.total(), quick, "nats");
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(me, (js, messages))| tokio::spawn(client_loop(me, js, messages, load.clone(), stats.clone())))
-        .collect();
-    let finish = load::supervise(&stats, &mut meter, &bar, Duration::from_secs(load.drain_timeout_secs)).await;
-    let mut rec = Recorder::new(false);
-    for task in tasks {
-        rec.merge(task.await??)?;
-    }
-    let finish = finish.with_context(|| server.log_text())?;
-    Ok(Outcome::new(version, &stats, finish, &rec))
+    super::run_clients(version, &server, clients, load, quick, |me, (js, messages), stats| {
+        tokio::spawn(client_loop(me, js, messages, load.clone(), stats))
+    })
+    .await
 }
 
 type AckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = (Option<u32>, Result<(), String>)> + Send>>;

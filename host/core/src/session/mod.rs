@@ -193,15 +193,12 @@ impl Session {
             self.unsubmitted_bytes += body.len();
         }
         match input {
-            Input::Answered { ticket, reply } => {
-                self.answered(now, ticket, reply, ports);
+            // A reply may unblock the frames held behind it.
+            input if !from_stream(&input) => {
+                self.dispatch(now, input, ports);
                 self.take_held(now, ports);
             }
-            Input::Committed { ticket, result } => {
-                self.committed(ticket, result);
-                self.take_held(now, ports);
-            }
-            input if from_stream(&input) && (self.blocked() || !self.held.is_empty()) => self.held.push_back(input),
+            input if self.blocked() || !self.held.is_empty() => self.held.push_back(input),
             input => {
                 if let Some(input) = self.take(now, input, ports) {
                     self.held.push_back(input);
@@ -280,14 +277,10 @@ impl Session {
         self.asking.is_some() || self.barrier.is_some()
     }
 
-    /// Takes an input that is not a reply, or gives it back when it must wait for a
+    /// Takes an input from the client's stream, or gives it back when it must wait for a
     /// question it caused to be asked (the sends or acks before it). Sends and acks gather
     /// into batches; anything else from the stream first flushes them, to keep order.
     fn take(&mut self, now: Millis, input: Input, ports: &Ports<'_>) -> Option<Input> {
-        if !from_stream(&input) {
-            self.dispatch(now, input, ports);
-            return None;
-        }
         let online = matches!(self.stage, Stage::Online { .. });
         match input {
             Input::Frame(ClientFrame::Send { client_id, to, body }) if online => {
