@@ -22,6 +22,62 @@ pub struct Config {
     pub tls: TlsConfig,
     pub plugins: PluginsConfig,
     pub admin: AdminConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Queue monitoring: how often every queue is sampled, when a kind of queue raises an alert
+/// (its largest queue holds at least `<kind>_items` for `<kind>_for_secs`; `0` items turns
+/// the kind off), and where alerts go besides the log, the metrics and the console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Sample period, in milliseconds.
+    pub sample_ms: u64,
+    /// URL that receives each raised and cleared alert as a JSON POST (retried with back-off).
+    pub webhook: Option<String>,
+    /// A recipient's stored queue (messages and receipts waiting for the number).
+    pub stored_items: u64,
+    pub stored_for_secs: u64,
+    /// A connection's outbound mailbox (frames waiting to be written; 512 at most).
+    pub mailbox_items: u64,
+    pub mailbox_for_secs: u64,
+    /// A plugin slot's call queue (questions waiting for or on the plugin threads).
+    pub plugin_items: u64,
+    pub plugin_for_secs: u64,
+    /// The commit queue (jobs waiting for the committer; 4096 at most).
+    pub commit_items: u64,
+    pub commit_for_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            sample_ms: 1000,
+            webhook: None,
+            stored_items: 10_000,
+            stored_for_secs: 300,
+            mailbox_items: 256,
+            mailbox_for_secs: 30,
+            plugin_items: 64,
+            plugin_for_secs: 10,
+            commit_items: 2048,
+            commit_for_secs: 10,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The rules in [`crate::monitor::QueueKind::ALL`] order.
+    pub fn rules(&self) -> [crate::monitor::Rule; 4] {
+        use crate::monitor::Rule;
+        let rule = |items, secs: u64| Rule { items, for_ms: secs.saturating_mul(1000) };
+        [
+            rule(self.stored_items, self.stored_for_secs),
+            rule(self.mailbox_items, self.mailbox_for_secs),
+            rule(self.plugin_items, self.plugin_for_secs),
+            rule(self.commit_items, self.commit_for_secs),
+        ]
+    }
 }
 
 /// The WebAssembly plugins: where they live and the limits they run under.
@@ -144,6 +200,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             plugins: PluginsConfig::default(),
             admin: AdminConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -199,6 +256,14 @@ impl Config {
         }
         if self.limits.delivery_window == 0 {
             return Err(ConfigError::Invalid("limits.delivery_window must be at least 1".into()));
+        }
+        if !(10..=3_600_000).contains(&self.alerts.sample_ms) {
+            return Err(ConfigError::Invalid("alerts.sample_ms must be 10..=3600000".into()));
+        }
+        if let Some(url) = &self.alerts.webhook {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!("alerts.webhook must be an http:// or https:// URL, not {url:?}")));
+            }
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };

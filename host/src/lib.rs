@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 pub mod expiry;
 pub mod memory;
+pub mod monitor;
 pub mod plugins;
 pub mod policy;
 pub mod scaffold;

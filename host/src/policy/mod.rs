@@ -25,8 +25,9 @@ type Asked = (Question, oneshot::Sender<Result<Reply, PolicyError>>);
 /// a session has at most one question out, so it holds at most one per connection.
 pub struct PolicyThreads {
     queue: crossbeam_channel::Sender<Asked>,
-    /// Questions handed in and not yet answered (waiting or being answered).
-    pending: Arc<AtomicUsize>,
+    /// Questions handed in and not yet answered (waiting or being answered), per slot in
+    /// [`Slot::ALL`] order: the plugin call queues the monitor watches.
+    pending: Arc<[AtomicUsize; 3]>,
 }
 
 impl PolicyThreads {
@@ -36,7 +37,7 @@ impl PolicyThreads {
     pub fn start(threads: usize, policy: Arc<dyn Policy>, locks: Arc<RegistrationLocks>) -> std::io::Result<PolicyThreads> {
         let threads = threads.max(1);
         let (queue, questions) = crossbeam_channel::unbounded::<Asked>();
-        let pending = Arc::new(AtomicUsize::new(0));
+        let pending: Arc<[AtomicUsize; 3]> = Arc::default();
         for n in 0..threads {
             let (questions, policy, locks, pending) = (questions.clone(), policy.clone(), locks.clone(), pending.clone());
             std::thread::Builder::new().name(format!("hotline-plugin-{n}")).spawn(move || {
@@ -48,7 +49,7 @@ impl PolicyThreads {
                             tracing::error!(%slot, "a plugin call panicked in the host (a bug)");
                             Err(PolicyError::Failed { slot, detail: "the plugin host panicked".into() })
                         });
-                    pending.fetch_sub(1, Ordering::Relaxed);
+                    pending[slot as usize].fetch_sub(1, Ordering::Relaxed);
                     // The session may have gone meanwhile; its reply is not needed then.
                     let _ = reply_to.send(reply);
                 }
@@ -60,10 +61,11 @@ impl PolicyThreads {
     /// Hands `question` to the threads; the receiver yields the reply.
     pub fn ask(&self, question: Question) -> oneshot::Receiver<Result<Reply, PolicyError>> {
         let (reply_to, reply) = oneshot::channel();
-        self.pending.fetch_add(1, Ordering::Relaxed);
+        let slot = question.slot();
+        self.pending[slot as usize].fetch_add(1, Ordering::Relaxed);
         if let Err(crossbeam_channel::SendError((question, reply_to))) = self.queue.send((question, reply_to)) {
             // Only while shutting down: no thread is left to ask.
-            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.pending[slot as usize].fetch_sub(1, Ordering::Relaxed);
             let detail = "the plugin threads have stopped".to_string();
             let _ = reply_to.send(Err(PolicyError::Failed { slot: question.slot(), detail }));
         }
@@ -72,7 +74,12 @@ impl PolicyThreads {
 
     /// Questions handed in and not yet answered.
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
+        self.pending.iter().map(|p| p.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Questions handed in and not yet answered, per slot.
+    pub fn pending_by_slot(&self) -> [(Slot, usize); 3] {
+        Slot::ALL.map(|slot| (slot, self.pending[slot as usize].load(Ordering::Relaxed)))
     }
 }
 
