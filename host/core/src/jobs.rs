@@ -59,6 +59,7 @@ impl JobOutcome {
     pub fn refused(&self) -> bool {
         matches!(self, JobOutcome::QueueFull { .. })
     }
+}
 
 impl Job {
     /// Whether the job may write (the committer then waits for durability before answering).
