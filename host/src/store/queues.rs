@@ -63,7 +63,7 @@ impl QueueIndex {
         }
         // A min-heap of the best `n` so far: (len, Reverse(number)) orders longer first and,
         // among equals, the smaller number first.
-        let mut heap: BinaryHeap<Reverse<(u64, Reverse<String>)>> = BinaryHeap::with_capacity(n + 1);
+        let mut heap: BinaryHeap<Reverse<(u64, Reverse<String>)>> = BinaryHeap::with_capacity(n.min(self.counts.len()) + 1);
         for entry in self.counts.iter() {
             let candidate = (*entry.value(), Reverse(entry.key().clone()));
             if heap.len() < n {

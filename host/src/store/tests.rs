@@ -291,7 +291,8 @@ fn send_job(from: &str, client_id: u64, to: &[&str], max_queue_items: u64) -> ho
 /// removal) equals a fresh scan at every step, and again after a restart rebuilds it.
 #[tokio::test]
 async fn queue_index_recovery_equals_a_fresh_scan_after_acks_expiry_purges_and_a_restart() {
-    use hotline_core::{AckedMessage, Job as CoreJob, JobOutcome};
+    use hotline_core::jobs::AckedMessage;
+    use hotline_core::{Job as CoreJob, JobOutcome};
     const ALICE: &str = "+15550000001";
     const BOB: &str = "+15550000002";
     const CAROL: &str = "+15550000003";
