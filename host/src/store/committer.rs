@@ -17,6 +17,7 @@
 //! once with [`StoreError::CommitterStopped`] instead of waiting forever.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,8 +25,6 @@ use std::sync::Arc;
 use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
 use hotline_core::{commit_group, Job as CoreJob, JobOutcome, Journal, Staged};
 use tokio::sync::{mpsc, oneshot};
-
-use std::collections::HashMap;
 
 use super::queues::QueueDeltas;
 use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, StoredItem};
