@@ -300,7 +300,13 @@ async fn queue_index_recovery_equals_a_fresh_scan_after_acks_expiry_purges_and_a
     let (store, committer, _) = open(dir.path());
     for phone in [ALICE, BOB, CAROL] {
         let account = Account { key_hash: [0; 32], registered_at_ms: 42 };
-        committer.commit(move |txn| Ok(txn.put_account(phone, &account))).await.unwrap();
+        committer
+            .commit(move |txn| {
+                txn.put_account(phone, &account);
+                Ok(())
+            })
+            .await
+            .unwrap();
     }
     assert_eq!(index_equals_a_fresh_scan(&store).len(), 0);
 
@@ -426,7 +432,13 @@ async fn a_purge_of_a_queue_longer_than_one_chunk_takes_it_all_and_accounts_list
 
     for i in 0..5u64 {
         let account = Account { key_hash: [0; 32], registered_at_ms: 100 + i };
-        committer.commit(move |txn| Ok(txn.put_account(&format!("+155500000{i:02}"), &account))).await.unwrap();
+        committer
+            .commit(move |txn| {
+                txn.put_account(&format!("+155500000{i:02}"), &account);
+                Ok(())
+            })
+            .await
+            .unwrap();
     }
     let first = store.list_accounts(None, 2).unwrap();
     assert_eq!(first.accounts.iter().map(|a| (a.phone.as_str(), a.registered_at_ms)).collect::<Vec<_>>(), [("+15550000000", 100), ("+15550000001", 101)]);

@@ -89,8 +89,8 @@ pub enum ErrorCode {
     /// 7. A transient failure (storage, policy plugin); the same request may be retried.
     Retryable,
     /// 8. A recipient's stored queue is full (`limits.max_queue_items`): nothing was
-    /// stored; the same send may succeed once the recipient has taken items. Protocol
-    /// version 2 only: a version-1 session gets [`ErrorCode::RateLimited`] instead.
+    ///    stored; the same send may succeed once the recipient has taken items. Protocol
+    ///    version 2 only: a version-1 session gets [`ErrorCode::RateLimited`] instead.
     QueueFull,
 }
 
