@@ -158,7 +158,15 @@ pub struct LimitsConfig {
     pub delivery_window: usize,
     /// A connection that sends nothing (not even QUIC keep-alives) for this long is closed.
     pub idle_timeout_secs: u64,
+    /// Items (messages and receipts) a recipient's stored queue may hold before a `Send` to
+    /// it is refused (`QueueFull`, or `RateLimited` to a version-1 client); nothing stored
+    /// is dropped, and the broker's receipts are queued regardless. Default
+    /// [`DEFAULT_MAX_QUEUE_ITEMS`]; at least 1 (0 is refused, there is no "unlimited").
+    pub max_queue_items: u64,
 }
+
+/// The default of `limits.max_queue_items`.
+pub const DEFAULT_MAX_QUEUE_ITEMS: u64 = 100_000;
 
 /// The QUIC listener's UDP socket.
 #[derive(Debug, Clone, Deserialize)]
@@ -213,7 +221,12 @@ impl Default for StorageConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_body_bytes: hotline_protocol::MAX_BODY_LEN, delivery_window: 256, idle_timeout_secs: 60 }
+        LimitsConfig {
+            max_body_bytes: hotline_protocol::MAX_BODY_LEN,
+            delivery_window: 256,
+            idle_timeout_secs: 60,
+            max_queue_items: DEFAULT_MAX_QUEUE_ITEMS,
+        }
     }
 }
 
@@ -264,6 +277,11 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!("alerts.webhook must be an http:// or https:// URL, not {url:?}")));
             }
+        }
+        if self.limits.max_queue_items == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_queue_items must be at least 1 (default {DEFAULT_MAX_QUEUE_ITEMS}); there is no unlimited setting"
+            )));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
@@ -322,6 +340,11 @@ mod tests {
         assert_eq!(chain.matches("unknown field").count(), 1, "{chain}");
         std::fs::write(&path, "[limits]\nmax_body_bytes = 0\n").unwrap();
         assert!(Config::load(&path).unwrap_err().to_string().contains("max_body_bytes"));
+        std::fs::write(&path, "[limits]\nmax_queue_items = 0\n").unwrap();
+        assert!(Config::load(&path).unwrap_err().to_string().contains("limits.max_queue_items must be at least 1"));
+        std::fs::write(&path, "[limits]\nmax_queue_items = 5\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().limits.max_queue_items, 5);
+        assert_eq!(Config::default().limits.max_queue_items, 100_000);
         std::fs::write(&path, "[storage]\ndurability = \"buffered\"\n").unwrap();
         assert_eq!(Config::load(&path).unwrap().storage.durability, Durability::Buffered);
     }

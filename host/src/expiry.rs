@@ -24,9 +24,19 @@ pub async fn expire(broker: &Broker) -> Result<usize, StoreError> {
         .await
         .map_err(|_| StoreError::Closed)??;
     let removed = expired.items.len();
+    // An item acked since the scan is gone: its dequeue changes nothing, also not the
+    // queue index.
     delete_in_chunks(broker, expired.items, |txn, (user, id)| txn.dequeue(user, *id)).await?;
-    delete_in_chunks(broker, expired.delivered, |txn, (reader, id)| txn.delete_delivered(reader, *id)).await?;
-    delete_in_chunks(broker, expired.records, |txn, key| txn.delete_idempotency(key)).await?;
+    delete_in_chunks(broker, expired.delivered, |txn, (reader, id)| {
+        txn.delete_delivered(reader, *id);
+        Ok(())
+    })
+    .await?;
+    delete_in_chunks(broker, expired.records, |txn, key| {
+        txn.delete_idempotency(key);
+        Ok(())
+    })
+    .await?;
     if removed > 0 {
         tracing::info!(removed, "expired undelivered items");
     }
@@ -37,7 +47,7 @@ pub async fn expire(broker: &Broker) -> Result<usize, StoreError> {
 async fn delete_in_chunks<T: Send + 'static>(
     broker: &Broker,
     entries: Vec<T>,
-    delete: fn(&mut Txn<'_>, &T),
+    delete: fn(&mut Txn<'_>, &T) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut entries = entries.into_iter().peekable();
     while entries.peek().is_some() {
@@ -46,7 +56,7 @@ async fn delete_in_chunks<T: Send + 'static>(
             .committer
             .commit(move |txn| {
                 for entry in &chunk {
-                    delete(txn, entry);
+                    delete(txn, entry)?;
                 }
                 Ok(())
             })

@@ -11,8 +11,10 @@ use crate::txn::Txn;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
     /// Store a message in every recipient's queue under one new id, once per
-    /// `(from, client_id)`: a retry answers the id stored the first time.
-    Send { from: String, client_id: u64, recipients: Vec<String>, sent_at_ms: u64, body: Vec<u8> },
+    /// `(from, client_id)`: a retry answers the id stored the first time. Refused, storing
+    /// nothing, when a recipient's queue already holds `max_queue_items` items or more
+    /// ([`JobOutcome::QueueFull`]).
+    Send { from: String, client_id: u64, recipients: Vec<String>, sent_at_ms: u64, body: Vec<u8>, max_queue_items: u64 },
     /// `user` accepted item `id`: dequeue it and, for a message, record the delivery (what
     /// a later `Read` must name) and queue a delivered receipt if policy allowed it; all in
     /// one batch, and nothing if the item is gone already (a duplicate ack).
@@ -45,6 +47,18 @@ pub enum JobOutcome {
     Delivered(Option<DeliveredRecord>),
     /// The job's writes are done (or were not needed).
     Done,
+    /// A [`Job::Send`] refused: `recipient`'s queue holds `items` items, at or over the
+    /// limit. Nothing was staged (no item, no idempotency record), so the same send may be
+    /// tried again later.
+    QueueFull { recipient: String, items: u64 },
+}
+
+impl JobOutcome {
+    /// Whether the job refused and staged nothing although it is a writing job: the
+    /// driver answers it at once, without a commit.
+    pub fn refused(&self) -> bool {
+        matches!(self, JobOutcome::QueueFull { .. })
+    }
 }
 
 impl Job {
@@ -56,9 +70,17 @@ impl Job {
     /// Runs the job against `txn`. An error means nothing of it is written.
     pub fn apply<T: Txn>(self, txn: &mut T) -> Result<JobOutcome, T::Error> {
         match self {
-            Job::Send { from, client_id, recipients, sent_at_ms, body } => {
+            Job::Send { from, client_id, recipients, sent_at_ms, body, max_queue_items } => {
                 if let Some(record) = txn.idempotency(&from, client_id)? {
                     return Ok(JobOutcome::Stored { id: record.id });
+                }
+                // Checked here, in commit order, so sends racing for the last places of a
+                // queue cannot pass the limit together. Receipts are not limited.
+                for r in &recipients {
+                    let items = txn.queue_len(r)?;
+                    if items >= max_queue_items {
+                        return Ok(JobOutcome::QueueFull { recipient: r.clone(), items });
+                    }
                 }
                 let id = txn.alloc_id()?;
                 txn.put_idempotency(&from, client_id, &IdempotencyRecord { id, at_ms: sent_at_ms });
@@ -72,7 +94,7 @@ impl Job {
                 if txn.item(&user, id)?.is_none() {
                     return Ok(JobOutcome::Done);
                 }
-                txn.dequeue(&user, id);
+                txn.dequeue(&user, id)?;
                 if let Some(AckedMessage { sender, receipt }) = message {
                     if receipt {
                         let rid = txn.alloc_id()?;

@@ -135,12 +135,26 @@ impl Txn for MemoryTxn<'_> {
         Ok(self.store.visible.delivered.get(&(reader.to_string(), id)).cloned())
     }
 
+    fn queue_len(&self, user: &str) -> Result<u64, MemoryError> {
+        let range = (user.to_string(), 0)..=(user.to_string(), u64::MAX);
+        let mut len = self.store.visible.queues.range(range).count() as i64;
+        for write in &self.writes {
+            match write {
+                Write::Enqueue(u, id, _) if u == user && !self.store.visible.queues.contains_key(&(u.clone(), *id)) => len += 1,
+                Write::Dequeue(u, id) if u == user && self.store.visible.queues.contains_key(&(u.clone(), *id)) => len -= 1,
+                _ => {}
+            }
+        }
+        Ok(len.max(0) as u64)
+    }
+
     fn enqueue(&mut self, user: &str, id: u64, item: &StoredItem) {
         self.writes.push(Write::Enqueue(user.to_string(), id, item.clone()));
     }
 
-    fn dequeue(&mut self, user: &str, id: u64) {
+    fn dequeue(&mut self, user: &str, id: u64) -> Result<(), MemoryError> {
         self.writes.push(Write::Dequeue(user.to_string(), id));
+        Ok(())
     }
 
     fn put_account(&mut self, phone: &str, account: &Account) {

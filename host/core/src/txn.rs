@@ -16,11 +16,15 @@ pub trait Txn {
     fn idempotency(&self, sender: &str, client_id: u64) -> Result<Option<IdempotencyRecord>, Self::Error>;
     /// The record that `reader` accepted message `id` and has not reported it read.
     fn delivered(&self, reader: &str, id: u64) -> Result<Option<DeliveredRecord>, Self::Error>;
+    /// Items in `user`'s queue (messages and receipts), counting every job committed
+    /// before this one and this transaction's staged writes.
+    fn queue_len(&self, user: &str) -> Result<u64, Self::Error>;
 
     /// Stages `item` as item `id` of `user`'s queue; the user is woken once durable.
     fn enqueue(&mut self, user: &str, id: u64, item: &StoredItem);
-    /// Stages the removal of item `id` from `user`'s queue.
-    fn dequeue(&mut self, user: &str, id: u64);
+    /// Stages the removal of item `id` from `user`'s queue. May read (whether the item is
+    /// there, for the driver's queue lengths), hence the error.
+    fn dequeue(&mut self, user: &str, id: u64) -> Result<(), Self::Error>;
     /// Stages the account record of `phone`.
     fn put_account(&mut self, phone: &str, account: &Account);
     /// Stages the idempotency record of `(sender, client_id)`.

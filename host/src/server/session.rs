@@ -83,6 +83,7 @@ impl Session {
             delivery_window: broker.limits.delivery_window,
             max_body_bytes: broker.limits.max_body_bytes,
             hello_timeout_ms: hello_timeout.as_millis() as u64,
+            max_queue_items: broker.limits.max_queue_items,
         };
         let mut core = hotline_core::Session::new(now_ms(), config);
         let close = loop {

@@ -17,6 +17,7 @@
 //! once with [`StoreError::CommitterStopped`] instead of waiting forever.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
 use hotline_core::{commit_group, Job as CoreJob, JobOutcome, Journal, Staged};
 use tokio::sync::{mpsc, oneshot};
 
+use super::queues::QueueDeltas;
 use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, StoredItem};
 use super::{keys, maintenance, Compacted, Durability, Health, Store, StoreError};
 
@@ -130,6 +132,10 @@ pub struct Txn<'a> {
     bytes: u64,
     /// Deletions staged per [`Compacted`] keyspace, for maintenance.
     deleted: [u64; 3],
+    /// Queue lengths this transaction changes, for the queue index once it commits.
+    queue_deltas: QueueDeltas,
+    /// Queue keys this transaction touched: whether each holds an item after it.
+    queue_keys: HashMap<Vec<u8>, bool>,
 }
 
 impl Txn<'_> {
@@ -153,18 +159,53 @@ impl Txn<'_> {
     }
 
     /// Stages `item` as item `id` of `user`'s queue; the user's session is woken once durable.
+    /// `id` comes from [`Txn::alloc_id`], so it is new: the queue grows by one.
     pub fn enqueue(&mut self, user: &str, id: u64, item: &StoredItem) {
         let (key, value) = (keys::queue_key(user, id), encode(item));
         self.staged(key.len(), value.len(), None);
+        if self.queue_keys.insert(key.clone(), true) != Some(true) {
+            self.queue_deltas.add(user, 1);
+        }
         self.batch.insert(&self.store.queues, key, value);
         self.woken.push(user.to_string());
     }
 
-    /// Stages the removal of item `id` from `user`'s queue.
-    pub fn dequeue(&mut self, user: &str, id: u64) {
+    /// Stages the removal of item `id` from `user`'s queue (the queue shrinks only if the
+    /// item is there: a read of the key, unless this transaction staged it).
+    pub fn dequeue(&mut self, user: &str, id: u64) -> Result<(), StoreError> {
         let key = keys::queue_key(user, id);
+        let present = match self.queue_keys.get(&key) {
+            Some(&present) => present,
+            None => self.store.queues.contains_key(&key)?,
+        };
+        if present {
+            self.queue_deltas.add(user, -1);
+        }
+        self.queue_keys.insert(key.clone(), false);
         self.staged(key.len(), 0, Some(Compacted::Queues));
         self.batch.remove(&self.store.queues, key);
+        Ok(())
+    }
+
+    /// [`Txn::dequeue`] of an item this job just listed from the store (no second read).
+    pub(super) fn dequeue_listed(&mut self, user: &str, id: u64) {
+        let key = keys::queue_key(user, id);
+        if self.queue_keys.insert(key.clone(), false) != Some(false) {
+            self.queue_deltas.add(user, -1);
+        }
+        self.staged(key.len(), 0, Some(Compacted::Queues));
+        self.batch.remove(&self.store.queues, key);
+    }
+
+    /// Items in `user`'s queue, with this transaction's staged changes.
+    pub fn queue_len(&self, user: &str) -> u64 {
+        (self.store.queue_index.len(user) as i64 + self.queue_deltas.of(user)).max(0) as u64
+    }
+
+    /// Stages the removal of the account record of `phone`.
+    pub fn delete_account(&mut self, phone: &str) {
+        self.staged(phone.len(), 0, None);
+        self.batch.remove(&self.store.accounts, phone);
     }
 
     /// Stages the account record of `phone`.
@@ -257,15 +298,20 @@ impl Committer {
     }
 
     /// Queues one of the core's storage jobs. A job that writes is answered once durable;
-    /// one that only reads ([`CoreJob::CheckDelivered`]) as soon as it ran, in commit order.
+    /// one that only reads ([`CoreJob::CheckDelivered`]), fails, or refuses and stages
+    /// nothing (a send to a full queue: [`JobOutcome::refused`]) as soon as it ran, in
+    /// commit order.
     pub async fn submit_job(&self, job: CoreJob) -> Result<Pending<JobOutcome>, StoreError> {
-        if job.writes() {
-            return self.submit(move |txn| job.apply(txn)).await;
-        }
+        let writes = job.writes();
         let (tx, rx) = Reply::new();
-        let job: Job = Box::new(move |txn| {
-            tx.send(job.apply(txn));
-            Staged::Nothing(Box::new(|_| {}))
+        let job: Job = Box::new(move |txn| match job.apply(txn) {
+            Ok(outcome) if writes && !outcome.refused() => {
+                Staged::Writes(Box::new(move |durable: Result<(), StoreError>| tx.send(durable.map(|()| outcome))))
+            }
+            result => {
+                tx.send(result);
+                Staged::Nothing(Box::new(|_| {}))
+            }
         });
         self.tx.send(job).await.map_err(|_| self.gone())?;
         Ok(self.pending(rx))
@@ -390,15 +436,26 @@ impl Journal for FjallJournal {
     type Txn<'t> = Txn<'t>;
 
     fn transact<D>(&mut self, stage: impl FnOnce(&mut Txn<'_>) -> Staged<D>) -> (Staged<D>, Result<Vec<String>, StoreError>) {
-        let mut txn = Txn { store: &self.store, ids: &mut self.ids, batch: self.store.db.batch(), woken: Vec::new(), bytes: 0, deleted: [0; 3] };
+        let mut txn = Txn {
+            store: &self.store,
+            ids: &mut self.ids,
+            batch: self.store.db.batch(),
+            woken: Vec::new(),
+            bytes: 0,
+            deleted: [0; 3],
+            queue_deltas: QueueDeltas::default(),
+            queue_keys: HashMap::new(),
+        };
         let staged = stage(&mut txn);
         if let Staged::Nothing(_) = staged {
             return (staged, Ok(Vec::new()));
         }
-        let Txn { batch, woken, bytes, deleted, .. } = txn;
+        let Txn { batch, woken, bytes, deleted, queue_deltas, .. } = txn;
         let entries = batch.len() as u64;
         match batch.commit() {
             Ok(()) => {
+                // Visible to the next job, so the index moves with it (see `queues.rs`).
+                self.store.queue_index.apply(queue_deltas);
                 self.store.activity.wrote(bytes, entries, &deleted);
                 (staged, Ok(woken))
             }
@@ -439,8 +496,12 @@ impl hotline_core::Txn for Txn<'_> {
         Txn::enqueue(self, user, id, item)
     }
 
-    fn dequeue(&mut self, user: &str, id: u64) {
+    fn dequeue(&mut self, user: &str, id: u64) -> Result<(), StoreError> {
         Txn::dequeue(self, user, id)
+    }
+
+    fn queue_len(&self, user: &str) -> Result<u64, StoreError> {
+        Ok(Txn::queue_len(self, user))
     }
 
     fn put_account(&mut self, phone: &str, account: &Account) {

@@ -9,6 +9,14 @@ pub fn queue_key(user: &str, id: u64) -> Vec<u8> {
     k
 }
 
+/// The prefix of every key of `user`'s queue (also of its delivered records).
+pub fn queue_prefix(user: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user.len() + 1);
+    k.extend_from_slice(user.as_bytes());
+    k.push(0);
+    k
+}
+
 /// The id part of a queue key.
 pub fn queue_key_id(key: &[u8]) -> u64 {
     u64::from_be_bytes(key[key.len() - 8..].try_into().expect("queue key ends in a u64"))

@@ -5,13 +5,17 @@
 //! which applies them in order and shares one fsync among everything that arrived together.
 //! The store implements the core's ports (`ports.rs`: accounts, queue reads) and its
 //! journal (`committer.rs`: `Txn`, `Journal`); the keyspaces stay private to this module.
-//! `maintenance.rs` gives disk back once writes pause (and at shutdown).
+//! `maintenance.rs` gives disk back once writes pause (and at shutdown). `queues.rs` is the
+//! live per-recipient queue index ([`Store::queues`]); `operator.rs` the operator's actions
+//! (purge a queue, remove an account, list accounts).
 
 mod committer;
 mod health;
 mod keys;
 mod maintenance;
+mod operator;
 mod ports;
+mod queues;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +28,8 @@ pub use committer::{CommitStats, Committer, Pending, Txn, WakeHook};
 pub use health::{Health, HealthReport};
 pub use maintenance::{Checkpoint, JOURNAL_SLACK, MIN_DELETES};
 use maintenance::{Activity, Compacted};
+pub use operator::{AccountEntry, AccountsPage};
+pub use queues::QueueIndex;
 pub use records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
 
 /// What can go wrong in storage.
@@ -108,6 +114,8 @@ pub struct Store {
     activity: Arc<Activity>,
     /// Held while a [`Store::checkpoint`] runs.
     maintenance: Arc<Mutex<()>>,
+    /// Items per recipient, kept by the committer (`queues.rs`).
+    queue_index: Arc<QueueIndex>,
 }
 
 impl Store {
@@ -118,9 +126,11 @@ impl Store {
         // A journal left by an earlier run counts as written: the first pause seals it.
         let activity = Activity::default();
         activity.wrote(maintenance::journal_bytes(dir), 0, &[0; 3]);
+        let queues = ks("queues")?;
+        let queue_index = Arc::new(QueueIndex::scan(&queues)?);
         Ok(Store {
             accounts: ks("accounts")?,
-            queues: ks("queues")?,
+            queues,
             idempotency: ks("idempotency")?,
             plugin_kv: ks("plugin_kv")?,
             meta: ks("meta")?,
@@ -131,7 +141,15 @@ impl Store {
             dir: dir.to_path_buf(),
             activity: Arc::new(activity),
             maintenance: Arc::new(Mutex::new(())),
+            queue_index,
         })
+    }
+
+    /// The live per-recipient queue index: items per number, totals and the longest queues,
+    /// without reading storage. Built by a scan at [`Store::open`], then kept exact by the
+    /// committer (it counts what a fresh scan of the open store would).
+    pub fn queues(&self) -> &QueueIndex {
+        &self.queue_index
     }
 
     /// Whether storage accepts writes, for readiness and metrics.
@@ -182,7 +200,8 @@ impl Store {
         }
     }
 
-    /// Number of items queued per user, for the operator (`hotline inspect`).
+    /// Number of items queued per user, for the operator (`hotline inspect`): a full scan
+    /// (a running broker reads [`Store::queues`] instead).
     pub fn queue_lengths(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
         let mut out = std::collections::BTreeMap::new();
         for guard in self.queues.iter() {

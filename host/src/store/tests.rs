@@ -239,7 +239,7 @@ async fn a_checkpoint_gives_the_disk_back_and_loses_nothing() {
     committer
         .commit(move |txn| {
             for &id in &taken {
-                txn.dequeue(USER, id);
+                txn.dequeue(USER, id)?;
             }
             Ok(())
         })
@@ -260,4 +260,192 @@ async fn a_checkpoint_gives_the_disk_back_and_loses_nothing() {
     assert_eq!(items.iter().map(|(id, _)| *id).collect::<Vec<_>>(), want);
     assert_eq!(items[0].1, item(3000));
     assert_eq!(items.last().unwrap().1, item(9999));
+}
+
+/// The index as a map, checked against a fresh scan of the store (and its totals).
+fn index_equals_a_fresh_scan(store: &Store) -> std::collections::BTreeMap<String, u64> {
+    let scan = store.queue_lengths().unwrap();
+    let index: std::collections::BTreeMap<String, u64> = store.queues().top(usize::MAX).into_iter().collect();
+    assert_eq!(index, scan, "the queue index differs from a scan");
+    let (total, max, non_empty) = store.queues().totals();
+    assert_eq!((total, max, non_empty), (scan.values().sum(), scan.values().copied().max().unwrap_or(0), scan.len() as u64));
+    for (number, len) in &scan {
+        assert_eq!(store.queues().len(number), *len);
+    }
+    index
+}
+
+fn send_job(from: &str, client_id: u64, to: &[&str], max_queue_items: u64) -> hotline_core::Job {
+    hotline_core::Job::Send {
+        from: from.into(),
+        client_id,
+        recipients: to.iter().map(|r| r.to_string()).collect(),
+        sent_at_ms: 1_000 + client_id,
+        body: vec![client_id as u8],
+        max_queue_items,
+    }
+}
+
+/// Scenario: the live queue index through everything that changes queues (sends to one and
+/// to many, acks and duplicate acks, refused and failed jobs, expiry, a purge, an account
+/// removal) equals a fresh scan at every step, and again after a restart rebuilds it.
+#[tokio::test]
+async fn queue_index_recovery_equals_a_fresh_scan_after_acks_expiry_purges_and_a_restart() {
+    use hotline_core::jobs::AckedMessage;
+    use hotline_core::{Job as CoreJob, JobOutcome};
+    const ALICE: &str = "+15550000001";
+    const BOB: &str = "+15550000002";
+    const CAROL: &str = "+15550000003";
+    let dir = tempfile::tempdir().unwrap();
+    let (store, committer, _) = open(dir.path());
+    for phone in [ALICE, BOB, CAROL] {
+        let account = Account { key_hash: [0; 32], registered_at_ms: 42 };
+        committer
+            .commit(move |txn| {
+                txn.put_account(phone, &account);
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(index_equals_a_fresh_scan(&store).len(), 0);
+
+    // Sends: 5 to Bob, 3 to Bob and Carol together, all in few groups.
+    let mut pending = Vec::new();
+    for client_id in 1..=5 {
+        pending.push(committer.submit_job(send_job(ALICE, client_id, &[BOB], 100)).await.unwrap());
+    }
+    for client_id in 6..=8 {
+        pending.push(committer.submit_job(send_job(ALICE, client_id, &[BOB, CAROL], 100)).await.unwrap());
+    }
+    let mut ids = Vec::new();
+    for p in pending {
+        match p.wait().await.unwrap() {
+            JobOutcome::Stored { id } => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    let index = index_equals_a_fresh_scan(&store);
+    assert_eq!((index[BOB], index[CAROL]), (8, 3));
+
+    // A retry stores nothing new; a job that fails after staging changes nothing.
+    committer.submit_job(send_job(ALICE, 1, &[BOB], 100)).await.unwrap().wait().await.unwrap();
+    let failed = committer
+        .commit(|txn| -> Result<(), StoreError> {
+            let id = txn.alloc_id()?;
+            txn.enqueue(BOB, id, &message(9));
+            Err(StoreError::Closed)
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(index_equals_a_fresh_scan(&store)[BOB], 8);
+
+    // The limit: Bob holds 8, so a limit of 8 refuses at once, staging nothing.
+    let refused = committer.submit_job(send_job(ALICE, 9, &[CAROL, BOB], 8)).await.unwrap().wait().await.unwrap();
+    assert_eq!(refused, JobOutcome::QueueFull { recipient: BOB.into(), items: 8 });
+    assert_eq!(store.idempotency(ALICE, 9).unwrap(), None);
+    assert_eq!(index_equals_a_fresh_scan(&store)[CAROL], 3);
+
+    // Acks: Bob takes two (each queues a delivered receipt for Alice); a duplicate ack of
+    // the first and an ack of an unknown id change nothing.
+    let ack = |id: u64| CoreJob::Ack { user: BOB.into(), id, message: Some(AckedMessage { sender: ALICE.into(), receipt: true }), at_ms: 5_000 };
+    for id in [ids[0], ids[1], ids[0], 999_999] {
+        committer.submit_job(ack(id)).await.unwrap().wait().await.unwrap();
+    }
+    let index = index_equals_a_fresh_scan(&store);
+    assert_eq!((index[BOB], index[ALICE]), (6, 2));
+
+    // Expiry as `expiry.rs` runs it: a scan, then dequeues in a later job; an item acked in
+    // between is dequeued again without counting twice.
+    let expired = store.expired(1_004, 0).unwrap();
+    assert_eq!(expired.items.len(), 1, "{:?}", expired.items);
+    let (user, id) = expired.items[0].clone();
+    committer.submit_job(ack(id)).await.unwrap().wait().await.unwrap();
+    let items = expired.items.clone();
+    committer
+        .commit(move |txn| {
+            for (user, id) in &items {
+                txn.dequeue(user, *id)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let expired = store.expired(1_005, 0).unwrap();
+    assert_eq!(expired.items.len(), 1, "{:?}", expired.items);
+    let items = expired.items.clone();
+    committer
+        .commit(move |txn| {
+            for (user, id) in &items {
+                txn.dequeue(user, *id)?;
+                // Twice in one job: counted once.
+                txn.dequeue(user, *id)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let index = index_equals_a_fresh_scan(&store);
+    assert_eq!(user, BOB);
+    assert_eq!((index[BOB], index[ALICE]), (4, 3));
+    let before_restart = index;
+
+    // A restart rebuilds the same index from storage.
+    drop((store, committer));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (store, committer, _) = open(dir.path());
+    assert_eq!(index_equals_a_fresh_scan(&store), before_restart);
+
+    // Purge Bob's queue, then remove Carol's account with hers.
+    assert_eq!(committer.purge_queue(BOB).await.unwrap(), 4);
+    assert_eq!(committer.purge_queue(BOB).await.unwrap(), 0);
+    assert_eq!(committer.remove_account(CAROL).await.unwrap(), Some(3));
+    assert_eq!(committer.remove_account(CAROL).await.unwrap(), None);
+    assert_eq!(store.account(CAROL).unwrap(), None);
+    let index = index_equals_a_fresh_scan(&store);
+    assert_eq!(index.into_iter().collect::<Vec<_>>(), vec![(ALICE.to_string(), 3)]);
+    drop((store, committer));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (store, _committer, _) = open(dir.path());
+    assert_eq!(index_equals_a_fresh_scan(&store).into_iter().collect::<Vec<_>>(), vec![(ALICE.to_string(), 3)]);
+}
+
+#[tokio::test]
+async fn a_purge_of_a_queue_longer_than_one_chunk_takes_it_all_and_accounts_list_in_pages() {
+    const BOB: &str = "+15550000002";
+    let dir = tempfile::tempdir().unwrap();
+    let (store, committer, _) = open(dir.path());
+    let n = operator::PURGE_CHUNK + 7;
+    committer
+        .commit(move |txn| {
+            for _ in 0..n {
+                let id = txn.alloc_id()?;
+                txn.enqueue(BOB, id, &message(1));
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.queues().len(BOB), n);
+    assert_eq!(committer.purge_queue(BOB).await.unwrap(), n);
+    assert_eq!(index_equals_a_fresh_scan(&store).len(), 0);
+
+    for i in 0..5u64 {
+        let account = Account { key_hash: [0; 32], registered_at_ms: 100 + i };
+        committer
+            .commit(move |txn| {
+                txn.put_account(&format!("+155500000{i:02}"), &account);
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    let first = store.list_accounts(None, 2).unwrap();
+    assert_eq!(first.accounts.iter().map(|a| (a.phone.as_str(), a.registered_at_ms)).collect::<Vec<_>>(), [("+15550000000", 100), ("+15550000001", 101)]);
+    assert_eq!(first.next.as_deref(), Some("+15550000001"));
+    let second = store.list_accounts(first.next.as_deref(), 2).unwrap();
+    assert_eq!(second.accounts[0].phone, "+15550000002");
+    let last = store.list_accounts(Some("+15550000003"), 2).unwrap();
+    assert_eq!((last.accounts.len(), last.next), (1, None));
+    assert!(store.list_accounts(Some("+15550000004"), 2).unwrap().accounts.is_empty());
 }

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotline_protocol::{
-    encode, ClientFrame, ErrorCode, FrameDecoder, FrameError, ServerFrame, ALPN, PROTOCOL_VERSION,
+    encode, ClientFrame, ErrorCode, FrameDecoder, FrameError, ServerFrame, ALPN, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 
 /// How often a connection that has heard nothing from the broker sends a keep-alive (a
@@ -57,6 +58,11 @@ pub struct ConnectOptions {
     /// Idle timeout: the connection is declared lost after this long without hearing from
     /// the broker. Keep it several times `keep_alive`. Default [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
+    /// The protocol versions offered in `Hello` (`min_version`, `max_version`). Default
+    /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`] (1 to 2); the broker answers the
+    /// highest it speaks, which [`Client::version`] reports. A client that cannot handle
+    /// `ErrorCode::QueueFull` offers `(1, 1)`.
+    pub versions: (u16, u16),
 }
 
 impl ConnectOptions {
@@ -74,6 +80,7 @@ impl ConnectOptions {
             server_name: "localhost".into(),
             keep_alive: DEFAULT_KEEP_ALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            versions: (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
         }
     }
 }
@@ -118,6 +125,8 @@ pub struct ClientSender {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     send: quinn::SendStream,
+    /// The negotiated protocol version (0: none, see [`Client::version`]).
+    version: u16,
 }
 
 /// The receiving half of a connection: reads frames. From [`Client::split`].
@@ -133,11 +142,24 @@ impl Client {
     /// Connects, opens the stream and negotiates the protocol version.
     pub async fn connect(opts: &ConnectOptions) -> Result<Client, ClientError> {
         let mut client = Client::connect_raw(opts).await?;
-        client.send_frame(&ClientFrame::Hello { min_version: PROTOCOL_VERSION, max_version: PROTOCOL_VERSION }).await?;
+        let (min_version, max_version) = opts.versions;
+        client.send_frame(&ClientFrame::Hello { min_version, max_version }).await?;
         match client.next_frame().await? {
-            ServerFrame::Welcome { .. } => Ok(client),
+            ServerFrame::Welcome { version } if (min_version..=max_version).contains(&version) => {
+                client.tx.version = version;
+                Ok(client)
+            }
+            ServerFrame::Welcome { version } => Err(ClientError::Protocol(format!(
+                "the broker chose protocol version {version}, outside the offered {min_version} to {max_version}"
+            ))),
             other => Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
         }
+    }
+
+    /// The protocol version agreed with the broker (`Welcome`'s), or 0 for a client from
+    /// [`Client::connect_raw`], which negotiates nothing itself.
+    pub fn version(&self) -> u16 {
+        self.tx.version
     }
 
     /// Connects and opens the stream without saying `Hello`: for tests and probes that
@@ -156,7 +178,7 @@ impl Client {
             .map_err(|e| connect_err(e.to_string()))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
         Ok(Client {
-            tx: ClientSender { endpoint: endpoint.clone(), conn: conn.clone(), send },
+            tx: ClientSender { endpoint: endpoint.clone(), conn: conn.clone(), send, version: 0 },
             rx: ClientReceiver { endpoint, conn, recv, decoder: FrameDecoder::new(), buf: vec![0; 16 * 1024] },
         })
     }
@@ -295,6 +317,11 @@ impl Client {
 }
 
 impl ClientSender {
+    /// The protocol version agreed with the broker (see [`Client::version`]).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
     /// Sends a message with a fresh random client id, which it returns.
     pub async fn send(&mut self, to: &str, body: Vec<u8>) -> Result<u64, ClientError> {
         let client_id = rand::random();

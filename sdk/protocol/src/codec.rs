@@ -240,7 +240,26 @@ mod tests {
             ServerFrame::Receipt { id: 2, message_id: 1, by: "+2".into(), status: ReceiptStatus::Read, at_ms: 6 },
             ServerFrame::Error { error: ErrorCode::WrongCode, reason: "wrong code".into() },
             ServerFrame::CommandResult { request_id: 9, ok: true, output: "added".into() },
+            ServerFrame::SendFailed { client_id: 4, error: ErrorCode::QueueFull, reason: "full".into() },
         ]);
+    }
+
+    #[test]
+    fn queue_full_is_error_code_8_of_version_2() {
+        // docs/protocol.md §4.4 and §5: appended, so every earlier code keeps its index.
+        let bytes = encode(&ServerFrame::SendFailed { client_id: 300, error: ErrorCode::QueueFull, reason: "big".into() });
+        assert_eq!(bytes, [0, 0, 0, 8, 5, 0xAC, 0x02, 8, 3, b'b', b'i', b'g']);
+        let retryable = encode(&ServerFrame::SendFailed { client_id: 300, error: ErrorCode::Retryable, reason: "big".into() });
+        assert_eq!(retryable[7], 7);
+        assert_eq!(ErrorCode::QueueFull.since_version(), 2);
+        assert_eq!(ErrorCode::RateLimited.since_version(), 1);
+        assert!(ErrorCode::QueueFull.is_retryable());
+        // A version-1 decoder (one that knows codes 0 to 7) would refuse index 8: the
+        // reference decoder knows it, and refuses 9.
+        assert_eq!(
+            malformed::<ServerFrame>(&[5, 1, 9, 0]),
+            "a field of the SendFailed frame has an unknown value (an error code or receipt status out of range)"
+        );
     }
 
     #[test]

@@ -88,6 +88,10 @@ pub enum ErrorCode {
     TooLarge,
     /// 7. A transient failure (storage, policy plugin); the same request may be retried.
     Retryable,
+    /// 8. A recipient's stored queue is full (`limits.max_queue_items`): nothing was
+    ///    stored; the same send may succeed once the recipient has taken items. Protocol
+    ///    version 2 only: a version-1 session gets [`ErrorCode::RateLimited`] instead.
+    QueueFull,
 }
 
 impl ClientFrame {
@@ -129,7 +133,16 @@ impl ServerFrame {
 impl ErrorCode {
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::Retryable | ErrorCode::RateLimited)
+        matches!(self, ErrorCode::Retryable | ErrorCode::RateLimited | ErrorCode::QueueFull)
+    }
+
+    /// The lowest protocol version in which this code exists (a peer sends it only in a
+    /// session of that version or later).
+    pub fn since_version(self) -> u16 {
+        match self {
+            ErrorCode::QueueFull => 2,
+            _ => 1,
+        }
     }
 }
 

@@ -13,8 +13,13 @@ pub use frames::*;
 /// ALPN protocol id negotiated in the TLS handshake.
 pub const ALPN: &[u8] = b"hotline/1";
 
-/// The only protocol version this crate speaks. Negotiated in [`ClientFrame::Hello`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this crate speaks. Negotiated in [`ClientFrame::Hello`]:
+/// the broker answers the highest version in the client's range that it speaks.
+/// Version 2 adds [`ErrorCode::QueueFull`]; nothing else differs from version 1.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest protocol version this crate (and the broker) still speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// Hard maximum of a frame's payload (the bytes after the length prefix), in bytes.
 /// A peer announcing a larger frame is closed with [`close_code::FRAME_TOO_LARGE`].
@@ -33,7 +38,8 @@ pub mod close_code {
     pub const FRAME_TOO_LARGE: u32 = 2;
     /// A frame arrived that is not allowed in the session's state (e.g. `Send` before `Login`).
     pub const UNEXPECTED_FRAME: u32 = 3;
-    /// No common protocol version.
+    /// No common protocol version (the broker speaks [`crate::MIN_PROTOCOL_VERSION`] to
+    /// [`crate::PROTOCOL_VERSION`]).
     pub const UNSUPPORTED_VERSION: u32 = 4;
     /// `Login` with an unknown number or a wrong key.
     pub const AUTH_FAILED: u32 = 5;

@@ -12,9 +12,9 @@ use super::Ticket;
 pub(super) enum Answer {
     /// Known: the frame to write.
     Ready(ServerFrame),
-    /// A `Send` whose job was submitted: `Sent` once durable. `bytes` of body are held
-    /// until then.
-    Sent { ticket: Ticket, client_id: u64, bytes: usize },
+    /// A `Send` to `to` whose job was submitted: `Sent` once durable. `bytes` of body are
+    /// held until then.
+    Sent { ticket: Ticket, client_id: u64, bytes: usize, to: String },
     /// A `Read` whose check (is message `id` from `sender` delivered and unread?) runs in
     /// commit order.
     ReadChecked { ticket: Ticket, id: u64, sender: String },

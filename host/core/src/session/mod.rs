@@ -27,7 +27,7 @@ mod tests;
 
 use std::collections::VecDeque;
 
-use hotline_protocol::{close_code, ClientFrame, FrameError, ServerFrame, PROTOCOL_VERSION};
+use hotline_protocol::{close_code, ClientFrame, FrameError, ServerFrame, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use crate::close::Close;
 use crate::jobs::{Job, JobOutcome};
@@ -62,6 +62,9 @@ pub struct SessionConfig {
     pub max_body_bytes: usize,
     /// How long a new session may wait for `Hello`, in milliseconds.
     pub hello_timeout_ms: u64,
+    /// A `Send` is refused while any of its recipients' stored queues holds this many
+    /// items or more (`limits.max_queue_items`; receipts are not limited).
+    pub max_queue_items: u64,
 }
 
 /// Names one storage job or policy question of a session; its [`Input::Committed`] or
@@ -133,6 +136,9 @@ enum Stage {
 pub struct Session {
     config: SessionConfig,
     stage: Stage,
+    /// The protocol version agreed in `Hello`/`Welcome` (0 before): which error codes the
+    /// client knows.
+    version: u16,
     /// The number this session holds in the directory (from `Register` to `Unregister`).
     registered: Option<String>,
     /// Answers owed, in request order.
@@ -168,6 +174,7 @@ impl Session {
         Session {
             config,
             stage: Stage::New { deadline },
+            version: 0,
             registered: None,
             answers: Answers::default(),
             unrouted: Vec::new(),
@@ -264,6 +271,11 @@ impl Session {
         self.closed
     }
 
+    /// The protocol version agreed with the client (0 before `Hello`).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
     /// The number the session is logged in as.
     pub fn phone(&self) -> Option<&str> {
         match &self.stage {
@@ -354,12 +366,15 @@ impl Session {
     fn frame(&mut self, frame: ClientFrame, ports: &Ports<'_>) {
         match (&self.stage, frame) {
             (Stage::New { .. }, ClientFrame::Hello { min_version, max_version }) => {
-                if !(min_version..=max_version).contains(&PROTOCOL_VERSION) {
-                    let reason = format!("this broker speaks version {PROTOCOL_VERSION} only");
+                // The highest version in both ranges.
+                let version = max_version.min(PROTOCOL_VERSION);
+                if min_version > max_version || version < min_version.max(MIN_PROTOCOL_VERSION) {
+                    let reason = format!("this broker speaks versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}");
                     return self.close(Close::new(close_code::UNSUPPORTED_VERSION, reason));
                 }
+                self.version = version;
                 self.stage = Stage::Anonymous;
-                self.answers.ready(ServerFrame::Welcome { version: PROTOCOL_VERSION });
+                self.answers.ready(ServerFrame::Welcome { version });
             }
             (Stage::New { .. }, other) => self.close(Close::unexpected(&other, "before Hello")),
             (Stage::LoggingIn { .. }, other) => self.close(Close::unexpected(&other, "while logging in")),
@@ -394,9 +409,9 @@ impl Session {
             return;
         };
         let answer = match answer {
-            Answer::Sent { client_id, bytes, .. } => {
+            Answer::Sent { client_id, bytes, to, .. } => {
                 self.pending_send_bytes -= bytes;
-                Some(Answer::Ready(send::outcome(client_id, result)))
+                Some(Answer::Ready(send::outcome(self.version, client_id, &to, result)))
             }
             Answer::ReadChecked { id, sender, .. } => self.read_checked(id, sender, result),
             Answer::Registered { phone, key, .. } => Some(Answer::Ready(self.account_stored(phone, key, result))),

@@ -121,17 +121,25 @@ impl Session {
             return fail(ErrorCode::UnknownRecipient, reason);
         }
         let bytes = msg.body.len();
-        let job = Job::Send { from: from.to_string(), client_id, recipients: registered, sent_at_ms: now, body: msg.body };
+        let max_queue_items = self.config.max_queue_items;
+        let job = Job::Send { from: from.to_string(), client_id, recipients: registered, sent_at_ms: now, body: msg.body, max_queue_items };
         let ticket = self.submit(job);
         self.pending_send_bytes += bytes;
-        Answer::Sent { ticket, client_id, bytes }
+        Answer::Sent { ticket, client_id, bytes, to: msg.to }
     }
 }
 
-/// The answer to a send once its job finished.
-pub(super) fn outcome(client_id: u64, result: Result<JobOutcome, StorageFailure>) -> ServerFrame {
+/// The answer to a send to `to` once its job finished, in protocol `version`.
+pub(super) fn outcome(version: u16, client_id: u64, to: &str, result: Result<JobOutcome, StorageFailure>) -> ServerFrame {
     match result {
         Ok(JobOutcome::Stored { id }) => ServerFrame::Sent { client_id, id },
+        Ok(JobOutcome::QueueFull { recipient, items }) => {
+            // `QueueFull` exists from version 2; a version-1 client gets `RateLimited`, which
+            // means the same to it: nothing stored, try again later.
+            let error = if version >= ErrorCode::QueueFull.since_version() { ErrorCode::QueueFull } else { ErrorCode::RateLimited };
+            let whose = if recipient == to { "the recipient's queue".to_string() } else { format!("the queue of {recipient}, a recipient of {},", quote(to)) };
+            ServerFrame::SendFailed { client_id, error, reason: format!("{whose} is full ({items} items waiting); try again later") }
+        }
         // Storage failures are logged once by the store's health, not once per message.
         Err(e) => ServerFrame::SendFailed { client_id, error: ErrorCode::Retryable, reason: format!("{e}; retry with the same client id") },
         Ok(other) => unreachable!("a send job answered {other:?}"),

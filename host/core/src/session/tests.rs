@@ -30,6 +30,10 @@ struct World {
     directory: BTreeMap<String, usize>,
     jobs: Vec<(usize, Ticket, Job)>,
     window: usize,
+    /// `limits.max_queue_items` of new sessions.
+    max_queue_items: u64,
+    /// The protocol versions new sessions offer in `Hello`.
+    versions: (u16, u16),
     /// Questions wait in `questions` until [`World::answer`] instead of being answered at once.
     hold_questions: bool,
     questions: Vec<(usize, Ticket, crate::policy::Question)>,
@@ -50,17 +54,25 @@ impl World {
             directory: BTreeMap::new(),
             jobs: Vec::new(),
             window: 256,
+            max_queue_items: 100_000,
+            versions: (1, 2),
             hold_questions: false,
             questions: Vec::new(),
         }
     }
 
     fn connect(&mut self) -> usize {
-        let config = SessionConfig { delivery_window: self.window, max_body_bytes: 64 * 1024, hello_timeout_ms: 10_000 };
+        let config = SessionConfig {
+            delivery_window: self.window,
+            max_body_bytes: 64 * 1024,
+            hello_timeout_ms: 10_000,
+            max_queue_items: self.max_queue_items,
+        };
         self.clients.push(Client { session: Session::new(self.now, config), received: Vec::new(), closed: None });
         let c = self.clients.len() - 1;
-        self.frame(c, ClientFrame::Hello { min_version: 1, max_version: 1 });
-        assert_eq!(self.take(c), vec![ServerFrame::Welcome { version: 1 }]);
+        let (min_version, max_version) = self.versions;
+        self.frame(c, ClientFrame::Hello { min_version, max_version });
+        assert_eq!(self.take(c), vec![ServerFrame::Welcome { version: max_version.min(2) }]);
         c
     }
 
@@ -133,7 +145,7 @@ impl World {
                 let writes = job.writes();
                 let result = job.apply(txn);
                 let done = (c, ticket, result.clone());
-                if writes && result.is_ok() { Staged::Writes(done) } else { Staged::Nothing(done) }
+                if writes && matches!(&result, Ok(outcome) if !outcome.refused()) { Staged::Writes(done) } else { Staged::Nothing(done) }
             }
         });
         let report = commit_group(&mut self.store, Durability::Fsync, group);
@@ -381,7 +393,7 @@ fn a_malformed_frame_answers_the_sends_before_it_then_closes() {
 #[test]
 fn a_session_without_hello_times_out() {
     let mut w = World::new();
-    let config = SessionConfig { delivery_window: 8, max_body_bytes: 1024, hello_timeout_ms: 10_000 };
+    let config = SessionConfig { delivery_window: 8, max_body_bytes: 1024, hello_timeout_ms: 10_000, max_queue_items: 100 };
     w.clients.push(Client { session: Session::new(w.now, config), received: Vec::new(), closed: None });
     assert_eq!(w.clients[0].session.poll_timeout(), Some(11_000));
     w.now = 10_999;
@@ -566,4 +578,113 @@ fn the_end_of_the_stream_waits_for_the_question_before_it() {
     w.commit();
     assert!(matches!(&w.take(a)[..], [ServerFrame::Sent { client_id: 1, .. }]));
     assert_eq!(w.clients[a].closed.as_ref().map(|c| c.code), Some(close_code::NORMAL));
+}
+
+/// The `SendFailed` of `client_id` in `frames`: its code and reason.
+fn send_failed(frames: &[ServerFrame], client_id: u64) -> (ErrorCode, String) {
+    frames
+        .iter()
+        .find_map(|f| match f {
+            ServerFrame::SendFailed { client_id: c, error, reason } if *c == client_id => Some((*error, reason.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no SendFailed for {client_id} in {frames:?}"))
+}
+
+#[test]
+fn hello_agrees_on_the_highest_common_version_or_closes_with_code_4() {
+    for ((min_version, max_version), agreed) in [((1, 1), Some(1)), ((1, 2), Some(2)), ((2, 2), Some(2)), ((1, 9), Some(2)), ((3, 9), None), ((0, 0), None), ((2, 1), None)] {
+        let mut w = World::new();
+        let config = SessionConfig { delivery_window: 8, max_body_bytes: 1024, hello_timeout_ms: 10_000, max_queue_items: 100 };
+        w.clients.push(Client { session: Session::new(w.now, config), received: Vec::new(), closed: None });
+        w.frame(0, ClientFrame::Hello { min_version, max_version });
+        match agreed {
+            Some(version) => {
+                assert_eq!(w.take(0), vec![ServerFrame::Welcome { version }], "Hello{{{min_version},{max_version}}}");
+                assert_eq!(w.clients[0].session.version(), version);
+            }
+            None => {
+                let close = w.clients[0].closed.clone().expect("not closed");
+                assert_eq!((close.code, close.reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 2"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_send_to_a_full_queue_is_refused_as_queue_full_in_version_2_and_rate_limited_in_version_1() {
+    let mut w = World::new();
+    w.max_queue_items = 2;
+    let a = w.login(ALICE);
+    // Bob is offline: his queue fills.
+    for client_id in 1..=2 {
+        w.send(a, client_id, BOB, b"fits");
+    }
+    w.commit();
+    let frames = w.take(a);
+    let stored = vec![sent_id(&frames, 1), sent_id(&frames, 2)];
+    w.send(a, 3, BOB, b"one too many");
+    w.commit();
+    let (error, reason) = send_failed(&w.take(a), 3);
+    assert_eq!(error, ErrorCode::QueueFull);
+    assert_eq!(reason, "the recipient's queue is full (2 items waiting); try again later");
+    assert_eq!(w.queued(BOB), stored, "a refused send stored something or dropped something");
+    assert!(!w.store.visible().idempotency.contains_key(&(ALICE.to_string(), 3)), "a refused send left an idempotency record");
+
+    // A version-1 session of the same sender gets the code it knows: RateLimited.
+    w.versions = (1, 1);
+    let old = w.login(ALICE);
+    w.send(old, 4, BOB, b"from an old client");
+    w.commit();
+    let (error, reason) = send_failed(&w.take(old), 4);
+    assert_eq!(error, ErrorCode::RateLimited);
+    assert!(error.is_retryable());
+    assert_eq!(reason, "the recipient's queue is full (2 items waiting); try again later");
+    assert_eq!(w.queued(BOB), stored);
+
+    // Bob takes one: the same client id is accepted now, once.
+    let b = w.login(BOB);
+    w.frame(b, ClientFrame::Ack { id: stored[0] });
+    w.commit();
+    w.send(old, 4, BOB, b"from an old client");
+    w.commit();
+    let id = sent_id(&w.take(old), 4);
+    assert_eq!(w.queued(BOB), vec![stored[1], id]);
+}
+
+#[test]
+fn a_group_send_is_refused_whole_when_one_recipient_is_full_and_receipts_still_queue() {
+    let mut w = World::new();
+    w.max_queue_items = 1;
+    // Bob fills Alice's queue; Alice is offline.
+    let b = w.login(BOB);
+    w.send(b, 1, ALICE, b"for alice");
+    w.commit();
+    let to_alice = sent_id(&w.take(b), 1);
+    // A send whose route names Bob and Alice stores nothing at all.
+    let job = Job::Send {
+        from: BOB.into(),
+        client_id: 2,
+        recipients: vec![BOB.into(), ALICE.into()],
+        sent_at_ms: 1,
+        body: b"to both".to_vec(),
+        max_queue_items: 1,
+    };
+    let (staged, _) = crate::commit::Journal::transact(&mut w.store, |txn| Staged::Nothing(job.apply(txn)));
+    let (Staged::Nothing(outcome) | Staged::Writes(outcome)) = staged;
+    let outcome = outcome.unwrap();
+    assert_eq!(outcome, JobOutcome::QueueFull { recipient: ALICE.into(), items: 1 });
+    assert!(w.queued(BOB).is_empty());
+    assert_eq!(w.queued(ALICE), vec![to_alice]);
+    // Alice's full queue still gets the broker's receipts: Bob acks a message from her.
+    let a = w.login(ALICE);
+    w.take(a);
+    w.max_queue_items = 1;
+    w.send(a, 7, BOB, b"for bob");
+    w.commit();
+    let to_bob = sent_id(&w.take(a), 7);
+    w.take(b);
+    w.frame(b, ClientFrame::Ack { id: to_bob });
+    w.commit();
+    assert_eq!(w.queued(ALICE).len(), 2, "the delivered receipt was not queued into the full queue");
 }

@@ -165,7 +165,7 @@ impl SimBroker {
                 let effect = Effect::of(&job, txn);
                 let result = job.apply(txn);
                 let done = (conn, ticket, result.clone(), effect);
-                if writes && result.is_ok() {
+                if writes && matches!(&result, Ok(outcome) if !outcome.refused()) {
                     Staged::Writes(done)
                 } else {
                     Staged::Nothing(done)

@@ -161,7 +161,14 @@ struct Sim<'t> {
 
 impl<'t> Sim<'t> {
     fn new(seed: u64, config: &SimConfig, trace: Option<Trace<'t>>) -> Sim<'t> {
-        let session = SessionConfig { delivery_window: config.delivery_window, max_body_bytes: 1024, hello_timeout_ms: 10_000 };
+        // No queue limit: the client models retry a refused send only after a new login,
+        // so a full queue would break `everything-drains-once-faults-stop` by design.
+        let session = SessionConfig {
+            delivery_window: config.delivery_window,
+            max_body_bytes: 1024,
+            hello_timeout_ms: 10_000,
+            max_queue_items: u64::MAX,
+        };
         let mut broker = SimBroker::new(session);
         let users: Vec<ClientModel> = (0..config.users)
             .map(|i| {
@@ -300,7 +307,7 @@ impl<'t> Sim<'t> {
     fn open(&mut self, u: usize) -> ConnId {
         let c = self.net.open(u);
         self.broker.accept(self.now, c);
-        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Hello { min_version: 1, max_version: 1 }));
+        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Hello { min_version: 1, max_version: 2 }));
         self.conn_of[u] = Some(c);
         self.users[u].logged_in = false;
         c

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hotline_client::{Client, ConnectOptions};
-use hotline_protocol::{ErrorCode, ReceiptStatus, ServerFrame};
+use hotline_protocol::{ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -55,7 +55,8 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
         /// How many times to send again, with the same client id, when the broker answers
-        /// Retryable (a transient failure); waits 0.5 s, 1 s, 2 s… (at most 8 s) between.
+        /// Retryable (a transient failure), QueueFull or RateLimited (the recipient's queue
+        /// is full); waits 0.5 s, 1 s, 2 s… (at most 8 s) between.
         #[arg(long, default_value_t = 3)]
         retries: u32,
     },
@@ -276,7 +277,8 @@ fn backoff(retry: u32) -> Duration {
     Duration::from_millis(500u64 << (retry - 1).min(4))
 }
 
-/// Sends and waits for the wanted state. A Retryable refusal is sent again with the same
+/// Sends and waits for the wanted state. A retryable refusal (`ErrorCode::is_retryable`:
+/// Retryable, RateLimited, QueueFull) is sent again with the same
 /// client id (the broker stores a message once per client id), up to `retries` times. Acks
 /// only the receipts for this message; other items stay queued for `listen`.
 async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: u32) -> Result<()> {
@@ -293,15 +295,16 @@ async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: 
                 }
                 id = Some(message_id);
             }
-            ServerFrame::SendFailed { client_id: c, error: ErrorCode::Retryable, reason } if c == client_id && attempt <= retries => {
+            // Retryable, and a full queue (QueueFull; RateLimited from an older broker).
+            ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id && error.is_retryable() && attempt <= retries => {
                 let pause = backoff(attempt);
-                eprintln!("attempt {attempt} of {} refused (Retryable): {reason}; retrying in {pause:?}", retries + 1);
+                eprintln!("attempt {attempt} of {} refused ({error:?}): {reason}; retrying in {pause:?}", retries + 1);
                 tokio::time::sleep(pause).await;
                 attempt += 1;
                 client.send_with_id(client_id, to, body.clone()).await?;
             }
-            ServerFrame::SendFailed { client_id: c, error: ErrorCode::Retryable, reason } if c == client_id => {
-                bail!("not sent after {attempt} attempts (Retryable): {reason}; try again later")
+            ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id && error.is_retryable() => {
+                bail!("not sent after {attempt} attempts ({error:?}): {reason}; try again later")
             }
             ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id => {
                 bail!("not sent ({error:?}): {reason}")
