@@ -25,6 +25,7 @@ pub async fn expire(broker: &Broker) -> Result<usize, StoreError> {
         .map_err(|_| StoreError::Closed)??;
     let removed = expired.items.len();
     delete_in_chunks(broker, expired.items, |txn, (user, id)| txn.dequeue(user, *id)).await?;
+    broker.metrics.messages_expired.fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
     delete_in_chunks(broker, expired.delivered, |txn, (reader, id)| txn.delete_delivered(reader, *id)).await?;
     delete_in_chunks(broker, expired.records, |txn, key| txn.delete_idempotency(key)).await?;
     if removed > 0 {
