@@ -4,7 +4,7 @@
 //! (`GET /api/connections`, `POST /api/connections/{id}/kick`), the queue monitor reads
 //! the mailboxes, `/metrics` counts the open connections. Knows nothing of QUIC: a
 //! connection's task registers itself ([`Connections::open`]) and listens to its
-//! [`Registration::kicked`].
+//! [`ConnectionHandle::kicked`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,8 +55,8 @@ pub struct Connections {
 
 impl Connections {
     /// Registers a connection from `remote`; it stays listed until the returned
-    /// registration is dropped.
-    pub fn open(self: &Arc<Self>, remote: SocketAddr) -> Registration {
+    /// handle is dropped.
+    pub fn open(self: &Arc<Self>, remote: SocketAddr) -> ConnectionHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(Entry {
             remote,
@@ -66,7 +66,7 @@ impl Connections {
             kick: Notify::new(),
         });
         self.map.insert(id, entry.clone());
-        Registration { id, entry, registry: self.clone() }
+        ConnectionHandle { id, entry, registry: self.clone() }
     }
 
     /// Every open connection, by id.
@@ -132,13 +132,13 @@ fn info(id: u64, entry: &Entry) -> ConnectionInfo {
 
 /// A connection's place in the registry, held by its task; dropping it unlists the
 /// connection.
-pub struct Registration {
+pub struct ConnectionHandle {
     id: u64,
     entry: Arc<Entry>,
     registry: Arc<Connections>,
 }
 
-impl Registration {
+impl ConnectionHandle {
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -160,7 +160,7 @@ impl Registration {
     }
 }
 
-impl Drop for Registration {
+impl Drop for ConnectionHandle {
     fn drop(&mut self) {
         self.registry.map.remove(&self.id);
     }

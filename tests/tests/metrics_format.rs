@@ -385,3 +385,24 @@ async fn traffic_is_counted_and_an_operator_lists_and_kicks_connections() -> Res
     alice.close().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_connection_that_goes_silent_is_counted_lost_not_closed_with_a_code() -> Result<()> {
+    let broker = Broker::start()?;
+    // A client that says Hello and then goes silent: no keep-alive before its idle timeout
+    // of one second, which the broker's side of the connection adopts (the shorter wins).
+    let mut options = broker.options();
+    options.keep_alive = Duration::from_secs(30);
+    options.idle_timeout = Duration::from_secs(1);
+    let silent = Client::connect(&options).await?;
+    let before = Metrics::scrape(&broker);
+    assert_eq!(before.value("hotline_connections", &[]), 1.0);
+    assert_eq!(before.value("hotline_connections_closed_total", &[("code", "lost")]), 0.0);
+    eventually(T, || (broker.metric("hotline_connections_closed_total{code=\"lost\"}").ok()? == 1.0).then_some(()))?;
+    let after = Metrics::scrape(&broker);
+    before.assert_none_went_down(&after);
+    assert_eq!(after.value("hotline_connections", &[]), 0.0);
+    assert_eq!(after.value("hotline_connections_closed_total", &[("code", "normal")]), 0.0, "the silent client got no close");
+    drop(silent);
+    Ok(())
+}

@@ -32,7 +32,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// registry meanwhile, and counted: opened, bytes both ways, closed by close code.
 pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
     let remote = conn.remote_address();
-    let registration = broker.connections.open(remote);
+    let handle = broker.connections.open(remote);
     let metrics = broker.metrics.clone();
     metrics::inc(&metrics.connections_opened);
     let (send, recv) = tokio::select! {
@@ -49,7 +49,7 @@ pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
                 return;
             }
         },
-        () = registration.kicked() => {
+        () = handle.kicked() => {
             conn.close(close_code::NORMAL.into(), KICK_REASON.as_bytes());
             metrics.connection_closed(Some(close_code::NORMAL));
             return;
@@ -57,11 +57,11 @@ pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
     };
     let (in_tx, in_rx) = mailbox::channel(INBOUND_FRAMES, INBOUND_BYTES, broker.gauges.inbound_bytes.clone(), Arc::default());
     let (out_tx, out_rx) =
-        mailbox::channel(OUTBOUND_FRAMES, OUTBOUND_BYTES, broker.gauges.mailbox_bytes.clone(), registration.mailbox());
+        mailbox::channel(OUTBOUND_FRAMES, OUTBOUND_BYTES, broker.gauges.mailbox_bytes.clone(), handle.mailbox());
     let reader = tokio::spawn(read_frames(recv, in_tx, metrics.clone()));
     let writer = tokio::spawn(write_frames(send, out_rx, metrics.clone()));
 
-    let (close, phone) = Session::new(broker, out_tx, &registration).run(in_rx, HELLO_TIMEOUT).await;
+    let (close, phone) = Session::new(broker, out_tx, &handle).run(in_rx, HELLO_TIMEOUT).await;
     reader.abort();
     let phone = phone.as_deref().unwrap_or("-");
     if close.code == close_code::NORMAL {
@@ -78,7 +78,7 @@ pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
     let lost = matches!(conn.close_reason(), Some(reason) if !matches!(reason, quinn::ConnectionError::ApplicationClosed(_)));
     conn.close(close.code.into(), close.reason.as_bytes());
     // Unlisted before it is counted closed, so the two figures agree for a reader.
-    drop(registration);
+    drop(handle);
     metrics.connection_closed((!lost).then_some(close.code));
 }
 

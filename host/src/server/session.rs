@@ -15,7 +15,7 @@
 //! counters and latency histograms ([`crate::metrics`]) from them — frames handed in,
 //! frames written, jobs committed — without the core knowing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub use hotline_core::Close;
 
 use super::mailbox;
 use crate::broker::{now_ms, Broker};
-use crate::connections::{Registration, KICK_REASON};
+use crate::connections::{ConnectionHandle, KICK_REASON};
 use crate::metrics::{self, Metrics};
 use crate::sessions::SessionSignals;
 use crate::store::Pending;
@@ -61,7 +61,7 @@ pub struct Session<'c> {
     broker: Arc<Broker>,
     out: mailbox::Sender<Vec<u8>>,
     /// The connection's place in the registry: the number once logged in, the kick.
-    conn: &'c Registration,
+    conn: &'c ConnectionHandle,
     /// The directory's signals, once the core registered the session.
     signals: Option<SessionSignals>,
     /// The number the session registered as.
@@ -78,6 +78,9 @@ pub struct Session<'c> {
     /// What the counters need to remember between inputs and outputs.
     tally: Tally,
 }
+
+/// Most pushed messages a session remembers for the delivery histogram.
+const MAX_TRACKED_PUSHES: usize = 4096;
 
 /// What a submitted job will mean to the counters once committed.
 enum Counted {
@@ -115,8 +118,10 @@ struct Tally {
     /// client id, decoded at.
     sends: VecDeque<(u64, Instant)>,
     /// Messages pushed on this connection and not yet acknowledged: id → its timestamp.
-    /// Bounded by the delivery window (and the session's life).
-    pushed: HashMap<u64, u64>,
+    /// The delivery window bounds the ones the client has not acked; an ack whose job never
+    /// comes (the receipts policy failed: the message stays queued) would leave its entry,
+    /// so past [`MAX_TRACKED_PUSHES`] the oldest id goes.
+    pushed: BTreeMap<u64, u64>,
     /// A `Login` was handed in and has not ended in `LoggedIn` yet.
     logging_in: bool,
 }
@@ -145,6 +150,9 @@ impl Tally {
             ServerFrame::Message { id, sent_at_ms, .. } if written => {
                 metrics::inc(&metrics.messages_delivered);
                 self.pushed.insert(*id, *sent_at_ms);
+                if self.pushed.len() > MAX_TRACKED_PUSHES {
+                    self.pushed.pop_first();
+                }
             }
             ServerFrame::Receipt { .. } if written => metrics::inc(&metrics.receipts_pushed),
             ServerFrame::LoggedIn { .. } => {
@@ -197,7 +205,7 @@ impl Tally {
 }
 
 impl<'c> Session<'c> {
-    pub fn new(broker: Arc<Broker>, out: mailbox::Sender<Vec<u8>>, conn: &'c Registration) -> Session<'c> {
+    pub fn new(broker: Arc<Broker>, out: mailbox::Sender<Vec<u8>>, conn: &'c ConnectionHandle) -> Session<'c> {
         Session {
             broker,
             out,
@@ -269,13 +277,13 @@ impl<'c> Session<'c> {
                     }
                     self.tally.frame_out(&metrics, &frame, written);
                 }
-                Output::Submit { ticket, job } => match {
+                Output::Submit { ticket, job } => {
                     let counted = Counted::of(&job);
-                    self.broker.committer.submit_job(job).await.map(|pending| (pending, counted))
-                } {
-                    Ok((pending, counted)) => self.jobs.push_back((ticket, pending, counted)),
-                    Err(e) => core.handle(now_ms(), Input::Committed { ticket, result: Err(StorageFailure::new(e)) }, ports),
-                },
+                    match self.broker.committer.submit_job(job).await {
+                        Ok(pending) => self.jobs.push_back((ticket, pending, counted)),
+                        Err(e) => core.handle(now_ms(), Input::Committed { ticket, result: Err(StorageFailure::new(e)) }, ports),
+                    }
+                }
                 Output::Ask { ticket, question } => {
                     let slot = question.slot();
                     self.asking = Some(Asking { ticket, slot, reply: self.broker.policy.ask(question) });
