@@ -1,5 +1,5 @@
-//! The admin HTTP endpoint (default 127.0.0.1:9464): health, Prometheus metrics, and the
-//! plugin API behind `hotline plugins list|rollback`.
+//! The admin HTTP endpoint (default 127.0.0.1:9464): health, Prometheus metrics, the
+//! plugin API behind `hotline plugins list|rollback`, and the connections (list, kick).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ use crate::broker::Broker;
 use crate::policy::Slot;
 use crate::server::UdpStats;
 
+mod connections;
 mod process;
 
 /// What the admin handlers read.
@@ -32,6 +33,8 @@ pub fn router(broker: Arc<Broker>, udp: Arc<UdpStats>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/plugins", get(plugins))
         .route("/api/plugins/{slot}/rollback", post(rollback))
+        .route("/api/connections", get(connections::list))
+        .route("/api/connections/{id}/kick", post(connections::kick))
         .with_state(Admin { broker, udp })
 }
 
@@ -128,6 +131,7 @@ fn exposition(broker: &Broker, udp: &UdpStats) -> String {
         out.gauge("hotline_memory_allocated_bytes", "Bytes the broker has allocated and not freed.", memory.allocated);
         out.gauge("hotline_memory_resident_bytes", "Bytes in pages the allocator holds from the system, free ones not yet returned included.", memory.resident);
     }
+    broker.metrics.expose(&mut out, broker.connections.len());
     out.gauge("hotline_policy_questions", "Questions handed to the plugin threads and not yet answered (at most one per connection).", broker.policy.pending());
 
     let report = broker.plugins.report();
@@ -159,19 +163,19 @@ fn exposition(broker: &Broker, udp: &UdpStats) -> String {
 
 /// Writes the text exposition format.
 #[derive(Default)]
-struct Exposition {
-    text: String,
+pub(crate) struct Exposition {
+    pub(crate) text: String,
 }
 
 impl Exposition {
     /// The `# HELP` and `# TYPE` lines that open a family.
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let help = help.replace('\\', r"\\").replace('\n', r"\n");
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
     /// One sample line; label values are escaped.
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
         self.text.push_str(name);
         if !labels.is_empty() {
             self.text.push('{');
@@ -185,13 +189,13 @@ impl Exposition {
     }
 
     /// A family of one unlabelled gauge.
-    fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+    pub(crate) fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
         self.family(name, "gauge", help);
         self.sample(name, &[], value);
     }
 
     /// A family of one unlabelled counter.
-    fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+    pub(crate) fn counter(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
         debug_assert!(name.ends_with("_total"), "counter {name} does not end in _total");
         self.family(name, "counter", help);
         self.sample(name, &[], value);

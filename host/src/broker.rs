@@ -14,6 +14,8 @@ use hotline_core::{KeyMaker, Ports};
 use rand::RngCore;
 
 use crate::config::{Config, LimitsConfig};
+use crate::connections::Connections;
+use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::PolicyThreads;
 use crate::sessions::Sessions;
@@ -33,6 +35,10 @@ pub struct Broker {
     pub message_ttl: Duration,
     /// What connections hold in memory, in bytes (for `/metrics`).
     pub gauges: ConnectionGauges,
+    /// Traffic counters and latency histograms (for `/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Every open QUIC connection (for the admin API: list, kick).
+    pub connections: Arc<Connections>,
 }
 
 /// Bytes held by all connections together, each kind bounded per connection.
@@ -76,6 +82,8 @@ impl Broker {
             limits: config.limits.clone(),
             message_ttl: config.message_ttl(),
             gauges: ConnectionGauges::default(),
+            metrics: Arc::default(),
+            connections: Arc::default(),
         }))
     }
 

@@ -27,6 +27,7 @@ pub async fn expire(broker: &Broker) -> Result<usize, StoreError> {
     // An item acked since the scan is gone: its dequeue changes nothing, also not the
     // queue index.
     delete_in_chunks(broker, expired.items, |txn, (user, id)| txn.dequeue(user, *id)).await?;
+    broker.metrics.messages_expired.fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
     delete_in_chunks(broker, expired.delivered, |txn, (reader, id)| {
         txn.delete_delivered(reader, *id);
         Ok(())

@@ -9,8 +9,10 @@
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod connections;
 pub mod expiry;
 pub mod memory;
+pub mod metrics;
 pub mod monitor;
 pub mod plugins;
 pub mod policy;

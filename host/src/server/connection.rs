@@ -3,14 +3,17 @@
 //! them are bounded in bytes (see [`mailbox`](super::mailbox)), so what a connection holds
 //! in the broker's memory is bounded whatever its client does.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hotline_protocol::{close_code, FrameDecoder};
 
 use super::mailbox;
 use super::session::{Inbound, Session};
 use crate::broker::Broker;
+use crate::connections::KICK_REASON;
+use crate::metrics::{self, Metrics};
 
 /// How long a client has to open its stream, and then again to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,26 +28,40 @@ const OUTBOUND_BYTES: usize = 1 << 20;
 /// How long queued answers may take to reach a client that said goodbye.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves one connection until it closes.
+/// Serves one connection until it closes. It is listed in the broker's connection
+/// registry meanwhile, and counted: opened, bytes both ways, closed by close code.
 pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
     let remote = conn.remote_address();
-    let (send, recv) = match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
-        Ok(Ok(streams)) => streams,
-        Ok(Err(e)) => {
-            tracing::debug!(%remote, error = %e, "connection closed before opening a stream");
-            return;
-        }
-        Err(_) => {
-            conn.close(close_code::TIMEOUT.into(), b"no stream opened in time");
+    let handle = broker.connections.open(remote);
+    let metrics = broker.metrics.clone();
+    metrics::inc(&metrics.connections_opened);
+    let (send, recv) = tokio::select! {
+        streams = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()) => match streams {
+            Ok(Ok(streams)) => streams,
+            Ok(Err(e)) => {
+                tracing::debug!(%remote, error = %e, "connection closed before opening a stream");
+                metrics.connection_closed(None);
+                return;
+            }
+            Err(_) => {
+                conn.close(close_code::TIMEOUT.into(), b"no stream opened in time");
+                metrics.connection_closed(Some(close_code::TIMEOUT));
+                return;
+            }
+        },
+        () = handle.kicked() => {
+            conn.close(close_code::NORMAL.into(), KICK_REASON.as_bytes());
+            metrics.connection_closed(Some(close_code::NORMAL));
             return;
         }
     };
-    let (in_tx, in_rx) = mailbox::channel(INBOUND_FRAMES, INBOUND_BYTES, broker.gauges.inbound_bytes.clone());
-    let (out_tx, out_rx) = mailbox::channel(OUTBOUND_FRAMES, OUTBOUND_BYTES, broker.gauges.mailbox_bytes.clone());
-    let reader = tokio::spawn(read_frames(recv, in_tx));
-    let writer = tokio::spawn(write_frames(send, out_rx));
+    let (in_tx, in_rx) = mailbox::channel(INBOUND_FRAMES, INBOUND_BYTES, broker.gauges.inbound_bytes.clone(), Arc::default());
+    let (out_tx, out_rx) =
+        mailbox::channel(OUTBOUND_FRAMES, OUTBOUND_BYTES, broker.gauges.mailbox_bytes.clone(), handle.mailbox());
+    let reader = tokio::spawn(read_frames(recv, in_tx, metrics.clone()));
+    let writer = tokio::spawn(write_frames(send, out_rx, metrics.clone()));
 
-    let (close, phone) = Session::new(broker, out_tx).run(in_rx, HELLO_TIMEOUT).await;
+    let (close, phone) = Session::new(broker, out_tx, &handle).run(in_rx, HELLO_TIMEOUT).await;
     reader.abort();
     let phone = phone.as_deref().unwrap_or("-");
     if close.code == close_code::NORMAL {
@@ -56,12 +73,18 @@ pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
     // client before the connection goes: the session is gone, so its mailbox is closed and
     // the writer finishes the stream and waits for the client to have it.
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
+    // A connection the client closed itself (with its own code) counts under the session's
+    // close; one that timed out, was reset or failed never got a close code: it is lost.
+    let lost = matches!(conn.close_reason(), Some(reason) if !matches!(reason, quinn::ConnectionError::ApplicationClosed(_)));
     conn.close(close.code.into(), close.reason.as_bytes());
+    // Unlisted before it is counted closed, so the two figures agree for a reader.
+    drop(handle);
+    metrics.connection_closed((!lost).then_some(close.code));
 }
 
 /// Reads frames into `frames` until the stream ends or is broken. A decoding error, or a
 /// stream that ends inside a frame, is passed on as the last item.
-async fn read_frames(mut recv: quinn::RecvStream, frames: mailbox::Sender<Inbound>) {
+async fn read_frames(mut recv: quinn::RecvStream, frames: mailbox::Sender<Inbound>, metrics: Arc<Metrics>) {
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -76,12 +99,13 @@ async fn read_frames(mut recv: quinn::RecvStream, frames: mailbox::Sender<Inboun
             // Reset by the client or the connection is gone: nothing more to read.
             Err(_) => return,
         };
+        metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         decoder.extend(&buf[..n]);
         loop {
             let before = decoder.buffered();
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    if frames.send(Inbound::Frame(frame), before - decoder.buffered()).await.is_err() {
+                    if frames.send(Inbound::Frame(frame, Instant::now()), before - decoder.buffered()).await.is_err() {
                         return;
                     }
                 }
@@ -100,7 +124,7 @@ async fn read_frames(mut recv: quinn::RecvStream, frames: mailbox::Sender<Inboun
 /// does not overtake it). Ends early, even while idle, if the client stops reading
 /// (STOP_SENDING) or the connection goes; the session notices (its mailbox is closed) and
 /// ends too.
-async fn write_frames(mut send: quinn::SendStream, mut frames: mailbox::Receiver<Vec<u8>>) {
+async fn write_frames(mut send: quinn::SendStream, mut frames: mailbox::Receiver<Vec<u8>>, metrics: Arc<Metrics>) {
     let stopped = send.stopped();
     tokio::pin!(stopped);
     loop {
@@ -112,6 +136,7 @@ async fn write_frames(mut send: quinn::SendStream, mut frames: mailbox::Receiver
         if send.write_all(&bytes).await.is_err() {
             return;
         }
+        metrics.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
     if send.finish().is_ok() {
         let _ = stopped.await;

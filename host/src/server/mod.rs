@@ -8,4 +8,5 @@ mod session;
 mod udp;
 
 pub use listener::Listener;
+pub use mailbox::Load as MailboxLoad;
 pub use udp::{warn_on_drops, BufferSizes, UdpStats};
