@@ -4,7 +4,7 @@
 //! with it.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,7 +29,10 @@ pub struct Broker {
     /// The same plugin host, for operators (list, rollback).
     pub plugins: Arc<PluginHost>,
     pub sessions: Arc<Sessions>,
+    /// The limits as the broker started; `max_body_bytes` is read through
+    /// [`Broker::max_body_bytes`], which a reload (SIGHUP) can change.
     pub limits: LimitsConfig,
+    max_body_bytes: AtomicUsize,
     pub message_ttl: Duration,
     /// What connections hold in memory, in bytes (for `/metrics`).
     pub gauges: ConnectionGauges,
@@ -74,9 +77,21 @@ impl Broker {
             plugins,
             sessions,
             limits: config.limits.clone(),
+            max_body_bytes: AtomicUsize::new(config.limits.max_body_bytes),
             message_ttl: config.message_ttl(),
             gauges: ConnectionGauges::default(),
         }))
+    }
+
+    /// The largest message body a session starting now accepts (`limits.max_body_bytes`,
+    /// as last reloaded).
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Sets `limits.max_body_bytes` for sessions that start from now on.
+    pub fn set_max_body_bytes(&self, bytes: usize) {
+        self.max_body_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Waits until every write submitted so far is committed (used at shutdown).

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod expiry;
+pub mod live;
 pub mod memory;
 pub mod plugins;
 pub mod policy;

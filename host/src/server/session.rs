@@ -81,7 +81,7 @@ impl Session {
         let ports = broker.ports();
         let config = SessionConfig {
             delivery_window: broker.limits.delivery_window,
-            max_body_bytes: broker.limits.max_body_bytes,
+            max_body_bytes: broker.max_body_bytes(),
             hello_timeout_ms: hello_timeout.as_millis() as u64,
         };
         let mut core = hotline_core::Session::new(now_ms(), config);
