@@ -84,7 +84,7 @@ impl Live {
             }
         }
         // The token shows as "***" either way: compared on its own.
-        if old.admin.token != new.admin.token {
+        if old.admin.token != new.admin.token && !applied.iter().any(|key| key == "admin.token") {
             applied.push("admin.token".into());
         }
         Ok(Reloaded { applied, need_restart })

@@ -442,8 +442,8 @@ fn status_text(s: &serde_json::Value) -> String {
     let storage = &s["storage"];
     let disk = storage["disk_bytes"].as_u64().map_or("?".to_string(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64));
     let state = match storage["refusal"].as_str() {
-        Some(why) if storage["poisoned"] == true || !why.is_empty() => format!("REFUSING WRITES: {why}"),
-        _ => "ok".to_string(),
+        Some(why) => format!("REFUSING WRITES: {}", why.trim_end()),
+        None => "ok".to_string(),
     };
     let _ = writeln!(out, "storage      {disk} on disk, {state}");
     let _ = writeln!(out, "plugins");

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use anyhow::Result;
-use hotline_tests::{bin, ok, refused, serve_refused, Broker};
+use anyhow::{Context, Result};
+use hotline_tests::{bin, ok, refused, Broker};
 
 const TOKEN: &str = "an-admin-token-for-tests";
 
@@ -73,18 +73,47 @@ fn with_a_token_every_route_needs_it() -> Result<()> {
     Ok(())
 }
 
+/// `hotline serve` with the admin endpoint on all addresses (port 0) and `envs`.
+fn serve_on_all_addresses(data: &std::path::Path, envs: &[(&str, &str)]) -> Result<std::process::Child> {
+    Ok(Command::new(bin("hotline"))
+        .arg("serve")
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"])
+        .env("HOTLINE_LOG", "warn")
+        .env_remove("HOTLINE_ADMIN_TOKEN")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?)
+}
+
 #[test]
 fn without_a_token_the_endpoint_is_refused_beyond_loopback() -> Result<()> {
+    use std::io::BufRead;
     let dir = tempfile::tempdir()?;
-    let out = serve_refused(&dir.path().join("data"), &["--admin".as_ref(), "0.0.0.0:0".as_ref()])?;
+    // Refused before anything starts: the config check comes first.
+    let out = serve_on_all_addresses(&dir.path().join("data"), &[])?.wait_with_output()?;
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("admin.token") && err.contains("not a loopback address"), "{err}");
-    // With a token it serves there.
-    let broker = Broker::start_capturing_stderr(&["--admin", "0.0.0.0:0"], &[("HOTLINE_ADMIN_TOKEN", TOKEN)])?;
-    let loopback: SocketAddr = format!("127.0.0.1:{}", broker.admin.port()).parse()?;
-    assert_eq!(request(loopback, "GET", "/healthz", &[])?.0, 401);
-    assert_eq!(request(loopback, "GET", "/healthz", &[("Authorization", &format!("Bearer {TOKEN}"))])?, (200, "ok\n".into()));
-    Ok(())
+    assert!(!dir.path().join("data").exists(), "the refused start made the data folder");
+
+    // With a token it serves there, and wants the token.
+    let mut child = serve_on_all_addresses(&dir.path().join("data"), &[("HOTLINE_ADMIN_TOKEN", TOKEN)])?;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().context("hotline exited before listening")??;
+    let served = (|| -> Result<()> {
+        let admin: SocketAddr = line.split_whitespace().nth(5).context("no admin address")?.parse()?;
+        assert!(admin.ip().is_unspecified(), "{line}");
+        let loopback: SocketAddr = format!("127.0.0.1:{}", admin.port()).parse()?;
+        assert_eq!(request(loopback, "GET", "/healthz", &[])?.0, 401);
+        assert_eq!(request(loopback, "GET", "/healthz", &[("Authorization", &format!("Bearer {TOKEN}"))])?, (200, "ok\n".into()));
+        Ok(())
+    })();
+    child.kill()?;
+    child.wait()?;
+    served
 }
 
 #[test]
@@ -111,8 +140,9 @@ fn status_summarizes_a_running_broker() -> Result<()> {
     assert!(s["uptime_secs"].is_u64() && s["sessions"] == 0 && s["connections"].is_u64(), "{s}");
     assert_eq!(s["storage"]["poisoned"], false);
     assert!(s["storage"]["disk_bytes"].as_u64().unwrap() > 0, "{s}");
-    let slots: Vec<&str> = s["plugins"].as_array().unwrap().iter().map(|p| p["slot"].as_str().unwrap()).collect();
-    assert_eq!(slots, ["router", "registrar", "receipts"], "{s}");
+    let mut slots: Vec<&str> = s["plugins"].as_array().unwrap().iter().map(|p| p["slot"].as_str().unwrap()).collect();
+    slots.sort();
+    assert_eq!(slots, ["receipts", "registrar", "router"], "{s}");
     let kinds: Vec<&str> = s["queues"]["kinds"].as_array().unwrap().iter().map(|k| k["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"commit"), "{s}");
     let text = ok(Command::new(bin("hotline")).args(["status", "--admin", &broker.admin.to_string()]).output()?);
