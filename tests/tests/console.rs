@@ -22,7 +22,7 @@ struct Browser {
     driver: Child,
     base: String,
     session: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -44,7 +44,7 @@ impl Browser {
             .spawn()
             .with_context(|| format!("starting {}", chromedriver.display()))?;
         let profile = tempfile::tempdir()?;
-        let mut browser = Browser { driver, base: format!("http://127.0.0.1:{port}"), session: String::new(), _profile: profile };
+        let mut browser = Browser { driver, base: format!("http://127.0.0.1:{port}"), session: String::new(), profile };
         eventually(T, || browser.call("GET", "/status", None).ok().filter(|v| v["ready"] == true))
             .context("chromedriver did not become ready")?;
         let args = [
@@ -57,7 +57,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", browser._profile.path().display()),
+            &format!("--user-data-dir={}", browser.profile.path().display()),
         ];
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
