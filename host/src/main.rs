@@ -459,8 +459,7 @@ fn status_text(s: &serde_json::Value) -> String {
             .flatten()
             .map(|q| format!("{} {}", q["name"].as_str().unwrap_or("?"), n(&q["items"])))
             .collect();
-        let _ = writeln!(
-            out,
+        let line = format!(
             "  {:<10} {:>8} {:>8} {:>6}  {}",
             k["kind"].as_str().unwrap_or("?"),
             n(&k["total"]),
@@ -468,6 +467,7 @@ fn status_text(s: &serde_json::Value) -> String {
             n(&k["non_empty"]),
             top.join(", ")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }
