@@ -1,11 +1,12 @@
 //! The broker's shared state: storage, the commit queue, policy and its threads, the SMS
-//! provider and the online sessions, wired together; and [`Broker::ports`], the view the
+//! provider, the online sessions, the connection registry and the queue monitor, wired
+//! together; and [`Broker::ports`], the view the
 //! delivery core (`hotline-core`) reads through. The QUIC server's sessions drive the core
 //! with it.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -16,6 +17,7 @@ use rand::RngCore;
 use crate::config::{Config, LimitsConfig};
 use crate::connections::Connections;
 use crate::metrics::Metrics;
+use crate::monitor::{Figures, Monitor, QueueKind, QueueLen, Sources, Webhook};
 use crate::plugins::PluginHost;
 use crate::policy::PolicyThreads;
 use crate::sessions::Sessions;
@@ -31,7 +33,10 @@ pub struct Broker {
     /// The same plugin host, for operators (list, rollback).
     pub plugins: Arc<PluginHost>,
     pub sessions: Arc<Sessions>,
+    /// The limits as the broker started; `max_body_bytes` is read through
+    /// [`Broker::max_body_bytes`], which a reload (SIGHUP) can change.
     pub limits: LimitsConfig,
+    max_body_bytes: AtomicUsize,
     pub message_ttl: Duration,
     /// What connections hold in memory, in bytes (for `/metrics`).
     pub gauges: ConnectionGauges,
@@ -39,6 +44,10 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Every open QUIC connection (for the admin API: list, kick).
     pub connections: Arc<Connections>,
+    /// Every queue's figures and the alerts on them ([`Broker::start_monitor`] samples).
+    pub monitor: Arc<Monitor>,
+    /// How often the monitor samples (`alerts.sample_ms`).
+    pub sample_every: Duration,
 }
 
 /// Bytes held by all connections together, each kind bounded per connection.
@@ -73,18 +82,42 @@ impl Broker {
         )?);
         let policy = PolicyThreads::start(config.plugins.threads, plugins.clone(), Arc::new(RegistrationLocks::default()))
             .context("starting the plugin threads")?;
-        Ok(Arc::new(Broker {
+        let webhook = match &config.alerts.webhook {
+            Some(url) => Some(Webhook::start(url.clone(), Duration::from_secs(1)).context("starting the alert webhook thread")?),
+            None => None,
+        };
+        Ok(Arc::new_cyclic(|broker| Broker {
             store,
             committer,
             policy,
             plugins,
             sessions,
             limits: config.limits.clone(),
+            max_body_bytes: AtomicUsize::new(config.limits.max_body_bytes),
             message_ttl: config.message_ttl(),
             gauges: ConnectionGauges::default(),
             metrics: Arc::default(),
             connections: Arc::default(),
+            monitor: Monitor::new(queue_sources(broker.clone()), config.alerts.rules(), webhook),
+            sample_every: Duration::from_millis(config.alerts.sample_ms),
         }))
+    }
+
+    /// Samples every queue now, then every `alerts.sample_ms`, until the runtime stops.
+    pub fn start_monitor(&self) -> tokio::task::JoinHandle<()> {
+        self.monitor.sample(now_ms());
+        self.monitor.spawn(self.sample_every, now_ms)
+    }
+
+    /// The largest message body a session starting now accepts (`limits.max_body_bytes`,
+    /// as last reloaded).
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Sets `limits.max_body_bytes` for sessions that start from now on.
+    pub fn set_max_body_bytes(&self, bytes: usize) {
+        self.max_body_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Waits until every write submitted so far is committed (used at shutdown).
@@ -100,6 +133,37 @@ impl Broker {
     /// random keys. (Policy is asked through [`Broker::policy`].)
     pub fn ports(&self) -> Ports<'_> {
         Ports { accounts: &self.store, queues: &self.store, keys: &RandomKeys }
+    }
+}
+
+/// Where the monitor reads each kind of queue. Holds the broker weakly: the broker owns the
+/// monitor.
+fn queue_sources(broker: Weak<Broker>) -> Sources {
+    fn read(broker: &Weak<Broker>, kind: QueueKind, top: usize, f: impl FnOnce(&Broker, usize) -> Figures) -> Figures {
+        match broker.upgrade() {
+            Some(broker) => f(&broker, top),
+            None => Figures::from_lengths(kind, [], top),
+        }
+    }
+    let (b1, b2, b3, b4) = (broker.clone(), broker.clone(), broker.clone(), broker);
+    Sources {
+        stored: Box::new(move |top| {
+            read(&b1, QueueKind::Stored, top, |b, top| {
+                let (total, max, non_empty) = b.store.queues().totals();
+                let top = b.store.queues().top(top).into_iter().map(|(name, items)| QueueLen { name, items }).collect();
+                Figures { kind: QueueKind::Stored, total, max, non_empty, top }
+            })
+        }),
+        mailbox: Box::new(move |top| read(&b2, QueueKind::Mailbox, top, |b, top| Figures::from_lengths(QueueKind::Mailbox, b.connections.mailboxes(), top))),
+        plugin: Box::new(move |top| {
+            read(&b3, QueueKind::Plugin, top, |b, top| {
+                let lengths = b.policy.pending_by_slot().map(|(slot, n)| (slot.name().to_string(), n as u64));
+                Figures::from_lengths(QueueKind::Plugin, lengths, top)
+            })
+        }),
+        commit: Box::new(move |top| {
+            read(&b4, QueueKind::Commit, top, |b, top| Figures::from_lengths(QueueKind::Commit, [("commit".to_string(), b.committer.queue_len() as u64)], top))
+        }),
     }
 }
 

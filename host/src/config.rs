@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::Durability;
 
 /// Everything the broker reads from its config file. Every field has a default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Data folder: storage, TLS material, SMS outbox. `--data` overrides it.
@@ -28,7 +28,7 @@ pub struct Config {
 /// Queue monitoring: how often every queue is sampled, when a kind of queue raises an alert
 /// (its largest queue holds at least `<kind>_items` for `<kind>_for_secs`; `0` items turns
 /// the kind off), and where alerts go besides the log, the metrics and the console.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Sample period, in milliseconds.
@@ -81,7 +81,7 @@ impl AlertsConfig {
 }
 
 /// The WebAssembly plugins: where they live and the limits they run under.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Plugin folder; default `<data>/plugins`.
@@ -126,21 +126,88 @@ impl Default for PluginsConfig {
     }
 }
 
-/// The admin HTTP endpoint: plugins, health, metrics.
-#[derive(Debug, Clone, Deserialize)]
+/// The admin HTTP endpoint: the console, the JSON API, health, metrics.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// TCP address; `--admin` overrides it.
     pub listen: SocketAddr,
+    /// With a token, every admin route needs `Authorization: Bearer <token>`. Without one
+    /// the endpoint serves on a loopback address only. `HOTLINE_ADMIN_TOKEN` overrides it.
+    pub token: Option<Secret>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9464".parse().unwrap() }
+        AdminConfig { listen: "127.0.0.1:9464".parse().unwrap(), token: None }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A secret setting (the admin token): `***` wherever it is printed or serialized.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    /// The secret itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+/// The environment variable that sets `admin.token` over the config file (and that
+/// `hotline status` and `hotline plugins` send).
+pub const ADMIN_TOKEN_ENV: &str = "HOTLINE_ADMIN_TOKEN";
+
+/// What the command line (and the environment) sets over the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub admin_token: Option<Secret>,
+}
+
+impl Overrides {
+    /// `admin_token` from `HOTLINE_ADMIN_TOKEN` when it is set and not empty.
+    pub fn with_env_token(mut self) -> Overrides {
+        self.admin_token = std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()).map(Secret::new);
+        self
+    }
+
+    fn apply(&self, config: &mut Config) {
+        if let Some(data) = &self.data {
+            config.data = data.clone();
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(admin) = self.admin {
+            config.admin.listen = admin;
+        }
+        if let Some(token) = &self.admin_token {
+            config.admin.token = Some(token.clone());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// `fsync` (default): `Sent` means on disk. `buffered`: `Sent` means handed to the OS.
@@ -149,7 +216,7 @@ pub struct StorageConfig {
     pub message_ttl_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest message body accepted, in bytes.
@@ -169,7 +236,7 @@ pub struct LimitsConfig {
 pub const DEFAULT_MAX_QUEUE_ITEMS: u64 = 100_000;
 
 /// The QUIC listener's UDP socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UdpConfig {
     /// Kernel receive buffer, in bytes: what holds the packets of a burst of logins (or of
@@ -188,7 +255,7 @@ impl Default for UdpConfig {
 
 /// The broker's certificate and key: both set, or neither (then a development certificate
 /// in `<data>/tls/`, made on first start).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain. Only read, never written.
@@ -248,11 +315,32 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
+        let config = Config::parse_file(path)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The effective config: the file (or every default without one) with the command
+    /// line and the environment over it, checked. What `serve` runs with, SIGHUP re-reads
+    /// and `check-config` shows.
+    pub fn resolve(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::parse_file(path)?,
+            None => Config::default(),
+        };
+        overrides.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn parse_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+    }
+
+    /// The config as TOML, secrets shown as `***`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the config as TOML: {e}\n"))
     }
 
     /// Checks values that parse but cannot work.
@@ -282,6 +370,22 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "limits.max_queue_items must be at least 1 (default {DEFAULT_MAX_QUEUE_ITEMS}); there is no unlimited setting"
             )));
+        }
+        match &self.admin.token {
+            Some(token) if token.expose().is_empty() || !token.expose().bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(ConfigError::Invalid(format!(
+                    "admin.token (or {ADMIN_TOKEN_ENV}) must be printable ASCII without spaces, and not empty"
+                )));
+            }
+            Some(_) => {}
+            None if !self.admin.listen.ip().is_loopback() => {
+                return Err(ConfigError::Invalid(format!(
+                    "admin.listen {} is not a loopback address and admin.token is not set: set admin.token (or \
+                     {ADMIN_TOKEN_ENV}) to serve the admin endpoint beyond this machine, or listen on 127.0.0.1",
+                    self.admin.listen
+                )));
+            }
+            None => {}
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
@@ -361,6 +465,34 @@ mod tests {
         assert!(err.contains("tls.cert is set but tls.key is not"), "{err}");
         std::fs::write(&path, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
         assert!(Config::load(&path).is_ok());
+    }
+
+    #[test]
+    fn a_non_loopback_admin_address_needs_a_token_which_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        std::fs::write(&path, "[admin]\nlisten = \"0.0.0.0:9464\"\n").unwrap();
+        let err = Config::resolve(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("admin.listen 0.0.0.0:9464 is not a loopback address") && err.contains("admin.token"), "{err}");
+        // The command line can bring it back to loopback, or the environment give a token.
+        let loopback = Overrides { admin: Some("127.0.0.1:0".parse().unwrap()), ..Overrides::default() };
+        assert!(Config::resolve(Some(&path), &loopback).is_ok());
+        let token = Overrides { admin_token: Some(Secret::new("s3cret-token")), ..Overrides::default() };
+        let config = Config::resolve(Some(&path), &token).unwrap();
+        assert_eq!(config.admin.token.as_ref().map(Secret::expose), Some("s3cret-token"));
+        for shown in [config.to_toml(), serde_json::to_string(&config).unwrap(), format!("{config:?}")] {
+            assert!(!shown.contains("s3cret") && shown.contains("***"), "{shown}");
+        }
+        std::fs::write(&path, "[admin]\ntoken = \"with space\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("admin.token"), "{err}");
+    }
+
+    #[test]
+    fn the_shown_toml_reads_back_as_the_same_config() {
+        let config = Config::default();
+        let back: Config = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&config).unwrap());
     }
 
     #[test]

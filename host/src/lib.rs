@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 pub mod connections;
 pub mod expiry;
+pub mod live;
 pub mod memory;
 pub mod metrics;
 pub mod monitor;

@@ -1,5 +1,7 @@
-//! The `hotline` binary: `serve` runs the broker; `plugins` operates its plugins (and
-//! `plugins new` writes a plugin project); `inspect` reports on a stopped broker's storage.
+//! The `hotline` binary: `serve` runs the broker (SIGHUP reloads it); `status` and
+//! `plugins` operate a running one through its admin endpoint (and `plugins new` writes a
+//! plugin project); `check-config` checks a config file; `inspect` reports on a stopped
+//! broker's storage.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hotline::broker::Broker;
-use hotline::config::Config;
+use hotline::config::{Config, Overrides};
 use hotline::server::{BufferSizes, Listener};
 use hotline::store::{Store, StoreError};
 
@@ -93,8 +95,31 @@ enum Command {
         /// Admin endpoint of the broker (before or after the subcommand).
         #[arg(long, default_value = "127.0.0.1:9464", global = true)]
         admin: SocketAddr,
+        /// The broker's admin token, if it has one (`admin.token`).
+        #[arg(long, env = "HOTLINE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+        token: Option<String>,
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+    /// Summary of a running broker: version, uptime, sessions, connections, queues,
+    /// plugins, storage (from its admin endpoint's /api/status).
+    Status {
+        /// Admin endpoint of the broker.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: SocketAddr,
+        /// The broker's admin token, if it has one (`admin.token`).
+        #[arg(long, env = "HOTLINE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the API's JSON instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a config file as `serve` would (values, the admin token rule, the TLS files)
+    /// and print the effective settings as TOML. Exit status 0 when it is fine, 1 when it is
+    /// refused (the error names the key); 2 for a command-line mistake.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
     },
     /// Print queue lengths and disk use of a stopped broker's storage as JSON.
     Inspect {
@@ -122,22 +147,13 @@ fn run() -> Result<()> {
     })?;
     match cli.command {
         Command::Plugins { command: PluginsCommand::New { lang, name, slot, dir }, .. } => new_plugin(lang, &name, &slot, dir),
-        Command::Plugins { admin, command: PluginsCommand::List { json } } => plugins_list(admin, json),
-        Command::Plugins { admin, command: PluginsCommand::Rollback { slot } } => plugins_rollback(admin, &slot),
-        Command::Serve { data, config, listen, admin, log_format: _ } => {
-            let mut config = match config {
-                Some(path) => Config::load(&path)?,
-                None => Config::default(),
-            };
-            if let Some(data) = data {
-                config.data = data;
-            }
-            if let Some(listen) = listen {
-                config.listen = listen;
-            }
-            if let Some(admin) = admin {
-                config.admin.listen = admin;
-            }
+        Command::Plugins { admin, token, command: PluginsCommand::List { json } } => plugins_list(&AdminClient::new(admin, token), json),
+        Command::Plugins { admin, token, command: PluginsCommand::Rollback { slot } } => plugins_rollback(&AdminClient::new(admin, token), &slot),
+        Command::Status { admin, token, json } => status(&AdminClient::new(admin, token), json),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Serve { data, config: file, listen, admin, log_format: _ } => {
+            let overrides = Overrides { data, listen, admin, admin_token: None }.with_env_token();
+            let config = Config::resolve(file.as_deref(), &overrides)?;
             // Everything the broker creates (storage, outbox, keys, plugin cache) is for its
             // own user only. Set before any thread starts: the mask is process-wide.
             #[cfg(unix)]
@@ -145,7 +161,7 @@ fn run() -> Result<()> {
             unsafe {
                 libc::umask(0o077);
             }
-            tokio::runtime::Runtime::new()?.block_on(serve(config))
+            tokio::runtime::Runtime::new()?.block_on(serve(config, file, overrides))
         }
         Command::Inspect { data } => inspect(data),
     }
@@ -180,10 +196,10 @@ fn print_out(text: &str) -> Result<()> {
     }
 }
 
-async fn serve(config: Config) -> Result<()> {
+async fn serve(config: Config, file: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     hotline::tls::create_private_dir(&config.data).context("creating the data folder")?;
     warn_if_shared(&config.data);
-    let tls = hotline::tls::server_config_for(&config)?;
+    let (tls, certificate) = hotline::tls::server_config_for(&config)?;
     let broker = Broker::open(&config)?;
     // Expired items go before anyone can log in and be handed one.
     if let Err(e) = hotline::expiry::expire(&broker).await {
@@ -197,18 +213,21 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding the admin endpoint {}", config.admin.listen))?;
     let admin_addr = admin.local_addr()?;
-    let admin_app = hotline::admin::router(broker.clone(), listener.udp_stats());
+    let live = hotline::live::Live::new(config.clone(), file, overrides, certificate, broker.clone());
+    let admin_app = hotline::admin::router(broker.clone(), listener.udp_stats(), live.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(admin, admin_app).await {
             tracing::error!(error = %e, "admin endpoint failed");
         }
     });
     let shutdown = shutdown_signal()?;
+    let reloads = reload_on_hangup(live)?;
     // Tests and scripts wait for this line on stdout.
     print_out(&format!("hotline listening on {addr} admin {admin_addr} (data {})\n", config.data.display()))?;
     tracing::info!(%addr, %admin_addr, data = %config.data.display(), plugins = %broker.plugins.dir().display(), "serving");
 
     let drops = tokio::spawn(hotline::server::warn_on_drops(listener.udp_stats()));
+    let monitor = broker.start_monitor();
     let expiry = {
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -228,7 +247,9 @@ async fn serve(config: Config) -> Result<()> {
         () = shutdown => tracing::info!("shutting down"),
     }
     expiry.abort();
+    monitor.abort();
     drops.abort();
+    reloads.abort();
     listener.close(hotline_protocol::close_code::NORMAL, "broker shutting down").await;
     broker.flush().await?;
     // Memtables flushed and the journal sealed: a small journal left, nothing to replay at
@@ -272,14 +293,90 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The admin API's plugin endpoint, and the error for a broker that does not answer.
-fn plugins_api(admin: SocketAddr) -> (String, String) {
-    (format!("http://{admin}/api/plugins"), format!("cannot reach the broker's admin endpoint at {admin} (is it running? --admin ADDR)"))
+/// SIGHUP: reads the config file and the certificate again and applies what can change
+/// live (see [`hotline::live`]); one log line says what. Installed before the listening
+/// line, like the shutdown handlers.
+fn reload_on_hangup(live: std::sync::Arc<hotline::live::Live>) -> Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let reload = live.clone();
+            match tokio::task::spawn_blocking(move || reload.reload()).await {
+                Ok(Ok(done)) => tracing::info!(
+                    applied = %done.applied.join(", "),
+                    restart_needed = %if done.need_restart.is_empty() { "none".to_string() } else { done.need_restart.join(", ") },
+                    "reloaded the config and the TLS certificate"
+                ),
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "reload refused; the broker keeps its config and certificate"),
+                Err(e) => tracing::error!(error = %e, "reload failed; the broker keeps its config and certificate"),
+            }
+        }
+    }))
 }
 
-fn plugins_list(admin: SocketAddr, json: bool) -> Result<()> {
-    let (base, unreachable) = plugins_api(admin);
-    let report: serde_json::Value = ureq::get(&base).call().context(unreachable)?.body_mut().read_json()?;
+/// `hotline check-config FILE`: exit 0 with the effective settings, or 1 with the error.
+fn check_config(file: &std::path::Path) -> Result<()> {
+    use std::fmt::Write;
+    let overrides = Overrides::default().with_env_token();
+    let config = Config::resolve(Some(file), &overrides)?;
+    let tls = hotline::tls::check(&config)?;
+    let mut out = format!("# {}: fine. Effective settings (defaults filled in):\n", file.display());
+    let _ = writeln!(out, "# TLS: {tls}");
+    out.push_str(&config.to_toml());
+    print_out(&out)
+}
+
+/// A client of a running broker's admin endpoint.
+struct AdminClient {
+    admin: SocketAddr,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    fn new(admin: SocketAddr, token: Option<String>) -> AdminClient {
+        AdminClient { admin, token: token.filter(|t| !t.is_empty()) }
+    }
+
+    /// Sends `method path` and returns the JSON answer of a success; an error says why not
+    /// (unreachable, the token, or the API's `error`).
+    fn call(&self, method: &str, path: &str) -> Result<serde_json::Value> {
+        let url = format!("http://{}{path}", self.admin);
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let unreachable = || format!("cannot reach the broker's admin endpoint at {} (is it running? --admin ADDR)", self.admin);
+        let response = match method {
+            "POST" => {
+                let request = agent.post(&url);
+                let request = if let Some(auth) = &auth { request.header("Authorization", auth) } else { request };
+                request.send_empty()
+            }
+            _ => {
+                let request = agent.get(&url);
+                let request = if let Some(auth) = &auth { request.header("Authorization", auth) } else { request };
+                request.call()
+            }
+        }
+        .with_context(unreachable)?;
+        let status = response.status();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        if status == 401 {
+            anyhow::bail!(
+                "the admin endpoint at {} needs its token: --token TOKEN or HOTLINE_ADMIN_TOKEN ({})",
+                self.admin,
+                body["error"].as_str().unwrap_or("unauthorized")
+            );
+        }
+        if !status.is_success() {
+            anyhow::bail!("{}", body["error"].as_str().map_or_else(|| format!("HTTP {status}: {text}"), String::from));
+        }
+        Ok(body)
+    }
+}
+
+fn plugins_list(client: &AdminClient, json: bool) -> Result<()> {
+    let report = client.call("GET", "/api/plugins")?;
     if json {
         return print_out(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     }
@@ -319,20 +416,60 @@ fn plugins_table(report: &serde_json::Value) -> String {
     out
 }
 
-fn plugins_rollback(admin: SocketAddr, slot: &str) -> Result<()> {
-    let (base, unreachable) = plugins_api(admin);
-    let response = ureq::post(format!("{base}/{slot}/rollback"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .context(unreachable)?;
-    let ok = response.status().is_success();
-    let body: serde_json::Value = response.into_body().read_json()?;
-    if !ok {
-        anyhow::bail!("rollback of {slot} refused: {}", body["error"].as_str().unwrap_or("unknown error"));
-    }
+fn plugins_rollback(client: &AdminClient, slot: &str) -> Result<()> {
+    let body = client.call("POST", &format!("/api/plugins/{slot}/rollback")).with_context(|| format!("rollback of {slot} refused"))?;
     print_out(&format!("{slot} rolled back; current version {}\n", body["version"].as_str().unwrap_or("?")))
+}
+
+fn status(client: &AdminClient, json: bool) -> Result<()> {
+    let status = client.call("GET", "/api/status")?;
+    if json {
+        return print_out(&format!("{}\n", serde_json::to_string_pretty(&status)?));
+    }
+    print_out(&status_text(&status))
+}
+
+/// The `hotline status` summary.
+fn status_text(s: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let n = |v: &serde_json::Value| v.as_u64().map_or("?".to_string(), |n| n.to_string());
+    let mut out = String::new();
+    let uptime = humantime::format_duration(Duration::from_secs(s["uptime_secs"].as_u64().unwrap_or(0)));
+    let _ = writeln!(out, "hotline {}, up {uptime}", s["version"].as_str().unwrap_or("?"));
+    let _ = writeln!(out, "sessions     {}", n(&s["sessions"]));
+    let _ = writeln!(out, "connections  {}", n(&s["connections"]));
+    let _ = writeln!(out, "alerts       {} active", n(&s["alerts_active"]));
+    let storage = &s["storage"];
+    let disk = storage["disk_bytes"].as_u64().map_or("?".to_string(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64));
+    let state = match storage["refusal"].as_str() {
+        Some(why) => format!("REFUSING WRITES: {}", why.trim_end()),
+        None => "ok".to_string(),
+    };
+    let _ = writeln!(out, "storage      {disk} on disk, {state}");
+    let _ = writeln!(out, "plugins");
+    for p in s["plugins"].as_array().into_iter().flatten() {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+        let _ = writeln!(out, "  {:<10} {:<13} {}", text(&p["slot"]), text(&p["version"]), text(&p["state"]));
+    }
+    let _ = writeln!(out, "queues (kind: total items, largest, non-empty; top)");
+    for k in s["queues"]["kinds"].as_array().into_iter().flatten() {
+        let top: Vec<String> = k["top"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|q| format!("{} {}", q["name"].as_str().unwrap_or("?"), n(&q["items"])))
+            .collect();
+        let line = format!(
+            "  {:<10} {:>8} {:>8} {:>6}  {}",
+            k["kind"].as_str().unwrap_or("?"),
+            n(&k["total"]),
+            n(&k["max"]),
+            n(&k["non_empty"]),
+            top.join(", ")
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
 }
 
 fn new_plugin(lang: hotline::scaffold::Lang, name: &str, slot: &str, dir: Option<PathBuf>) -> Result<()> {

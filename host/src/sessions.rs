@@ -64,6 +64,11 @@ impl Sessions {
         }
     }
 
+    /// Whether `phone` has a session online.
+    pub fn is_online(&self, phone: &str) -> bool {
+        self.map.contains_key(phone)
+    }
+
     /// Number of online sessions.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -1,32 +1,81 @@
 //! TLS material: loads the operator's certificate and key (`[tls]`), or, when neither is
 //! configured, the development pair in `<data>/tls/`, made there on first start. A
-//! configured path is only ever read, never written.
+//! configured path is only ever read, never written. The certificate served can be
+//! replaced while the broker runs ([`LiveCertificate`], on SIGHUP).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 
 use crate::config::Config;
 
 /// The rustls server config the broker serves with: the configured `tls.cert` and `tls.key`,
 /// or the development certificate in `<data>/tls/` (made if neither of its files exists).
-pub fn server_config_for(config: &Config) -> Result<rustls::ServerConfig> {
+/// The certificate is served through the returned [`LiveCertificate`], which can replace it.
+pub fn server_config_for(config: &Config) -> Result<(rustls::ServerConfig, Arc<LiveCertificate>)> {
+    let certified = certified_key_for(config, true)?;
+    let live = Arc::new(LiveCertificate { current: ArcSwap::from_pointee(certified) });
+    Ok((server_config(live.clone())?, live))
+}
+
+/// The certificate chain and key `config` names, read and checked against each other.
+/// With `make_dev`, the development pair is made when neither of its files exists;
+/// without (a reload, `check-config`), a missing file is an error.
+pub fn certified_key_for(config: &Config, make_dev: bool) -> Result<CertifiedKey> {
+    let (cert, key) = pem_files(config)?;
+    if make_dev && config.tls.cert.is_none() && ensure_dev_certificate(&cert.path, &key.path)? {
+        tracing::info!(cert = %cert.path.display(), "made a development certificate");
+    }
+    certified_key(&cert, &key)
+}
+
+/// Checks the certificate and key `config` names without making any file. Says what
+/// will be served: the files, or a development certificate made at the first start.
+pub fn check(config: &Config) -> Result<String> {
+    let (cert, key) = pem_files(config)?;
+    if config.tls.cert.is_none() && !cert.path.exists() && !key.path.exists() {
+        return Ok(format!("a development certificate, made at the first start in {}", config.dev_tls_dir().display()));
+    }
+    certified_key(&cert, &key)?;
+    Ok(format!("{cert} with {key}"))
+}
+
+/// The certificate and key files of `config`.
+fn pem_files(config: &Config) -> Result<(Pem, Pem)> {
     match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => server_config(&Pem::new("tls.cert", cert), &Pem::new("tls.key", key)),
+        (Some(cert), Some(key)) => Ok((Pem::new("tls.cert", cert), Pem::new("tls.key", key))),
         (None, None) => {
             let dir = config.dev_tls_dir();
-            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-            if ensure_dev_certificate(&cert, &key)? {
-                tracing::info!(cert = %cert.display(), "made a development certificate");
-            }
-            server_config(&Pem::new("development certificate", &cert), &Pem::new("development key", &key))
+            Ok((Pem::new("development certificate", &dir.join("cert.pem")), Pem::new("development key", &dir.join("key.pem"))))
         }
         // `Config::validate` refuses this too; kept here so no caller can get past it.
         (Some(_), None) => bail!("tls.cert is set but tls.key is not: set both, or neither for a development certificate"),
         (None, Some(_)) => bail!("tls.key is set but tls.cert is not: set both, or neither for a development certificate"),
+    }
+}
+
+/// The certificate the broker serves. [`LiveCertificate::replace`] swaps it: handshakes
+/// from then on use the new one; connections already open keep theirs.
+#[derive(Debug)]
+pub struct LiveCertificate {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl LiveCertificate {
+    pub fn replace(&self, certified: CertifiedKey) {
+        self.current.store(Arc::new(certified));
+    }
+}
+
+impl rustls::server::ResolvesServerCert for LiveCertificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
     }
 }
 
@@ -101,9 +150,19 @@ impl std::fmt::Display for Pem {
     }
 }
 
-/// A rustls server config for QUIC with ALPN `hotline/1`, TLS 1.3 only. Every error names
-/// the file it is about.
-fn server_config(cert: &Pem, key: &Pem) -> Result<rustls::ServerConfig> {
+/// The crypto the broker serves with. AES-128-GCM with SHA-256 first, whatever the client
+/// prefers: its key schedule hashes with SHA-256, which this kind of CPU computes in
+/// hardware, where SHA-384 took 5% of the broker's CPU in a burst of logins. (QUIC protects
+/// its Initial packets with it anyway.)
+fn provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    provider
+}
+
+/// Reads a PEM certificate chain and its private key and checks that they belong together.
+/// Every error names the file it is about.
+fn certified_key(cert: &Pem, key: &Pem) -> Result<CertifiedKey> {
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.read()?.as_slice())
         .collect::<Result<_, _>>()
         .with_context(|| format!("{cert} is not a PEM certificate chain"))?;
@@ -111,21 +170,22 @@ fn server_config(cert: &Pem, key: &Pem) -> Result<rustls::ServerConfig> {
     let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.read()?.as_slice())
         .with_context(|| format!("{key} is not a PEM private key"))?
         .with_context(|| format!("{key} holds no PEM private key"))?;
-    // AES-128-GCM with SHA-256 first, whatever the client prefers: its key schedule hashes
-    // with SHA-256, which this kind of CPU computes in hardware, where SHA-384 took 5% of
-    // the broker's CPU in a burst of logins. (QUIC protects its Initial packets with it anyway.)
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites.sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth();
-    let mut config = match builder.with_single_cert(certs, key_der) {
-        Ok(config) => config,
+    match CertifiedKey::from_der(certs, key_der, &provider()) {
+        Ok(certified) => Ok(certified),
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
             bail!("{key} does not match the certificate in {cert}")
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot use {key} with {cert}")),
-    };
+        Err(e) => Err(e).with_context(|| format!("cannot use {key} with {cert}")),
+    }
+}
+
+/// A rustls server config for QUIC with ALPN `hotline/1`, TLS 1.3 only, serving the
+/// certificate `live` holds.
+fn server_config(live: Arc<LiveCertificate>) -> Result<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(live);
     config.alpn_protocols = vec![hotline_protocol::ALPN.to_vec()];
     config.ignore_client_order = true;
     Ok(config)
@@ -154,7 +214,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         ensure_dev_certificate(&cert, &key).unwrap();
-        let config = server_config(&Pem::new("cert", &cert), &Pem::new("key", &key)).unwrap();
+        let certified = certified_key(&Pem::new("cert", &cert), &Pem::new("key", &key)).unwrap();
+        let config = server_config(Arc::new(LiveCertificate { current: ArcSwap::from_pointee(certified) })).unwrap();
         let first = config.crypto_provider().cipher_suites[0].suite();
         assert_eq!(first, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
         assert!(config.ignore_client_order);

@@ -227,7 +227,7 @@ impl<'c> Session<'c> {
         let ports = broker.ports();
         let config = SessionConfig {
             delivery_window: broker.limits.delivery_window,
-            max_body_bytes: broker.limits.max_body_bytes,
+            max_body_bytes: broker.max_body_bytes(),
             hello_timeout_ms: hello_timeout.as_millis() as u64,
             max_queue_items: broker.limits.max_queue_items,
         };

@@ -1,86 +1,20 @@
-//! The admin HTTP endpoint (default 127.0.0.1:9464): health, Prometheus metrics, the
-//! plugin API behind `hotline plugins list|rollback`, and the connections (list, kick).
+//! `/metrics`: the broker's figures in the Prometheus text exposition format.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 
+use super::{process, queues, Admin};
 use crate::broker::Broker;
-use crate::policy::Slot;
 use crate::server::UdpStats;
-
-mod connections;
-mod process;
-
-/// What the admin handlers read.
-#[derive(Clone)]
-struct Admin {
-    broker: Arc<Broker>,
-    udp: Arc<UdpStats>,
-}
-
-/// The admin routes.
-pub fn router(broker: Arc<Broker>, udp: Arc<UdpStats>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/plugins", get(plugins))
-        .route("/api/plugins/{slot}/rollback", post(rollback))
-        .route("/api/connections", get(connections::list))
-        .route("/api/connections/{id}/kick", post(connections::kick))
-        .with_state(Admin { broker, udp })
-}
-
-impl axum::extract::FromRef<Admin> for Arc<Broker> {
-    fn from_ref(admin: &Admin) -> Arc<Broker> {
-        admin.broker.clone()
-    }
-}
-
-/// Liveness: fails (503, with the reason) once storage refuses writes or the committer has
-/// stopped, which only a restart can clear.
-async fn healthz(State(broker): State<Arc<Broker>>) -> Response {
-    answer(&broker.store.health().report(), "ok\n")
-}
-
-/// Readiness: fails (503, with the reason) while the broker cannot accept messages.
-async fn readyz(State(broker): State<Arc<Broker>>) -> Response {
-    answer(&broker.store.health().report(), "ready\n")
-}
-
-/// `200` with `fine`, or `503` with why storage cannot take messages.
-fn answer(health: &crate::store::HealthReport, fine: &'static str) -> Response {
-    match health.refusal() {
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
-        None => fine.into_response(),
-    }
-}
-
-async fn plugins(State(broker): State<Arc<Broker>>) -> Json<crate::plugins::PluginsReport> {
-    Json(broker.plugins.report())
-}
-
-async fn rollback(State(broker): State<Arc<Broker>>, Path(slot): Path<String>) -> Response {
-    let Some(slot) = Slot::from_name(&slot) else {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": format!("no slot {slot:?}")}))).into_response();
-    };
-    match broker.plugins.rollback(slot) {
-        Ok(version) => Json(serde_json::json!({"slot": slot, "version": version})).into_response(),
-        Err(e) => (StatusCode::CONFLICT, Json(serde_json::json!({"error": e}))).into_response(),
-    }
-}
 
 /// The content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-async fn metrics(State(Admin { broker, udp }): State<Admin>) -> Response {
+pub(super) async fn metrics(State(Admin { broker, udp, .. }): State<Admin>) -> Response {
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], exposition(&broker, &udp)).into_response()
 }
 
@@ -132,6 +66,7 @@ fn exposition(broker: &Broker, udp: &UdpStats) -> String {
         out.gauge("hotline_memory_resident_bytes", "Bytes in pages the allocator holds from the system, free ones not yet returned included.", memory.resident);
     }
     broker.metrics.expose(&mut out, broker.connections.len());
+    queues::expose(&mut out, &broker.monitor);
     out.gauge("hotline_policy_questions", "Questions handed to the plugin threads and not yet answered (at most one per connection).", broker.policy.pending());
 
     let report = broker.plugins.report();
@@ -205,13 +140,6 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::HealthReport;
-
-    async fn body(response: Response) -> (StatusCode, String) {
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
-        (status, String::from_utf8(bytes.to_vec()).unwrap())
-    }
 
     #[test]
     fn exposition_lines_escape_label_values_and_help() {
@@ -225,21 +153,5 @@ mod tests {
              x_total{a=\"q\\\"uote\",b=\"back\\\\slash\\nnl\"} 3\n\
              # HELP y A gauge.\n# TYPE y gauge\ny 0.5\n"
         );
-    }
-
-    #[tokio::test]
-    async fn readiness_fails_naming_a_stopped_committer_and_a_poisoned_store() {
-        let healthy = HealthReport { poisoned_by: None, failed_writes: 0, committer_stopped: None, job_panics: 3 };
-        assert_eq!(body(answer(&healthy, "ready\n")).await, (StatusCode::OK, "ready\n".into()));
-
-        let stopped = HealthReport { committer_stopped: Some("it panicked: boom".into()), ..healthy.clone() };
-        let (status, text) = body(answer(&stopped, "ready\n")).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(text.contains("the storage committer stopped: it panicked: boom; restart the broker"), "{text}");
-
-        let both = HealthReport { poisoned_by: Some("I/O error: No space left on device".into()), failed_writes: 7, ..stopped };
-        let (status, text) = body(answer(&both, "ok\n")).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(text.contains("committer stopped") && text.contains("No space left on device (7 writes refused)"), "{text}");
     }
 }
