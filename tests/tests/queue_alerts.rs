@@ -15,9 +15,10 @@ use serde_json::Value;
 
 const READER: &str = "+15550970000";
 const SENDERS: usize = 6;
-/// Messages each sender sends to the reader, and their size: 75 MiB in all.
+/// Messages each sender sends to the reader, and their size: 281 MiB in all, several
+/// times what storage keeps in memory (its memtables).
 const EACH: usize = 800;
-const BODY: usize = 16 * 1024;
+const BODY: usize = 60 * 1024;
 const TOTAL: u64 = (SENDERS * EACH) as u64;
 /// The stored-queue threshold: under what the reader gets, over the receipts each sender
 /// gets back (one per message) once the reader reads.
@@ -116,7 +117,9 @@ async fn a_recipient_that_stops_reading_raises_an_alert_naming_it_which_clears_w
     let grown = broker.rss_bytes().unwrap() as f64 - before as f64;
     let sent = TOTAL as f64 * BODY as f64;
     eprintln!("{:.0} MiB stored for a reader that does not read; the broker grew {:.1} MiB", sent / MIB, grown / MIB);
-    assert!(grown < 40.0 * MIB, "the broker grew by {:.1} MiB while {:.0} MiB were stored", grown / MIB, sent / MIB);
+    // Storage keeps recent writes in memtables (64 MiB each) until they are flushed; what
+    // waits beyond that is on disk only.
+    assert!(grown < sent / 2.0, "the broker grew by {:.1} MiB while {:.0} MiB were stored", grown / MIB, sent / MIB);
 
     // The alert fires and names the reader: in the API, the metrics and the webhook.
     let active = eventually(T, || {
