@@ -86,12 +86,15 @@ pub(super) async fn purge(State(broker): State<Arc<Broker>>, Path(number): Path<
 }
 
 /// `GET /api/accounts?after=NUMBER&limit=N`: a page of accounts in number order.
+/// `after` may be the `next` of the previous page pasted as is: a query string decodes a raw
+/// `+` to a space, and a number never holds a space, so spaces are read back as `+`
+/// (`after=+1555...` and `after=%2B1555...` give the same page).
 pub(super) async fn accounts(State(broker): State<Arc<Broker>>, Query(params): Query<HashMap<String, String>>) -> Response {
     let limit = match number_param(&params, "limit", DEFAULT_ACCOUNTS) {
         Ok(limit) => limit.clamp(1, MAX_ACCOUNTS),
         Err(response) => return response,
     };
-    let after = params.get("after").cloned();
+    let after = params.get("after").map(|after| after.replace(' ', "+"));
     let store = broker.store.clone();
     let page = match tokio::task::spawn_blocking(move || store.list_accounts(after.as_deref(), limit)).await {
         Ok(Ok(page)) => page,
