@@ -28,11 +28,12 @@ fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(json!({ "error": text.into() }))).into_response()
 }
 
-/// A non-negative integer query parameter, `default` when absent.
-fn number_param(params: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, Response> {
+/// A non-negative integer query parameter, `default` when absent; the 400 answer's text
+/// when it is not one.
+fn number_param(params: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, String> {
     match params.get(name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{name} must be a non-negative integer, not {v:?}"))),
+        Some(v) => v.parse().map_err(|_| format!("{name} must be a non-negative integer, not {v:?}")),
     }
 }
 
@@ -55,7 +56,7 @@ pub(super) fn report(monitor: &Monitor, top: usize) -> Value {
 pub(super) async fn list(State(broker): State<Arc<Broker>>, Query(params): Query<HashMap<String, String>>) -> Response {
     match number_param(&params, "top", DEFAULT_TOP) {
         Ok(top) => Json(report(&broker.monitor, top.min(crate::monitor::TOP))).into_response(),
-        Err(response) => response,
+        Err(text) => error(StatusCode::BAD_REQUEST, text),
     }
 }
 
@@ -86,12 +87,15 @@ pub(super) async fn purge(State(broker): State<Arc<Broker>>, Path(number): Path<
 }
 
 /// `GET /api/accounts?after=NUMBER&limit=N`: a page of accounts in number order.
+/// `after` may be the `next` of the previous page pasted as is: a query string decodes a raw
+/// `+` to a space, and a number never holds a space, so spaces are read back as `+`
+/// (`after=+1555...` and `after=%2B1555...` give the same page).
 pub(super) async fn accounts(State(broker): State<Arc<Broker>>, Query(params): Query<HashMap<String, String>>) -> Response {
     let limit = match number_param(&params, "limit", DEFAULT_ACCOUNTS) {
         Ok(limit) => limit.clamp(1, MAX_ACCOUNTS),
-        Err(response) => return response,
+        Err(text) => return error(StatusCode::BAD_REQUEST, text),
     };
-    let after = params.get("after").cloned();
+    let after = params.get("after").map(|after| after.replace(' ', "+"));
     let store = broker.store.clone();
     let page = match tokio::task::spawn_blocking(move || store.list_accounts(after.as_deref(), limit)).await {
         Ok(Ok(page)) => page,
@@ -131,7 +135,8 @@ pub(super) async fn remove_account(State(broker): State<Arc<Broker>>, Path(numbe
 /// has a series from the start.
 pub(super) fn expose(out: &mut Exposition, monitor: &Monitor) {
     let (_, figures) = monitor.figures();
-    let families: [(&str, &str, fn(&crate::monitor::Figures) -> u64); 3] = [
+    type Family = (&'static str, &'static str, fn(&crate::monitor::Figures) -> u64);
+    let families: [Family; 3] = [
         ("hotline_queue_items", "Items in all queues of a kind (stored, mailbox, plugin, commit) at the last sample.", |f| f.total),
         ("hotline_queue_max_items", "Items in the largest queue of a kind at the last sample.", |f| f.max),
         ("hotline_queues_non_empty", "Queues of a kind holding at least one item at the last sample.", |f| f.non_empty),
