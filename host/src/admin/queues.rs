@@ -120,6 +120,9 @@ pub(super) async fn accounts(State(broker): State<Arc<Broker>>, Query(params): Q
 /// `DELETE /api/accounts/{number}`: removes the account and its queue; its session, if
 /// online, is closed with `KEY_REVOKED` (the key no longer works).
 pub(super) async fn remove_account(State(broker): State<Arc<Broker>>, Path(number): Path<String>) -> Response {
+    if !hotline_protocol::is_e164(&number) {
+        return error(StatusCode::BAD_REQUEST, format!("{number:?} is not a number in E.164 form"));
+    }
     match broker.committer.remove_account(&number).await {
         Ok(Some(purged)) => {
             broker.sessions.kick(&number, Close::new(close_code::KEY_REVOKED, "this account was removed by an operator"));
