@@ -71,11 +71,6 @@ impl Listener {
         self.udp.clone()
     }
 
-    /// The QUIC endpoint (to count its open connections).
-    pub fn endpoint(&self) -> &quinn::Endpoint {
-        &self.endpoint
-    }
-
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.endpoint.local_addr()?)
