@@ -113,8 +113,14 @@ impl MediaServer {
                 let _ = tcp.set_nodelay(true);
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "media endpoint: TLS handshake failed"),
-                    Err(_) => return tracing::debug!(%peer, "media endpoint: TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "media endpoint: TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "media endpoint: TLS handshake timed out");
+                        return;
+                    }
                 };
                 let service = hyper_util::service::TowerToHyperService::new(app);
                 let served = hyper::server::conn::http1::Builder::new()
