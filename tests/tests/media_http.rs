@@ -374,6 +374,8 @@ async fn an_upload_cut_off_midway_leaves_nothing() {
     drop(stream);
     eventually(T, || files(&broker, "tmp").is_empty().then_some(())).expect("the cut-off upload is deleted");
     assert!(files(&broker, "blobs").is_empty());
+    eventually(T, || (broker.metric("hotline_media_uploads_refused_total{reason=\"cut_off\"}").ok()? == 1.0).then_some(()))
+        .expect("the cut-off upload is counted");
     assert_eq!(broker.metric("hotline_media_uploads_total").unwrap(), 0.0);
     assert_eq!(broker.metric("hotline_media_objects").unwrap(), 0.0);
 
