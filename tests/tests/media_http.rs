@@ -209,7 +209,7 @@ async fn uploads_come_back_exactly_whole_by_range_and_head_and_equal_content_is_
     let expires = json["expires_at_ms"].as_u64().unwrap();
     let thirty_days = 30 * 24 * 3600 * 1000;
     assert!(expires >= before + thirty_days && expires <= now_ms() + thirty_days, "{expires}");
-    assert_eq!(files(&broker, "blobs"), [sha.clone()]);
+    assert_eq!(files(&broker, "blobs"), [sha.as_str()]);
     assert!(files(&broker, "tmp").is_empty());
 
     let path = format!("/media/{id}");
@@ -249,7 +249,7 @@ async fn uploads_come_back_exactly_whole_by_range_and_head_and_equal_content_is_
     let again = again.json();
     assert_ne!(again["id"], json["id"]);
     assert_eq!((again["sha256"].as_str(), again["mime"].as_str()), (Some(sha.as_str()), Some("application/octet-stream")));
-    assert_eq!(files(&broker, "blobs"), [sha.clone()]);
+    assert_eq!(files(&broker, "blobs"), [sha.as_str()]);
     let other = http.get(&format!("/media/{}", again["id"].as_str().unwrap()), alice, &[]);
     assert_eq!((other.status, other.header("content-type")), (200, Some("application/octet-stream")));
     assert!(other.body == bytes);
