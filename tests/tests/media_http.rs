@@ -434,7 +434,7 @@ async fn quic_clients_are_served_while_an_upload_runs() {
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     let cid = alice.send(BOB, b"while uploading".to_vec()).await.unwrap();
     assert!(matches!(alice.next_frame_within(T).await.unwrap(), ServerFrame::Sent { client_id, .. } if client_id == cid));
-    assert!(matches!(bob.next_frame_within(T).await.unwrap(), ServerFrame::Message { from, body, .. } if from == ALICE && body == b"while uploading"));
+    assert!(matches!(bob.next_frame_within(T).await.unwrap(), ServerFrame::TypedMessage { from, body, .. } if from == ALICE && body == b"while uploading"));
 
     // The upload then finishes as if nothing happened.
     let finished = tokio::task::spawn_blocking(move || {
