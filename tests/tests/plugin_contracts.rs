@@ -1,12 +1,15 @@
 //! Plugin contract versions side by side: a router built from the frozen `wit/0.1.0` keeps
-//! loading and serving in a broker whose other plugins are 0.2.0, and `/api/plugins` says
-//! which contract each version was built against; a 0.2.0 router sees a message's kind; the
+//! loading and serving in a broker whose other plugins are 0.2.0 (it routes media like any
+//! message: 0.1.0 has no kind), and `/api/plugins` says which contract each version was
+//! built against; a 0.2.0 router sees a message's kind (it refuses media naming its MIME
+//! type); the
 //! kv atomics (increment, compare-and-swap) hold when many commands race on pooled
 //! instances.
 
 use std::time::Duration;
 
-use hotline_protocol::{ErrorCode, ServerFrame};
+use hotline_client::ReceivedMessage;
+use hotline_protocol::{ErrorCode, MessageKind, ServerFrame};
 use hotline_tests::Broker;
 
 const ALICE: &str = "+15551200001";
@@ -26,9 +29,9 @@ fn contract_of(broker: &Broker, slot: &str, version: &str) -> String {
     listed["contract_version"].as_str().unwrap_or_else(|| panic!("no contract_version: {listed}")).to_string()
 }
 
-/// Sends `body` from `from` to `to` and answers the `Sent` id or the refusal.
-async fn send(from: &mut hotline_client::Client, to: &str, body: &[u8]) -> Result<u64, (ErrorCode, String)> {
-    let client_id = from.send(to, body.to_vec()).await.unwrap();
+/// Sends `body` of `kind` from `from` to `to` and answers the `Sent` id or the refusal.
+async fn send_kind(from: &mut hotline_client::Client, to: &str, kind: MessageKind, body: &[u8]) -> Result<u64, (ErrorCode, String)> {
+    let client_id = from.send_typed(to, kind, body.to_vec()).await.unwrap();
     loop {
         match from.next_frame_within(T).await.unwrap() {
             ServerFrame::Sent { client_id: c, id } if c == client_id => return Ok(id),
@@ -37,6 +40,17 @@ async fn send(from: &mut hotline_client::Client, to: &str, body: &[u8]) -> Resul
             other => panic!("expected Sent or SendFailed, got {other:?}"),
         }
     }
+}
+
+/// Sends a text message.
+async fn send(from: &mut hotline_client::Client, to: &str, body: &[u8]) -> Result<u64, (ErrorCode, String)> {
+    send_kind(from, to, MessageKind::Text, body).await
+}
+
+/// The next message pushed to `client`.
+async fn received(client: &mut hotline_client::Client) -> ReceivedMessage {
+    let frame = client.next_frame_within(T).await.unwrap();
+    ReceivedMessage::from_frame(frame).unwrap_or_else(|other| panic!("expected a message, got {other:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,10 +72,8 @@ async fn a_router_built_from_frozen_0_1_0_serves_next_to_0_2_0_plugins() {
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     let id = send(&mut alice, BOB, b"from an old router").await.unwrap();
-    match bob.next_frame_within(T).await.unwrap() {
-        ServerFrame::Message { id: got, from, body, .. } => assert_eq!((got, from.as_str(), body.as_slice()), (id, ALICE, &b"from an old router"[..])),
-        other => panic!("expected the message, got {other:?}"),
-    }
+    let got = received(&mut bob).await;
+    assert_eq!((got.id, got.from.as_str(), got.body.as_slice()), (id, ALICE, &b"from an old router"[..]));
     bob.ack(id).await.unwrap();
     // The 0.2.0 receipts plugin lets the delivered receipt through.
     match alice.next_frame_within(T).await.unwrap() {
@@ -78,13 +90,26 @@ async fn a_router_built_from_frozen_0_1_0_serves_next_to_0_2_0_plugins() {
     assert_eq!(noted.unwrap(), "noted colour");
     let (recalled, _) = bob.command("router", "recall", vec!["colour".into()]).await.unwrap();
     assert_eq!(recalled.unwrap(), "teal");
+    // A 0.1.0 router is not told the kind: it routes media like any message, and the
+    // recipient still gets the kind the sender gave.
+    let media = send_kind(&mut alice, BOB, MessageKind::Media { mime: "image/png".into() }, b"descriptor").await.unwrap();
+    let got = received(&mut bob).await;
+    assert_eq!((got.id, got.kind), (media, MessageKind::Media { mime: "image/png".into() }));
+    bob.ack(media).await.unwrap();
     let report = broker.plugins().unwrap();
-    assert_eq!(report["counters"]["router"]["routed_0_1_0"], 1, "{report}");
+    assert_eq!(report["counters"]["router"]["routed_0_1_0"], 2, "{report}");
 
     // A 0.2.0 router replaces it, and the 0.1.0 one comes back on rollback.
     let new = test_plugin(env!("HOTLINE_TEST_PLUGIN_CONTRACT"));
     let next = broker.load_plugin("router", &new, LOAD).unwrap();
     assert_eq!(contract_of(&broker, "router", &next), "0.2.0");
+    // It sees the kind: media is refused with its MIME type, text goes through.
+    let (error, reason) = send_kind(&mut alice, BOB, MessageKind::Media { mime: "video/mp4".into() }, b"descriptor").await.unwrap_err();
+    assert_eq!((error, reason.as_str()), (ErrorCode::Rejected, "no media here (video/mp4)"));
+    let text = send(&mut alice, BOB, b"text is fine").await.unwrap();
+    let got = received(&mut bob).await;
+    assert_eq!((got.id, got.kind), (text, MessageKind::Text));
+    bob.ack(text).await.unwrap();
     let out = std::process::Command::new(hotline_tests::bin("hotline"))
         .args(["plugins", "--admin", &broker.admin.to_string(), "rollback", "router"])
         .output()

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use hotline_protocol::{ErrorCode, ReceiptStatus};
+use hotline_protocol::{ErrorCode, MessageKind, ReceiptStatus};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -409,10 +409,15 @@ fn rolls_back(config: &PluginsConfig, failures: u32, current_for: Duration) -> b
         && current_for <= Duration::from_secs(config.probation_secs)
 }
 
-// KIND-MERGE: until branch `kind` (the core's `MessageMeta.kind`) is merged, every message
-// is text to plugins.
+fn to_wit_kind(kind: MessageKind) -> types::MessageKind {
+    match kind {
+        MessageKind::Text => types::MessageKind::Text,
+        MessageKind::Media { mime } => types::MessageKind::Media(mime),
+    }
+}
+
 fn to_wit_meta(m: MessageMeta) -> types::MessageMeta {
-    types::MessageMeta { from: m.from, to: m.to, size: m.size, at_ms: m.at_ms, kind: types::MessageKind::Text }
+    types::MessageMeta { from: m.from, to: m.to, size: m.size, at_ms: m.at_ms, kind: to_wit_kind(m.kind) }
 }
 
 fn from_wit_route(r: types::Destination) -> Route {
@@ -459,7 +464,7 @@ impl Policy for PluginHost {
                 ReceiptStatus::Delivered => types::ReceiptStatus::Delivered,
                 ReceiptStatus::Read => types::ReceiptStatus::Read,
             },
-            kind: types::MessageKind::Text,
+            kind: to_wit_kind(receipt.kind),
         };
         self.call(Slot::Receipts, |store, instance| instance.allow(store, &meta))
     }

@@ -29,6 +29,9 @@ pub enum ClientFrame {
     /// `group-add` with args `["#team", "+15551230002"]`. Answered by
     /// [`ServerFrame::CommandResult`] with the same `request_id`.
     Command { request_id: u64, slot: String, name: String, args: Vec<String> },
+    /// 9. `Send` with the message's kind, which policy plugins see (protocol version 3).
+    /// Same rules, limits, idempotency and answers as `Send`, which means kind `Text`.
+    SendTyped { client_id: u64, to: String, kind: MessageKind, body: Vec<u8> },
 }
 
 /// A frame sent by the broker.
@@ -58,6 +61,57 @@ pub enum ServerFrame {
     Pong { nonce: u64 },
     /// 10. Answer to `Command`: `ok` with the plugin's output, or not with the error text.
     CommandResult { request_id: u64, ok: bool, output: String },
+    /// 11. A message for this user with its kind (protocol version 3, where every message is
+    /// pushed this way; older sessions get [`ServerFrame::Message`]). Acknowledge it with
+    /// [`ClientFrame::Ack`].
+    TypedMessage { id: u64, from: String, sent_at_ms: u64, kind: MessageKind, body: Vec<u8> },
+}
+
+/// What a message carries, told to policy plugins without the broker reading the body
+/// (protocol version 3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// 0. Text, or anything the clients agree on.
+    Text,
+    /// 1. Media: the body is a media descriptor (docs/protocol.md) of an upload of this MIME type.
+    Media { mime: String },
+}
+
+/// Longest MIME type a [`MessageKind::Media`] may name, in bytes.
+pub const MAX_MIME_LEN: usize = 127;
+
+impl MessageKind {
+    /// Whether the broker accepts this kind: a `Media` MIME type must look like
+    /// `type/subtype` ([`is_mime_type`]); otherwise `SendFailed{InvalidArgument}`.
+    pub fn is_valid(&self) -> bool {
+        match self {
+            MessageKind::Text => true,
+            MessageKind::Media { mime } => is_mime_type(mime),
+        }
+    }
+
+    /// `text`, or `media:` and the MIME type (for logs and the CLI).
+    pub fn label(&self) -> String {
+        match self {
+            MessageKind::Text => "text".into(),
+            MessageKind::Media { mime } => format!("media:{mime}"),
+        }
+    }
+}
+
+/// Whether `mime` looks like a MIME type `type/subtype` (RFC 6838 §4.2): two names of 1 to
+/// 127 characters, each starting with a letter or digit and going on with letters, digits
+/// and `!#$&-^_.+`, joined by one `/`; at most [`MAX_MIME_LEN`] bytes in all. Parameters
+/// (`; charset=…`) are not allowed.
+pub fn is_mime_type(mime: &str) -> bool {
+    fn name(part: &str) -> bool {
+        let bytes = part.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 127
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    }
+    mime.len() <= MAX_MIME_LEN && mime.split_once('/').is_some_and(|(ty, sub)| name(ty) && name(sub))
 }
 
 /// What a receipt reports.
@@ -107,6 +161,16 @@ impl ClientFrame {
             ClientFrame::Read { .. } => "Read",
             ClientFrame::Ping { .. } => "Ping",
             ClientFrame::Command { .. } => "Command",
+            ClientFrame::SendTyped { .. } => "SendTyped",
+        }
+    }
+
+    /// The lowest protocol version in which this frame exists. A broker treats a frame
+    /// of a later version than the session's as malformed, as a broker of that version would.
+    pub fn since_version(&self) -> u16 {
+        match self {
+            ClientFrame::SendTyped { .. } => 3,
+            _ => 1,
         }
     }
 }
@@ -126,6 +190,7 @@ impl ServerFrame {
             ServerFrame::Error { .. } => "Error",
             ServerFrame::Pong { .. } => "Pong",
             ServerFrame::CommandResult { .. } => "CommandResult",
+            ServerFrame::TypedMessage { .. } => "TypedMessage",
         }
     }
 }

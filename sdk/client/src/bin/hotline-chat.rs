@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use hotline_client::{Client, ConnectOptions};
-use hotline_protocol::{ReceiptStatus, ServerFrame};
+use hotline_client::{Client, ConnectOptions, ReceivedMessage};
+use hotline_protocol::{MessageKind, ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -326,14 +326,27 @@ async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: 
 
 async fn listen(client: &mut Client, count: Option<usize>, read: bool, seen: &mut usize) -> Result<()> {
     while count.is_none_or(|n| *seen < n) {
-        let event = match client.next_frame().await? {
-            ServerFrame::Message { id, from, sent_at_ms, body } => {
+        let frame = match ReceivedMessage::from_frame(client.next_frame().await?) {
+            Ok(ReceivedMessage { id, from, sent_at_ms, kind, body }) => {
                 client.ack(id).await?;
                 if read {
                     client.read(id, &from).await?;
                 }
-                json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms})
+                let mut event = json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms});
+                match kind {
+                    MessageKind::Text => event["kind"] = json!("text"),
+                    MessageKind::Media { mime } => {
+                        event["kind"] = json!("media");
+                        event["mime"] = json!(mime);
+                    }
+                }
+                println!("{event}");
+                *seen += 1;
+                continue;
             }
+            Err(frame) => frame,
+        };
+        let event = match frame {
             ServerFrame::Receipt { id, message_id, by, status, at_ms } => {
                 client.ack(id).await?;
                 json!({"type": "receipt", "id": message_id, "status": status.as_str(), "by": by, "at_ms": at_ms})
