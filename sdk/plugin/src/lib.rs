@@ -102,6 +102,17 @@
 //! A plugin value is made with `Default` for every call from the broker; keep it cheap and
 //! keep state in the key-value store ([`Host::kv_get`] …), which outlives hot swaps and
 //! restarts.
+//!
+//! # What contract 0.2.0 adds
+//!
+//! - [`MessageMeta::kind`] and [`ReceiptMeta::kind`]: a [`MessageKind`], `Text` or
+//!   `Media(mime)`, as the sender declared it (the body stays unseen).
+//! - Atomic key-value operations, safe when the broker runs several instances of the plugin
+//!   at once: [`Host::kv_increment`] (a signed 64-bit counter stored as 8 bytes,
+//!   little-endian) and [`Host::kv_compare_and_swap`] (read, compute, swap, retry on
+//!   `false`); [`Host::kv_keys_after`] pages through keys.
+//! - The key-value [`limits`]: the broker traps a call over them, [`testing::TestHost`]
+//!   panics.
 
 // Lets the generated code and macros name this crate `hotline_plugin` from inside it too.
 extern crate self as hotline_plugin;
