@@ -1,11 +1,15 @@
-//! Builds the misbehaving test plugins (plugins/testing/) as WebAssembly components and
-//! tells the tests where they are (`HOTLINE_TEST_PLUGIN_TRAP`, `_SPIN`, `_HOG`).
+//! Builds the test plugins (plugins/testing/) as WebAssembly components and tells the tests
+//! where they are (`HOTLINE_TEST_PLUGIN_TRAP`, `_SPIN`, `_HOG`, `_ROUTER_0_1_0`, `_CONTRACT`).
 
 include!("../plugins/build_wasm.rs");
 
 fn main() {
     rerun_if_plugin_sources_change();
-    for (name, package) in [("TRAP", "hotline-test-trap"), ("SPIN", "hotline-test-spin"), ("HOG", "hotline-test-hog")] {
+    for (name, package) in [
+        ("TRAP", "hotline-test-trap"), ("SPIN", "hotline-test-spin"), ("HOG", "hotline-test-hog"),
+        ("ROUTER_0_1_0", "hotline-test-router-0-1-0"),
+        ("CONTRACT", "hotline-test-contract"),
+    ] {
         let wasm = build_plugin(package);
         println!("cargo:rustc-env=HOTLINE_TEST_PLUGIN_{name}={}", wasm.display());
     }

@@ -404,15 +404,16 @@ fn plugins_table(report: &serde_json::Value) -> String {
     use std::fmt::Write;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
     let mut out = String::new();
-    let row = |out: &mut String, cells: [&str; 6]| {
-        let [slot, version, state, loaded, calls, errors] = cells;
-        let _ = writeln!(out, "{slot:<10} {version:<13} {state:<12} {loaded:<24} {calls:>10} {errors:>8}");
+    let row = |out: &mut String, cells: [&str; 7]| {
+        let [slot, version, state, contract, loaded, calls, errors] = cells;
+        let _ = writeln!(out, "{slot:<10} {version:<13} {state:<12} {contract:<9} {loaded:<24} {calls:>10} {errors:>8}");
     };
-    row(&mut out, ["SLOT", "VERSION", "STATE", "LOADED AT (UTC)", "CALLS", "ERRORS"]);
+    row(&mut out, ["SLOT", "VERSION", "STATE", "CONTRACT", "LOADED AT (UTC)", "CALLS", "ERRORS"]);
     for v in report["versions"].as_array().into_iter().flatten() {
         let loaded = format_ms(v["loaded_at_ms"].as_u64().unwrap_or(0));
         let (calls, errors) = (v["calls"].as_u64().unwrap_or(0).to_string(), v["errors"].as_u64().unwrap_or(0).to_string());
-        row(&mut out, [&text(&v["slot"]), &text(&v["version"]), &text(&v["state"]), &loaded, &calls, &errors]);
+        let contract = text(&v["contract_version"]);
+        row(&mut out, [&text(&v["slot"]), &text(&v["version"]), &text(&v["state"]), &contract, &loaded, &calls, &errors]);
     }
     let history = report["history"].as_array().cloned().unwrap_or_default();
     if !history.is_empty() {
@@ -505,7 +506,7 @@ fn new_plugin(lang: hotline::scaffold::Lang, name: &str, slot: &str, dir: Option
     use std::fmt::Write;
     let files = hotline::scaffold::create(lang, name, slot, &dir)?;
     let mut out = String::new();
-    let _ = writeln!(out, "created {} ({lang} {slot} plugin, API {}):", dir.display(), hotline::scaffold::API_VERSION);
+    let _ = writeln!(out, "created {} ({lang} {slot} plugin, contract {}):", dir.display(), hotline::scaffold::CONTRACT_VERSION);
     for file in files {
         let _ = writeln!(out, "  {}", file.display());
     }

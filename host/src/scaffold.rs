@@ -17,12 +17,14 @@ use crate::policy::Slot;
 /// own source. Embedded in the binary so `hotline plugins new` works anywhere.
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
-/// The plugin contract the projects build against, written as `wit/plugin.wit`.
-pub const WIT: &str = include_str!("../../wit/0.1.0/plugin.wit");
+/// The plugin contract the projects build against (the newest, [`CONTRACT_VERSION`]),
+/// written as `wit/plugin.wit`. (`plugins::bindings` tests that it is that version's folder.)
+pub const WIT: &str = include_str!("../../wit/0.2.0/plugin.wit");
 
 /// The WIT package version of [`WIT`]; components built from it import
-/// `hotline:plugin/...@API_VERSION`, which is how the broker knows what they were built for.
-pub const API_VERSION: &str = "0.1.0";
+/// `hotline:plugin/...@CONTRACT_VERSION`, which is how the broker knows what they were built
+/// for. Defined once, in the guest SDK.
+pub use hotline_plugin::CONTRACT_VERSION;
 
 /// Languages `hotline plugins new` can write a project in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,7 +83,7 @@ pub struct Placeholders {
     pub name: String,
     /// `{{slot}}`: router, registrar or receipts (the WIT world).
     pub slot: Slot,
-    /// `{{lang}}`: rust, c, python or js. (`{{api_version}}` is [`API_VERSION`].)
+    /// `{{lang}}`: rust, c, python or js. (`{{api_version}}` is [`CONTRACT_VERSION`].)
     pub lang: Lang,
 }
 
@@ -91,7 +93,7 @@ impl Placeholders {
             .replace("{{ident}}", &self.name.replace('-', "_"))
             .replace("{{slot}}", self.slot.name())
             .replace("{{lang}}", self.lang.name())
-            .replace("{{api_version}}", API_VERSION)
+            .replace("{{api_version}}", CONTRACT_VERSION)
     }
 }
 

@@ -20,7 +20,7 @@ fn new_and_build(lang: &str, name: &str, slot: &str, scratch: &Path) -> Vec<u8> 
         .arg(&dir)
         .output()
         .unwrap());
-    assert!(said.contains(&format!("({lang} {slot} plugin, API 0.1.0)")), "{said}");
+    assert!(said.contains(&format!("({lang} {slot} plugin, contract 0.2.0)")), "{said}");
     assert!(said.contains("./build.sh"), "{said}");
     // The three Rust projects (different names) share one cargo target folder of this run;
     // not one kept between runs: cargo may take an artifact of an earlier project of the

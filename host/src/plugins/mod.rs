@@ -1,14 +1,17 @@
 //! WebAssembly plugins: the runtime that loads components into slots, swaps them while the
 //! broker runs, and answers the core's [`Policy`] calls with them.
 //!
-//! Code map: `bindings` (the WIT contract, host side), `host_api/` (one file per host
-//! interface), `state` (an instance's store data), `runtime` (engine, linkers, compile
-//! cache), `version` (one loaded version and its instance pool), `slot` (current and earlier
-//! versions, swap and rollback), `watcher` (the plugin folder), `defaults` (built-in plugins).
+//! Code map: `bindings/` (the WIT contract, host side: one module per served contract
+//! version and the conversions into the newest), `host_api/` (one file per host interface),
+//! `state` (an instance's store data), `runtime` (engine, linkers, compile cache),
+//! `instance` (an instance of any version, called with the newest types), `version` (one
+//! loaded version and its instance pool), `slot` (current and earlier versions, swap and
+//! rollback), `watcher` (the plugin folder), `defaults` (built-in plugins).
 
 mod bindings;
 pub mod defaults;
 mod host_api;
+mod instance;
 pub mod metrics;
 mod runtime;
 mod slot;
@@ -22,11 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use hotline_protocol::{ErrorCode, ReceiptStatus};
+use hotline_protocol::{ErrorCode, MessageKind, ReceiptStatus};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use bindings::types;
+pub use bindings::{ContractVersion, CONTRACT_VERSION};
+pub use host_api::kv::{MAX_KEYS_PER_CALL, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use metrics::PluginCounters;
 use runtime::Runtime;
 pub use runtime::blocking;
@@ -404,12 +409,15 @@ fn rolls_back(config: &PluginsConfig, failures: u32, current_for: Duration) -> b
         && current_for <= Duration::from_secs(config.probation_secs)
 }
 
-fn wrong_slot<T>() -> wasmtime::Result<T> {
-    Err(wasmtime::Error::msg("instance is for another slot"))
+fn to_wit_kind(kind: MessageKind) -> types::MessageKind {
+    match kind {
+        MessageKind::Text => types::MessageKind::Text,
+        MessageKind::Media { mime } => types::MessageKind::Media(mime),
+    }
 }
 
 fn to_wit_meta(m: MessageMeta) -> types::MessageMeta {
-    types::MessageMeta { from: m.from, to: m.to, size: m.size, at_ms: m.at_ms }
+    types::MessageMeta { from: m.from, to: m.to, size: m.size, at_ms: m.at_ms, kind: to_wit_kind(m.kind) }
 }
 
 fn from_wit_route(r: types::Destination) -> Route {
@@ -432,32 +440,18 @@ fn from_wit_refusal(r: types::Refusal) -> Refusal {
 
 impl Policy for PluginHost {
     fn route(&self, messages: Vec<MessageMeta>) -> Result<Vec<Route>, PolicyError> {
-        let mut metas: Vec<types::MessageMeta> = messages.into_iter().map(to_wit_meta).collect();
-        let routes = self.call(Slot::Router, |store, instance| {
-            let Instance::Router(router) = instance else { return wrong_slot() };
-            let routing = router.hotline_plugin_routing();
-            if metas.len() == 1 {
-                Ok(vec![routing.call_route(&mut *store, &metas.pop().unwrap())?])
-            } else {
-                routing.call_route_batch(&mut *store, &metas)
-            }
-        })?;
+        let metas: Vec<types::MessageMeta> = messages.into_iter().map(to_wit_meta).collect();
+        let routes = self.call(Slot::Router, |store, instance| instance.route(store, metas))?;
         Ok(routes.into_iter().map(from_wit_route).collect())
     }
 
     fn request_code(&self, phone: &str) -> Result<Result<u32, Refusal>, PolicyError> {
-        let answer = self.call(Slot::Registrar, |store, instance| {
-            let Instance::Registrar(registrar) = instance else { return wrong_slot() };
-            registrar.hotline_plugin_registration().call_request_code(store, phone)
-        })?;
+        let answer = self.call(Slot::Registrar, |store, instance| instance.request_code(store, phone))?;
         Ok(answer.map_err(from_wit_refusal))
     }
 
     fn verify_code(&self, phone: &str, code: &str) -> Result<Result<(), Refusal>, PolicyError> {
-        let answer = self.call(Slot::Registrar, |store, instance| {
-            let Instance::Registrar(registrar) = instance else { return wrong_slot() };
-            registrar.hotline_plugin_registration().call_verify_code(store, phone, code)
-        })?;
+        let answer = self.call(Slot::Registrar, |store, instance| instance.verify_code(store, phone, code))?;
         Ok(answer.map_err(from_wit_refusal))
     }
 
@@ -470,11 +464,9 @@ impl Policy for PluginHost {
                 ReceiptStatus::Delivered => types::ReceiptStatus::Delivered,
                 ReceiptStatus::Read => types::ReceiptStatus::Read,
             },
+            kind: to_wit_kind(receipt.kind),
         };
-        self.call(Slot::Receipts, |store, instance| {
-            let Instance::Receipts(receipts) = instance else { return wrong_slot() };
-            receipts.hotline_plugin_receipting().call_allow(store, &meta)
-        })
+        self.call(Slot::Receipts, |store, instance| instance.allow(store, &meta))
     }
 
     fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError> {

@@ -1,6 +1,6 @@
 //! The wasmtime engine shared by all plugins: configuration (component model, epoch
-//! interruption for time limits), one linker per slot world, and compilation with an
-//! on-disk cache of precompiled components.
+//! interruption for time limits), one linker per slot world and contract version, and
+//! compilation with an on-disk cache of precompiled components.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{receipts::Receipts, registrar::Registrar, router::Router};
+use super::bindings::{latest, v0_1_0, ContractVersion};
 use super::state::PluginState;
 use crate::policy::Slot;
 
@@ -19,9 +19,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// The engine and linkers.
 pub struct Runtime {
     pub engine: Engine,
-    pub router: Linker<PluginState>,
-    pub registrar: Linker<PluginState>,
-    pub receipts: Linker<PluginState>,
+    /// One linker per contract version (index: `ContractVersion::ALL`) and slot (index:
+    /// `Slot as usize`): WASI and that world's host interfaces.
+    linkers: Vec<[Linker<PluginState>; 3]>,
     cache_dir: PathBuf,
     cache_tag: String,
 }
@@ -49,30 +49,40 @@ impl Runtime {
             }
         })?;
 
-        let mut router = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut router)?;
-        Router::add_to_linker::<_, HasSelf<_>>(&mut router, |s| s)?;
-        let mut registrar = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut registrar)?;
-        Registrar::add_to_linker::<_, HasSelf<_>>(&mut registrar, |s| s)?;
-        let mut receipts = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut receipts)?;
-        Receipts::add_to_linker::<_, HasSelf<_>>(&mut receipts, |s| s)?;
+        let wasi = || -> anyhow::Result<Linker<PluginState>> {
+            let mut linker = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+            Ok(linker)
+        };
+        let mut linkers = Vec::new();
+        for contract in ContractVersion::ALL {
+            let (mut router, mut registrar, mut receipts) = (wasi()?, wasi()?, wasi()?);
+            match contract {
+                ContractVersion::V0_1_0 => {
+                    v0_1_0::router::Router::add_to_linker::<_, HasSelf<_>>(&mut router, |s| s)?;
+                    v0_1_0::registrar::Registrar::add_to_linker::<_, HasSelf<_>>(&mut registrar, |s| s)?;
+                    v0_1_0::receipts::Receipts::add_to_linker::<_, HasSelf<_>>(&mut receipts, |s| s)?;
+                }
+                ContractVersion::V0_2_0 => {
+                    latest::router::Router::add_to_linker::<_, HasSelf<_>>(&mut router, |s| s)?;
+                    latest::registrar::Registrar::add_to_linker::<_, HasSelf<_>>(&mut registrar, |s| s)?;
+                    latest::receipts::Receipts::add_to_linker::<_, HasSelf<_>>(&mut receipts, |s| s)?;
+                }
+            }
+            linkers.push([router, registrar, receipts]);
+        }
 
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let cache_tag = format!("{:016x}", hasher.finish());
         std::fs::create_dir_all(&cache_dir)?;
-        Ok(Runtime { engine, router, registrar, receipts, cache_dir, cache_tag })
+        Ok(Runtime { engine, linkers, cache_dir, cache_tag })
     }
 
-    /// The linker for a slot's world.
-    pub fn linker(&self, slot: Slot) -> &Linker<PluginState> {
-        match slot {
-            Slot::Router => &self.router,
-            Slot::Registrar => &self.registrar,
-            Slot::Receipts => &self.receipts,
-        }
+    /// The linker for a slot's world of one contract version.
+    pub fn linker(&self, slot: Slot, contract: ContractVersion) -> &Linker<PluginState> {
+        let index = ContractVersion::ALL.iter().position(|c| *c == contract).expect("every contract version has linkers");
+        &self.linkers[index][slot as usize]
     }
 
     /// Compiles `bytes` (SHA-256 `hash`), or loads the precompiled form from the cache.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::bindings::{receipts, registrar, router};
+use super::bindings::ContractVersion;
+pub use super::instance::Instance;
+use super::instance::Pre;
 use super::runtime::{Runtime, EPOCH_TICK};
 use super::state::PluginState;
 use super::PluginContext;
@@ -49,43 +51,6 @@ pub struct CallFailure {
     pub detail: String,
 }
 
-/// A component instantiated for one slot's world.
-pub enum Instance {
-    Router(router::Router),
-    Registrar(registrar::Registrar),
-    Receipts(receipts::Receipts),
-}
-
-impl Instance {
-    /// The `lifecycle.init` export, whatever the world.
-    pub fn init(&self, store: &mut Store<PluginState>, config: &str) -> wasmtime::Result<Result<(), String>> {
-        match self {
-            Instance::Router(i) => i.hotline_plugin_lifecycle().call_init(store, config),
-            Instance::Registrar(i) => i.hotline_plugin_lifecycle().call_init(store, config),
-            Instance::Receipts(i) => i.hotline_plugin_lifecycle().call_init(store, config),
-        }
-    }
-
-    /// The `lifecycle.handle-command` export, whatever the world.
-    pub fn handle_command(
-        &self,
-        store: &mut Store<PluginState>,
-        command: &super::types::Command,
-    ) -> wasmtime::Result<Result<String, String>> {
-        match self {
-            Instance::Router(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
-            Instance::Registrar(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
-            Instance::Receipts(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
-        }
-    }
-}
-
-enum Pre {
-    Router(router::RouterPre<PluginState>),
-    Registrar(registrar::RegistrarPre<PluginState>),
-    Receipts(receipts::ReceiptsPre<PluginState>),
-}
-
 /// An instance with its store, checked out of the pool for one call.
 pub struct Loaded {
     store: Store<PluginState>,
@@ -102,6 +67,8 @@ pub struct LoadInfo {
     pub from_cache: bool,
     /// Where it came from: a file path or "built-in".
     pub source: String,
+    /// The plugin contract version it was built against (`0.1.0`, `0.2.0`).
+    pub contract_version: ContractVersion,
 }
 
 /// One version of one slot's plugin.
@@ -140,15 +107,12 @@ impl Version {
         source: String,
     ) -> anyhow::Result<Arc<Version>> {
         let rt: &Runtime = &ctx.runtime;
-        let instance_pre = rt.linker(slot).instantiate_pre(&compiled.component).map_err(|e| {
-            anyhow::anyhow!("imports something the {slot} world does not offer (wrong world or WIT version?): {e:#}")
+        let contract = ContractVersion::detect(&compiled.component, &rt.engine)?;
+        let instance_pre = rt.linker(slot, contract).instantiate_pre(&compiled.component).map_err(|e| {
+            anyhow::anyhow!("imports something the {slot} world of contract {contract} does not offer (wrong world?): {e:#}")
         })?;
-        let wrong_world = |e: wasmtime::Error| anyhow::anyhow!("does not export the {slot} world: {e:#}");
-        let pre = match slot {
-            Slot::Router => Pre::Router(router::RouterPre::new(instance_pre).map_err(wrong_world)?),
-            Slot::Registrar => Pre::Registrar(registrar::RegistrarPre::new(instance_pre).map_err(wrong_world)?),
-            Slot::Receipts => Pre::Receipts(receipts::ReceiptsPre::new(instance_pre).map_err(wrong_world)?),
-        };
+        let pre = Pre::new(slot, contract, instance_pre)
+            .map_err(|e| anyhow::anyhow!("does not export the {slot} world of contract {contract}: {e:#}"))?;
         let version = Arc::new(Version {
             slot,
             hash,
@@ -158,6 +122,7 @@ impl Version {
                 compile_us: compiled.duration.as_micros() as u64,
                 from_cache: compiled.from_cache,
                 source,
+                contract_version: contract,
             },
             pre,
             pool: Mutex::new(Vec::new()),
@@ -194,11 +159,7 @@ impl Version {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
-        let instance = match &self.pre {
-            Pre::Router(pre) => Instance::Router(pre.instantiate(&mut store)?),
-            Pre::Registrar(pre) => Instance::Registrar(pre.instantiate(&mut store)?),
-            Pre::Receipts(pre) => Instance::Receipts(pre.instantiate(&mut store)?),
-        };
+        let instance = self.pre.instantiate(&mut store)?;
         store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
         instance.init(&mut store, &self.config)?.map_err(|e| anyhow::anyhow!("init refused its config: {e}"))?;
         Ok(Loaded { store, instance })

@@ -121,6 +121,28 @@ pub struct Store {
     maintenance: Arc<Mutex<()>>,
     /// Items per recipient, kept by the committer (`queues.rs`).
     queue_index: Arc<QueueIndex>,
+    /// Plugin key-value writes hold the stripe of their key (by hash), so that a
+    /// compare-and-swap or an increment (read, compare, write) is one critical section
+    /// against every other write of that key, from any plugin instance.
+    kv_stripes: Arc<[Mutex<()>; KV_STRIPES]>,
+}
+
+/// Lock stripes of plugin key-value writes (more than plugin threads, so unrelated keys
+/// rarely wait for each other).
+const KV_STRIPES: usize = 64;
+
+/// What [`Store::kv_increment`] can refuse, changing nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KvIncrementError {
+    /// The value under the key is not a counter (8 bytes).
+    #[error("the value is {0} bytes long, not a counter (8 bytes, little-endian)")]
+    NotACounter(usize),
+    /// The sum does not fit in a signed 64-bit integer.
+    #[error("the counter would overflow ({value} + {delta})")]
+    Overflow { value: i64, delta: i64 },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Store {
@@ -148,6 +170,7 @@ impl Store {
             activity: Arc::new(activity),
             maintenance: Arc::new(Mutex::new(())),
             queue_index,
+            kv_stripes: Arc::new(std::array::from_fn(|_| Mutex::new(()))),
         })
     }
 
@@ -267,14 +290,30 @@ impl Store {
         Ok(self.plugin_kv.get(keys::kv_key(space, key))?.map(|v| v.to_vec()))
     }
 
+    /// The write lock of a full plugin key-value key (its stripe).
+    fn kv_lock(&self, full: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(full) as usize % KV_STRIPES;
+        self.kv_stripes[stripe].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes (`Some`) or deletes (`None`) a full key; the caller holds its stripe.
+    fn kv_write_locked(&self, full: Vec<u8>, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let bytes = (full.len() + value.map_or(0, <[u8]>::len)) as u64;
+        match value {
+            Some(value) => self.plugin_kv.insert(full, value)?,
+            None => self.plugin_kv.remove(full)?,
+        }
+        self.activity.wrote(bytes, 1, &[0; 3]);
+        Ok(())
+    }
+
     /// Sets a value in a plugin's key-value space. Written at once (not via the committer);
     /// made durable by the next group fsync.
     pub fn kv_set(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let key = keys::kv_key(space, key);
-        let bytes = (key.len() + value.len()) as u64;
-        self.plugin_kv.insert(key, value)?;
-        self.activity.wrote(bytes, 1, &[0; 3]);
-        Ok(())
+        let full = keys::kv_key(space, key);
+        let _stripe = self.kv_lock(&full);
+        self.kv_write_locked(full, Some(value))
     }
 
     /// Keys of a plugin's space starting with `prefix`, in order, at most `limit`.
@@ -288,13 +327,62 @@ impl Store {
         Ok(out)
     }
 
+    /// Keys of a plugin's space starting with `prefix` and sorting after `after`, in order,
+    /// at most `limit` (the next page after `after`).
+    pub fn kv_keys_after(&self, space: &str, prefix: &[u8], after: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        use std::ops::Bound;
+        let full_prefix = keys::kv_key(space, prefix);
+        let start = keys::kv_key(space, after);
+        let skip = space.len() + 1;
+        let mut out = Vec::new();
+        let from = if start < full_prefix { Bound::Included(full_prefix.clone()) } else { Bound::Excluded(start) };
+        for guard in self.plugin_kv.range::<Vec<u8>, _>((from, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let key = guard.key()?;
+            if !key.starts_with(&full_prefix) {
+                break;
+            }
+            out.push(key[skip..].to_vec());
+        }
+        Ok(out)
+    }
+
     /// Deletes a key from a plugin's key-value space.
     pub fn kv_delete(&self, space: &str, key: &[u8]) -> Result<(), StoreError> {
-        let key = keys::kv_key(space, key);
-        let bytes = key.len() as u64;
-        self.plugin_kv.remove(key)?;
-        self.activity.wrote(bytes, 1, &[0; 3]);
-        Ok(())
+        let full = keys::kv_key(space, key);
+        let _stripe = self.kv_lock(&full);
+        self.kv_write_locked(full, None)
+    }
+
+    /// If the value under `key` is `expected` (`None`: absent), makes it `new` (`None`:
+    /// deleted) and answers true; otherwise answers false. One critical section against
+    /// every other write of the key.
+    pub fn kv_compare_and_swap(&self, space: &str, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, StoreError> {
+        let full = keys::kv_key(space, key);
+        let _stripe = self.kv_lock(&full);
+        let current = self.plugin_kv.get(&full)?;
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        self.kv_write_locked(full, new)?;
+        Ok(true)
+    }
+
+    /// Adds `delta` to the counter under `key` (8 bytes, little-endian two's complement;
+    /// absent is 0) and answers the new value. One critical section against every other
+    /// write of the key.
+    pub fn kv_increment(&self, space: &str, key: &[u8], delta: i64) -> Result<i64, KvIncrementError> {
+        let full = keys::kv_key(space, key);
+        let _stripe = self.kv_lock(&full);
+        let value = match self.plugin_kv.get(&full).map_err(StoreError::from)? {
+            None => 0,
+            Some(bytes) => i64::from_le_bytes(bytes.as_ref().try_into().map_err(|_| KvIncrementError::NotACounter(bytes.len()))?),
+        };
+        let sum = value.checked_add(delta).ok_or(KvIncrementError::Overflow { value, delta })?;
+        self.kv_write_locked(full, Some(&sum.to_le_bytes()))?;
+        Ok(sum)
     }
 
     /// Highest durable item id.

@@ -453,6 +453,61 @@ async fn a_purge_of_a_queue_longer_than_one_chunk_takes_it_all_and_accounts_list
 }
 
 #[test]
+fn plugin_kv_compare_and_swap_increment_and_keys_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.kv_compare_and_swap("router", b"k", None, Some(b"1")).unwrap());
+    assert!(!store.kv_compare_and_swap("router", b"k", None, Some(b"2")).unwrap());
+    assert!(!store.kv_compare_and_swap("router", b"k", Some(b"2"), Some(b"3")).unwrap());
+    assert_eq!(store.kv_get("router", b"k").unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(store.kv_compare_and_swap("router", b"k", Some(b"1"), None).unwrap());
+    assert_eq!(store.kv_get("router", b"k").unwrap(), None);
+
+    assert_eq!(store.kv_increment("router", b"n", 5).unwrap(), 5);
+    assert_eq!(store.kv_increment("router", b"n", -7).unwrap(), -2);
+    assert_eq!(store.kv_get("router", b"n").unwrap().unwrap(), (-2i64).to_le_bytes());
+    assert!(matches!(store.kv_increment("router", b"n", i64::MIN), Err(KvIncrementError::Overflow { .. })));
+    store.kv_set("router", b"s", b"text").unwrap();
+    assert!(matches!(store.kv_increment("router", b"s", 1), Err(KvIncrementError::NotACounter(4))));
+    // Another slot's space is another counter.
+    assert_eq!(store.kv_increment("receipts", b"n", 1).unwrap(), 1);
+
+    for k in ["a", "b/1", "b/2", "b/3", "c"] {
+        store.kv_set("router", k.as_bytes(), b"").unwrap();
+    }
+    let page = |after: &[u8]| store.kv_keys_after("router", b"b/", after, 2).unwrap();
+    assert_eq!(page(b""), [b"b/1".to_vec(), b"b/2".to_vec()]);
+    assert_eq!(page(b"b/2"), [b"b/3".to_vec()]);
+    assert!(page(b"b/3").is_empty());
+    assert!(store.kv_keys_after("router", b"b/", b"z", 2).unwrap().is_empty());
+}
+
+#[test]
+fn plugin_kv_increments_from_many_threads_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    store.kv_increment("router", b"n", 1).unwrap();
+                    // A compare-and-swap loop on another key, racing the same way.
+                    loop {
+                        let old = store.kv_get("router", b"m").unwrap();
+                        let value = old.as_deref().map_or(0, |b| i64::from_le_bytes(b.try_into().unwrap()));
+                        if store.kv_compare_and_swap("router", b"m", old.as_deref(), Some(&(value + 1).to_le_bytes())).unwrap() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(store.kv_get("router", b"n").unwrap().unwrap(), 4000i64.to_le_bytes());
+    assert_eq!(store.kv_get("router", b"m").unwrap().unwrap(), 4000i64.to_le_bytes());
+}
+
+#[test]
 fn records_written_before_the_message_kind_still_decode() {
     // Bytes as the builds before protocol version 3 wrote them (postcard, no kind).
     let old_delivered = [&[12][..], b"+15550000001", &[0xE8, 0x07]].concat();

@@ -104,6 +104,7 @@ mod tests {
             by: by.into(),
             to: to.into(),
             status,
+            kind: hotline_plugin::MessageKind::Text,
         }
     }
 

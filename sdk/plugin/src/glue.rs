@@ -18,6 +18,17 @@ use crate::router_bindings as world;
 
 use world::hotline::plugin::types as wit;
 
+#[cfg_attr(
+    not(any(feature = "router", feature = "receipts")),
+    allow(dead_code)
+)]
+fn kind(k: wit::MessageKind) -> plain::MessageKind {
+    match k {
+        wit::MessageKind::Text => plain::MessageKind::Text,
+        wit::MessageKind::Media(mime) => plain::MessageKind::Media(mime),
+    }
+}
+
 fn command(c: wit::Command) -> plain::Command {
     plain::Command {
         from: c.from,
@@ -45,6 +56,7 @@ mod router {
             to: m.to,
             size: m.size,
             at_ms: m.at_ms,
+            kind: super::kind(m.kind),
         }
     }
 
@@ -127,6 +139,7 @@ mod receipts {
                 wit::ReceiptStatus::Delivered => plain::ReceiptStatus::Delivered,
                 wit::ReceiptStatus::Read => plain::ReceiptStatus::Read,
             },
+            kind: super::kind(r.kind),
         };
         T::default().allow(&WasmHost, receipt)
     }

@@ -10,13 +10,31 @@ use crate::types::Level;
 /// broker and against [`crate::testing::TestHost`] in native unit tests.
 pub trait Host {
     /// The value stored under `key`, if any.
+    ///
+    /// Every key-value call keeps to [`crate::limits`] (keys, prefixes and `after` at most
+    /// 1024 bytes, values at most 65536): the broker traps a call that breaks one (and
+    /// `TestHost` panics).
     fn kv_get(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Stores `value` under `key`. Visible at once; durable with the broker's next commit.
     fn kv_set(&self, key: &[u8], value: &[u8]);
     /// Removes `key` (no-op if absent).
     fn kv_delete(&self, key: &[u8]);
-    /// Keys starting with `prefix`, in byte order, at most `limit`.
+    /// Keys starting with `prefix`, in byte order, at most `limit` (and at most
+    /// [`KV_MAX_KEYS_PER_CALL`](crate::limits::KV_MAX_KEYS_PER_CALL)).
     fn kv_keys(&self, prefix: &[u8], limit: u32) -> Vec<Vec<u8>>;
+    /// Keys starting with `prefix` that sort after `after`, in byte order, at most `limit`
+    /// (and at most [`KV_MAX_KEYS_PER_CALL`](crate::limits::KV_MAX_KEYS_PER_CALL)): pass
+    /// the last key of one page to get the next.
+    fn kv_keys_after(&self, prefix: &[u8], after: &[u8], limit: u32) -> Vec<Vec<u8>>;
+    /// In one atomic step: if the value under `key` is `expected` (`None`: absent), makes
+    /// it `new` (`None`: deletes the key) and answers true; otherwise changes nothing and
+    /// answers false. Atomic against every other write of the key, from any instance.
+    fn kv_compare_and_swap(&self, key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>)
+        -> bool;
+    /// In one atomic step: adds `delta` to the counter under `key` (a signed 64-bit
+    /// integer stored as 8 bytes, little-endian; absent is 0) and answers the new value.
+    /// Errs, changing nothing, if the value is not 8 bytes long or the sum overflows.
+    fn kv_increment(&self, key: &[u8], delta: i64) -> Result<i64, String>;
     /// Writes to the broker's log, tagged with the plugin's slot and version.
     fn log(&self, level: Level, message: &str);
     /// Wall-clock time, Unix milliseconds.
@@ -67,6 +85,20 @@ impl Host for WasmHost {
     fn kv_keys(&self, prefix: &[u8], limit: u32) -> Vec<Vec<u8>> {
         world::hotline::plugin::kv::keys(prefix, limit)
     }
+    fn kv_keys_after(&self, prefix: &[u8], after: &[u8], limit: u32) -> Vec<Vec<u8>> {
+        world::hotline::plugin::kv::keys_after(prefix, after, limit)
+    }
+    fn kv_compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> bool {
+        world::hotline::plugin::kv::compare_and_swap(key, expected, new)
+    }
+    fn kv_increment(&self, key: &[u8], delta: i64) -> Result<i64, String> {
+        world::hotline::plugin::kv::increment(key, delta)
+    }
     fn log(&self, level: Level, message: &str) {
         use world::hotline::plugin::log::Level as L;
         let level = match level {
@@ -111,6 +143,20 @@ impl Host for WasmHost {
         outside()
     }
     fn kv_keys(&self, _prefix: &[u8], _limit: u32) -> Vec<Vec<u8>> {
+        outside()
+    }
+    fn kv_keys_after(&self, _prefix: &[u8], _after: &[u8], _limit: u32) -> Vec<Vec<u8>> {
+        outside()
+    }
+    fn kv_compare_and_swap(
+        &self,
+        _key: &[u8],
+        _expected: Option<&[u8]>,
+        _new: Option<&[u8]>,
+    ) -> bool {
+        outside()
+    }
+    fn kv_increment(&self, _key: &[u8], _delta: i64) -> Result<i64, String> {
         outside()
     }
     fn log(&self, _level: Level, _message: &str) {

@@ -1,6 +1,6 @@
 //! `hotline-plugin`: the Rust guest SDK for Hotline plugins — traits, plain types, export
-//! macros over the wit-bindgen bindings of contract `hotline:plugin@0.1.0`, and a native test
-//! host.
+//! macros over the wit-bindgen bindings of contract `hotline:plugin@0.2.0` (the newest,
+//! [`CONTRACT_VERSION`]), and a native test host.
 //!
 //! A Hotline plugin is a WebAssembly component that fills one slot of the broker: **router**
 //! (where messages go), **registrar** (registration by SMS code) or **receipts** (which
@@ -102,6 +102,17 @@
 //! A plugin value is made with `Default` for every call from the broker; keep it cheap and
 //! keep state in the key-value store ([`Host::kv_get`] …), which outlives hot swaps and
 //! restarts.
+//!
+//! # What contract 0.2.0 adds
+//!
+//! - [`MessageMeta::kind`] and [`ReceiptMeta::kind`]: a [`MessageKind`], `Text` or
+//!   `Media(mime)`, as the sender declared it (the body stays unseen).
+//! - Atomic key-value operations, safe when the broker runs several instances of the plugin
+//!   at once: [`Host::kv_increment`] (a signed 64-bit counter stored as 8 bytes,
+//!   little-endian) and [`Host::kv_compare_and_swap`] (read, compute, swap, retry on
+//!   `false`); [`Host::kv_keys_after`] pages through keys.
+//! - The key-value [`limits`]: the broker traps a call over them, [`testing::TestHost`]
+//!   panics.
 
 // Lets the generated code and macros name this crate `hotline_plugin` from inside it too.
 extern crate self as hotline_plugin;
@@ -114,11 +125,30 @@ mod types;
 pub use host::{Host, WasmHost};
 pub use plugin::{Plugin, Receipts, Registrar, Router};
 pub use types::{
-    Command, Level, MessageMeta, ReceiptMeta, ReceiptStatus, Refusal, RefusalKind, Route,
+    Command, Level, MessageKind, MessageMeta, ReceiptMeta, ReceiptStatus, Refusal, RefusalKind,
+    Route,
 };
 
-/// The version of the WIT contract (`hotline:plugin`) this SDK builds components against.
-pub const API_VERSION: &str = "0.1.0";
+/// The newest version of the WIT contract (`hotline:plugin`), `wit/<CONTRACT_VERSION>/`: the
+/// one this SDK builds components against, the one `hotline plugins new` writes into new
+/// projects, and the newest the broker serves (it also serves the older ones). Defined
+/// here only; the broker and its templates use this constant.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// The contract version this SDK builds against (the name before 0.2.0).
+#[deprecated(note = "use CONTRACT_VERSION")]
+pub const API_VERSION: &str = CONTRACT_VERSION;
+
+/// Limits of the key-value store, as the contract states them and the broker enforces them
+/// (a call over one traps; [`testing::TestHost`] panics).
+pub mod limits {
+    /// Longest key, prefix or `after` argument, in bytes.
+    pub const KV_MAX_KEY_BYTES: usize = 1024;
+    /// Longest value, in bytes.
+    pub const KV_MAX_VALUE_BYTES: usize = 65536;
+    /// Most keys one `kv_keys` or `kv_keys_after` call answers, whatever its `limit`.
+    pub const KV_MAX_KEYS_PER_CALL: u32 = 1024;
+}
 
 #[cfg(all(
     target_arch = "wasm32",
@@ -379,6 +409,7 @@ mod tests {
             by: "+15550000002".into(),
             to: "+15550000001".into(),
             status: ReceiptStatus::Read,
+            kind: MessageKind::Media("image/png".into()),
         };
         assert!(Minimal.allow(&host, receipt));
     }
@@ -390,10 +421,30 @@ mod tests {
     }
 
     #[test]
-    fn api_version_matches_the_contract_folder() {
-        assert_eq!(API_VERSION, "0.1.0");
-        let wit = include_str!("../../../wit/0.1.0/plugin.wit");
-        assert!(wit.contains(&format!("package hotline:plugin@{API_VERSION};")));
+    fn contract_version_matches_the_contract_folder_the_bindings_read() {
+        assert_eq!(CONTRACT_VERSION, "0.2.0");
+        let wit = include_str!("../../../wit/0.2.0/plugin.wit");
+        assert!(wit.contains(&format!("package hotline:plugin@{CONTRACT_VERSION};")));
+        for bindings in [
+            include_str!("router_bindings.rs"),
+            include_str!("registrar_bindings.rs"),
+            include_str!("receipts_bindings.rs"),
+        ] {
+            assert!(bindings.contains(&format!("\"../../wit/{CONTRACT_VERSION}\"")));
+        }
+        // The limits the SDK states are the contract's.
+        assert!(wit.contains(&format!(
+            "a key is at most {} bytes",
+            limits::KV_MAX_KEY_BYTES
+        )));
+        assert!(wit.contains(&format!(
+            "a value at most {} bytes",
+            limits::KV_MAX_VALUE_BYTES
+        )));
+        assert!(wit.contains(&format!(
+            "at most {} keys per call",
+            limits::KV_MAX_KEYS_PER_CALL
+        )));
     }
 
     #[test]

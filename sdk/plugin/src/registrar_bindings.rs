@@ -4,7 +4,7 @@
 
 wit_bindgen::generate!({
     world: "registrar",
-    path: "../../wit/0.1.0",
+    path: "../../wit/0.2.0",
     pub_export_macro: true,
     export_macro_name: "export_registrar_world",
     default_bindings_module: "hotline_plugin::registrar_bindings",

@@ -18,7 +18,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::host::Host;
+use crate::limits::{KV_MAX_KEYS_PER_CALL, KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES};
 use crate::types::Level;
+
+/// Panics as the broker traps: a key or value over the contract's limits.
+#[track_caller]
+fn check(what: &str, bytes: &[u8], max: usize) {
+    assert!(
+        bytes.len() <= max,
+        "kv: a {what} of {} bytes is longer than the limit of {max} bytes",
+        bytes.len()
+    );
+}
 
 /// The clock's starting time in a new [`TestHost`]: 2024-01-01T00:00:00Z in Unix ms.
 pub const DEFAULT_NOW_MS: u64 = 1_704_067_200_000;
@@ -148,26 +159,90 @@ fn splitmix64(state: &mut u64) -> u64 {
 
 impl Host for TestHost {
     fn kv_get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        check("key", key, KV_MAX_KEY_BYTES);
         self.lock().kv.get(key).cloned()
     }
 
     fn kv_set(&self, key: &[u8], value: &[u8]) {
+        check("key", key, KV_MAX_KEY_BYTES);
+        check("value", value, KV_MAX_VALUE_BYTES);
         self.lock().kv.insert(key.to_vec(), value.to_vec());
     }
 
     fn kv_delete(&self, key: &[u8]) {
+        check("key", key, KV_MAX_KEY_BYTES);
         self.lock().kv.remove(key);
     }
 
     fn kv_keys(&self, prefix: &[u8], limit: u32) -> Vec<Vec<u8>> {
+        check("prefix", prefix, KV_MAX_KEY_BYTES);
         self.lock()
             .kv
             .range(prefix.to_vec()..)
             .map(|(k, _)| k)
             .take_while(|k| k.starts_with(prefix))
-            .take(limit as usize)
+            .take(limit.min(KV_MAX_KEYS_PER_CALL) as usize)
             .cloned()
             .collect()
+    }
+
+    fn kv_keys_after(&self, prefix: &[u8], after: &[u8], limit: u32) -> Vec<Vec<u8>> {
+        use std::ops::Bound;
+        check("prefix", prefix, KV_MAX_KEY_BYTES);
+        check("key", after, KV_MAX_KEY_BYTES);
+        let from = if after < prefix {
+            Bound::Included(prefix.to_vec())
+        } else {
+            Bound::Excluded(after.to_vec())
+        };
+        self.lock()
+            .kv
+            .range((from, Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit.min(KV_MAX_KEYS_PER_CALL) as usize)
+            .cloned()
+            .collect()
+    }
+
+    fn kv_compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> bool {
+        check("key", key, KV_MAX_KEY_BYTES);
+        if let Some(new) = new {
+            check("value", new, KV_MAX_VALUE_BYTES);
+        }
+        let mut s = self.lock();
+        if s.kv.get(key).map(Vec::as_slice) != expected {
+            return false;
+        }
+        match new {
+            Some(new) => s.kv.insert(key.to_vec(), new.to_vec()),
+            None => s.kv.remove(key),
+        };
+        true
+    }
+
+    fn kv_increment(&self, key: &[u8], delta: i64) -> Result<i64, String> {
+        check("key", key, KV_MAX_KEY_BYTES);
+        let mut s = self.lock();
+        let value = match s.kv.get(key) {
+            None => 0,
+            Some(bytes) => i64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
+                format!(
+                    "the value is {} bytes long, not a counter (8 bytes, little-endian)",
+                    bytes.len()
+                )
+            })?),
+        };
+        let sum = value
+            .checked_add(delta)
+            .ok_or_else(|| format!("the counter would overflow ({value} + {delta})"))?;
+        s.kv.insert(key.to_vec(), sum.to_le_bytes().to_vec());
+        Ok(sum)
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -227,6 +302,41 @@ mod tests {
         assert_eq!(h.kv_keys(b"b/", 2).len(), 2);
         assert_eq!(h.kv_keys(b"", 100).len(), 6);
         assert!(h.kv_keys(b"z", 10).is_empty());
+    }
+
+    #[test]
+    fn kv_keys_after_pages_through_a_prefix() {
+        let h = TestHost::new();
+        for k in ["a", "b/1", "b/2", "b/3", "c"] {
+            h.kv_set(k.as_bytes(), b"");
+        }
+        assert_eq!(h.kv_keys_after(b"b/", b"", 2), [b"b/1".to_vec(), b"b/2".to_vec()]);
+        assert_eq!(h.kv_keys_after(b"b/", b"b/2", 2), [b"b/3".to_vec()]);
+        assert!(h.kv_keys_after(b"b/", b"b/3", 2).is_empty());
+    }
+
+    #[test]
+    fn kv_compare_and_swap_and_increment() {
+        let h = TestHost::new();
+        assert!(h.kv_compare_and_swap(b"k", None, Some(b"1")));
+        assert!(!h.kv_compare_and_swap(b"k", None, Some(b"2")));
+        assert!(!h.kv_compare_and_swap(b"k", Some(b"2"), Some(b"3")));
+        assert!(h.kv_compare_and_swap(b"k", Some(b"1"), None));
+        assert_eq!(h.kv_get(b"k"), None);
+
+        assert_eq!(h.kv_increment(b"n", 5), Ok(5));
+        assert_eq!(h.kv_increment(b"n", -7), Ok(-2));
+        assert_eq!(h.kv_get(b"n"), Some((-2i64).to_le_bytes().to_vec()));
+        assert!(h.kv_increment(b"n", i64::MIN).unwrap_err().contains("overflow"));
+        h.kv_set(b"s", b"text");
+        assert!(h.kv_increment(b"s", 1).unwrap_err().contains("not a counter"));
+        assert_eq!(h.kv_get(b"s"), Some(b"text".to_vec()));
+    }
+
+    #[test]
+    #[should_panic(expected = "longer than the limit of 1024 bytes")]
+    fn kv_refuses_long_keys_as_the_broker_does() {
+        TestHost::new().kv_set(&[b'k'; 1025], b"");
     }
 
     #[test]

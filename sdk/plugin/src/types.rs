@@ -3,6 +3,27 @@
 
 use std::fmt;
 
+/// What a message carries, as its sender declared it (the broker never reads the body).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum MessageKind {
+    /// Text, or anything the clients agree on (every message from an older client).
+    #[default]
+    Text,
+    /// Media: the body describes an upload of this MIME type (`type/subtype`, e.g.
+    /// `image/png`).
+    Media(String),
+}
+
+impl MessageKind {
+    /// The MIME type of a media message, `None` for text.
+    pub fn mime(&self) -> Option<&str> {
+        match self {
+            MessageKind::Text => None,
+            MessageKind::Media(mime) => Some(mime),
+        }
+    }
+}
+
 /// What a router is told about a message: metadata only, never the body.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MessageMeta {
@@ -15,17 +36,27 @@ pub struct MessageMeta {
     pub size: u32,
     /// When the broker received the message, Unix milliseconds.
     pub at_ms: u64,
+    /// What the message carries (`Text` from a component built against contract 0.1.0's
+    /// view, where the broker does not say).
+    pub kind: MessageKind,
 }
 
 impl MessageMeta {
-    /// Metadata for a message from `from` to `to`, with size 0 and time 0 (handy in tests).
+    /// Metadata for a text message from `from` to `to`, with size 0 and time 0 (handy in
+    /// tests).
     pub fn new(from: impl Into<String>, to: impl Into<String>) -> Self {
         MessageMeta {
             from: from.into(),
             to: to.into(),
             size: 0,
             at_ms: 0,
+            kind: MessageKind::Text,
         }
+    }
+
+    /// The same metadata with this kind (handy in tests).
+    pub fn with_kind(self, kind: MessageKind) -> Self {
+        MessageMeta { kind, ..self }
     }
 }
 
@@ -106,6 +137,8 @@ pub struct ReceiptMeta {
     /// Who sent the message, and would get the receipt.
     pub to: String,
     pub status: ReceiptStatus,
+    /// The kind of the message the receipt is about.
+    pub kind: MessageKind,
 }
 
 /// A command a client sent to this plugin (e.g. `group-add #team +15551230002`).

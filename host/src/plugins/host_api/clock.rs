@@ -1,6 +1,6 @@
 //! `hotline:plugin/clock`: wall-clock time.
 
-use crate::plugins::bindings::registrar::hotline::plugin::clock::Host;
+use crate::plugins::bindings::latest::clock::Host;
 use crate::plugins::state::PluginState;
 
 impl Host for PluginState {

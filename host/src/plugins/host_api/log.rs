@@ -1,6 +1,6 @@
 //! `hotline:plugin/log`: plugin log lines go to the broker's log, tagged with slot and version.
 
-use crate::plugins::bindings::registrar::hotline::plugin::log::{Host, Level};
+use crate::plugins::bindings::latest::log::{Host, Level};
 use crate::plugins::state::PluginState;
 
 /// Longest log line a plugin may write; longer ones are cut.

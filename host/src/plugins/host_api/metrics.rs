@@ -1,6 +1,6 @@
 //! `hotline:plugin/metrics`: named counters, shown per slot in the broker's metrics.
 
-use crate::plugins::bindings::registrar::hotline::plugin::metrics::Host;
+use crate::plugins::bindings::latest::metrics::Host;
 use crate::plugins::state::PluginState;
 
 impl Host for PluginState {

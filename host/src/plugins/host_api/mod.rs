@@ -1,12 +1,14 @@
-//! The host interfaces plugins import, one file per WIT interface, implemented on
-//! [`PluginState`](super::state::PluginState). Plugins get these capabilities and nothing else.
+//! The host interfaces plugins import, one file per WIT interface of the newest contract,
+//! implemented on [`PluginState`](super::state::PluginState); `v0_1_0.rs` implements the
+//! older contract's by delegating to them. Plugins get these capabilities and nothing else.
 
 mod clock;
-mod kv;
+pub mod kv;
 mod log;
 mod metrics;
 mod random;
 mod sms;
+mod v0_1_0;
 
 use super::bindings::types;
 use super::state::PluginState;

@@ -1,6 +1,6 @@
 //! `hotline:plugin/random`: numbers from the host's secure generator.
 
-use crate::plugins::bindings::registrar::hotline::plugin::random::Host;
+use crate::plugins::bindings::latest::random::Host;
 use crate::plugins::state::PluginState;
 
 impl Host for PluginState {

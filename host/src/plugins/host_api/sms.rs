@@ -1,6 +1,6 @@
 //! `hotline:plugin/sms`: sending a text through the configured SMS provider (registrar only).
 
-use crate::plugins::bindings::registrar::hotline::plugin::sms::Host;
+use crate::plugins::bindings::latest::sms::Host;
 use crate::plugins::state::PluginState;
 
 impl Host for PluginState {

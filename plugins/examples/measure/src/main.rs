@@ -8,7 +8,9 @@
 //!   plugin-measure ROUTER.wasm [CALLS]         figures (default 20000 calls)
 //!   plugin-measure ROUTER.wasm CALLS soak      CALLS calls on one instance, printing its
 //!                                              memory each time it grows
-//! Env: NOBLOCK=1 skips the block-list check (for routers without one, e.g. the default);
+//! It binds contract `wit/0.1.0` (the examples'), so it measures 0.1.0 routers only; the
+//! default router is built against 0.2.0 now: measure it with `plugin-bench --router`.
+//! Env: NOBLOCK=1 skips the block-list check (for routers without one);
 //! MEMCAP_MIB=64 refuses memory growth beyond that (the broker's default cap), so a soak
 //! shows the call at which an instance would fail in the broker.
 use std::collections::BTreeMap;

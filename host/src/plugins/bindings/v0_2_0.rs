@@ -1,19 +1,20 @@
-//! Host-side bindings of the plugin contract `wit/0.1.0`, one module per slot world.
-//!
-//! The registrar world imports every host interface, so its bindings define them; the other
-//! worlds reuse those (`with`), so each host interface has one Rust trait, implemented once
-//! in `host_api/`.
+//! Host-side bindings of contract `wit/0.2.0` (the newest), one module per served slot
+//! world. The registrar world imports every host interface, so its bindings define them; the
+//! other worlds reuse those (`with`), so each host interface has one Rust trait, implemented
+//! once in `host_api/`. The key-value imports may trap (a key or value over the limits).
+//! The `notifier` world is not served yet, so it has no bindings.
 
 pub mod registrar {
     wasmtime::component::bindgen!({
-        path: "../wit/0.1.0",
+        path: "../wit/0.2.0",
         world: "registrar",
+        imports: { "hotline:plugin/kv": trappable },
     });
 }
 
 pub mod router {
     wasmtime::component::bindgen!({
-        path: "../wit/0.1.0",
+        path: "../wit/0.2.0",
         world: "router",
         with: {
             "hotline:plugin/types": super::registrar::hotline::plugin::types,
@@ -28,7 +29,7 @@ pub mod router {
 
 pub mod receipts {
     wasmtime::component::bindgen!({
-        path: "../wit/0.1.0",
+        path: "../wit/0.2.0",
         world: "receipts",
         with: {
             "hotline:plugin/types": super::registrar::hotline::plugin::types,
@@ -41,4 +42,4 @@ pub mod receipts {
     });
 }
 
-pub use registrar::hotline::plugin::types;
+pub use registrar::hotline::plugin::{clock, kv, log, metrics, random, sms, types};
