@@ -4,7 +4,7 @@
 //! The broker's implementation is the plugin host in `hotline`, which asks WebAssembly
 //! components. Policy sees metadata, never message bodies.
 
-use hotline_protocol::{ErrorCode, ReceiptStatus};
+use hotline_protocol::{ErrorCode, MessageKind, ReceiptStatus};
 
 /// The policy slots, one plugin each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -46,6 +46,8 @@ pub struct MessageMeta {
     pub to: String,
     pub size: u32,
     pub at_ms: u64,
+    /// What the message carries, as its sender declared it (`Text` for a plain `Send`).
+    pub kind: MessageKind,
 }
 
 /// Where a message goes.
@@ -73,6 +75,8 @@ pub struct ReceiptMeta {
     /// Who sent the message and would get the receipt.
     pub to: String,
     pub status: ReceiptStatus,
+    /// The kind of the message the receipt is about.
+    pub kind: MessageKind,
 }
 
 /// A policy call that failed (not a decision): the host answers with a retryable error and

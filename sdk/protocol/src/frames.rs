@@ -60,6 +60,56 @@ pub enum ServerFrame {
     CommandResult { request_id: u64, ok: bool, output: String },
 }
 
+/// What a message carries, told to policy plugins without the broker reading the body
+/// (protocol version 3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// 0. Text, or anything the clients agree on.
+    Text,
+    /// 1. Media: the body is a media descriptor (docs/protocol.md) of an upload of this MIME type.
+    Media { mime: String },
+}
+
+/// Longest MIME type a [`MessageKind::Media`] may name, in bytes.
+pub const MAX_MIME_LEN: usize = 127;
+
+impl MessageKind {
+    /// Why this kind is not acceptable, if it is not: a `Media` MIME type must look like
+    /// `type/subtype` ([`is_mime_type`]).
+    pub fn invalid(&self) -> Option<String> {
+        match self {
+            MessageKind::Text => None,
+            MessageKind::Media { mime } if is_mime_type(mime) => None,
+            MessageKind::Media { .. } => Some(format!(
+                "a media MIME type is type/subtype: 1 to {MAX_MIME_LEN} bytes of letters, digits and !#$&-^_.+ with one /"
+            )),
+        }
+    }
+
+    /// `text`, or `media:` and the MIME type (for logs and the CLI).
+    pub fn label(&self) -> String {
+        match self {
+            MessageKind::Text => "text".into(),
+            MessageKind::Media { mime } => format!("media:{mime}"),
+        }
+    }
+}
+
+/// Whether `mime` looks like a MIME type `type/subtype` (RFC 6838 §4.2): two names of 1 to
+/// 127 characters, each starting with a letter or digit and going on with letters, digits
+/// and `!#$&-^_.+`, joined by one `/`; at most [`MAX_MIME_LEN`] bytes in all. Parameters
+/// (`; charset=…`) are not allowed.
+pub fn is_mime_type(mime: &str) -> bool {
+    fn name(part: &str) -> bool {
+        let bytes = part.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 127
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    }
+    mime.len() <= MAX_MIME_LEN && mime.split_once('/').is_some_and(|(ty, sub)| name(ty) && name(sub))
+}
+
 /// What a receipt reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReceiptStatus {

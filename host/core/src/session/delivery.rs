@@ -3,7 +3,7 @@
 //! queued for the sender if policy says so ([`Job::Ack`], one atomic batch). Acks handed in
 //! together are asked about in one question.
 
-use hotline_protocol::{ReceiptStatus, ServerFrame};
+use hotline_protocol::{MessageKind, ReceiptStatus, ServerFrame};
 
 use super::ask::{expect, Asked};
 use super::{Session, Stage, PUSH_CHUNK};
@@ -58,7 +58,7 @@ impl Session {
             window.acked(id);
             match ports.queues.item(&user, id) {
                 Ok(Some(StoredItem::Message { from, .. })) => {
-                    metas.push(ReceiptMeta { message_id: id, by: user.clone(), to: from.clone(), status: ReceiptStatus::Delivered });
+                    metas.push(ReceiptMeta { message_id: id, by: user.clone(), to: from.clone(), status: ReceiptStatus::Delivered, kind: MessageKind::Text });
                     items.push((id, Some(from)));
                 }
                 Ok(Some(StoredItem::Receipt { .. })) => items.push((id, None)),

@@ -2,7 +2,7 @@
 //! routable message, and answer each in order: `Sent` once durable, `SendFailed` otherwise.
 //! Retries with the same client id store once ([`Job::Send`] checks).
 
-use hotline_protocol::{is_e164, ErrorCode, ServerFrame};
+use hotline_protocol::{is_e164, ErrorCode, MessageKind, ServerFrame};
 
 use super::ask::{expect, Asked};
 use super::{Answer, Session, Stage, Ticket};
@@ -43,7 +43,7 @@ impl Session {
                 self.answers.ready(ServerFrame::SendFailed { client_id: msg.client_id, error, reason });
                 continue;
             }
-            metas.push(MessageMeta { from: from.clone(), to: msg.to.clone(), size: msg.body.len() as u32, at_ms: now });
+            metas.push(MessageMeta { from: from.clone(), to: msg.to.clone(), size: msg.body.len() as u32, at_ms: now, kind: MessageKind::Text });
             self.answers.push(Answer::Asked { ticket });
             routable.push(msg);
         }
