@@ -319,13 +319,14 @@ impl MediaClient {
     }
 
     /// Downloads `url` into the file `dest`, streaming, and checks that its SHA-256 is
-    /// `sha256` (hex). The bytes go to a temporary file beside `dest`, renamed over it only
-    /// when complete and correct: on any error `dest` is left as it was. Returns the size.
+    /// `sha256` (hex: the one in the [`MediaMessage`], which the sender's client computed),
+    /// or, when `None`, the server's `ETag` (which checks the transfer only). The bytes go
+    /// to a temporary file beside `dest`, renamed over it only when complete and correct:
+    /// on any error `dest` is left as it was. Returns the size and the hash.
     /// Blocks; see [`MediaClient::fetch`] for async code.
-    pub fn fetch_blocking(&self, url: &str, sha256: &str, dest: &Path) -> Result<u64, MediaError> {
-        let expected = sha256.to_ascii_lowercase();
-        if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(MediaError::BadHash(sha256.to_string()));
+    pub fn fetch_blocking(&self, url: &str, sha256: Option<&str>, dest: &Path) -> Result<(u64, String), MediaError> {
+        if let Some(hash) = sha256 {
+            check_hash(hash)?;
         }
         let origin = origin_of(url)?;
         if !(origin.0.eq_ignore_ascii_case(&self.origin.0) && origin.1.eq_ignore_ascii_case(&self.origin.1)) {
@@ -333,10 +334,19 @@ impl MediaClient {
         }
         let answer = self.agent.get(url).header("Authorization", &*self.auth).call().map_err(|e| self.http_error(e))?;
         let status = answer.status();
+        let etag = answer.headers().get("etag").and_then(|v| v.to_str().ok()).map(|v| v.trim_matches('"').to_string());
         let mut body = answer.into_body();
         if status != StatusCode::OK {
             return Err(self.status_error(status, &mut body, 0));
         }
+        let expected = match (sha256, etag) {
+            (Some(hash), _) => hash.to_ascii_lowercase(),
+            (None, Some(etag)) => {
+                check_hash(&etag).map_err(|_| MediaError::BadAnswer(format!("ETag {etag:?} is not a SHA-256")))?;
+                etag.to_ascii_lowercase()
+            }
+            (None, None) => return Err(MediaError::BadAnswer("no ETag to check the download against; give the SHA-256".into())),
+        };
         let file_err = |path: &Path, e: std::io::Error| MediaError::File { path: path.to_path_buf(), source: e };
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -368,7 +378,7 @@ impl MediaClient {
         }
         tmp.as_file().sync_all().map_err(|e| file_err(tmp.path(), e))?;
         tmp.persist(dest).map_err(|e| file_err(dest, e.error))?;
-        Ok(size)
+        Ok((size, actual))
     }
 
     /// Uploads the file at `path` (see [`MediaClient::upload_blocking`]) on tokio's blocking pool.
@@ -378,9 +388,9 @@ impl MediaClient {
     }
 
     /// Downloads and checks `url` (see [`MediaClient::fetch_blocking`]) on tokio's blocking pool.
-    pub async fn fetch(&self, url: &str, sha256: &str, dest: &Path) -> Result<u64, MediaError> {
-        let (this, url, sha256, dest) = (self.clone(), url.to_string(), sha256.to_string(), dest.to_path_buf());
-        blocking(move || this.fetch_blocking(&url, &sha256, &dest)).await
+    pub async fn fetch(&self, url: &str, sha256: Option<&str>, dest: &Path) -> Result<(u64, String), MediaError> {
+        let (this, url, sha256, dest) = (self.clone(), url.to_string(), sha256.map(str::to_string), dest.to_path_buf());
+        blocking(move || this.fetch_blocking(&url, sha256.as_deref(), &dest)).await
     }
 
     /// Uploads the file at `path` and describes it in a [`MediaMessage`]: its MIME type
@@ -442,6 +452,14 @@ pub fn default_media_url(server: std::net::SocketAddr) -> String {
         std::net::IpAddr::V4(ip) => format!("https://{ip}:4443"),
         std::net::IpAddr::V6(ip) => format!("https://[{ip}]:4443"),
     }
+}
+
+/// Refuses a hash that is not 64 hex characters.
+fn check_hash(hash: &str) -> Result<(), MediaError> {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(MediaError::BadHash(hash.to_string()));
+    }
+    Ok(())
 }
 
 /// The scheme and authority (`host:port`, the port made explicit) of an absolute URL.
@@ -547,11 +565,11 @@ mod tests {
         assert!(!format!("{media:?}").contains("secret"));
         let dest = dir.path().join("out");
         let hash = "00".repeat(32);
-        let err = media.fetch_blocking("https://evil.example:4443/media/00", &hash, &dest).unwrap_err();
+        let err = media.fetch_blocking("https://evil.example:4443/media/00", Some(&hash), &dest).unwrap_err();
         assert!(matches!(err, MediaError::ForeignUrl { .. }), "{err}");
-        let err = media.fetch_blocking("https://127.0.0.1/media/00", &hash, &dest).unwrap_err();
+        let err = media.fetch_blocking("https://127.0.0.1/media/00", Some(&hash), &dest).unwrap_err();
         assert!(matches!(err, MediaError::ForeignUrl { .. }), "{err}");
-        let err = media.fetch_blocking("https://127.0.0.1:4443/media/00", "abc", &dest).unwrap_err();
+        let err = media.fetch_blocking("https://127.0.0.1:4443/media/00", Some("abc"), &dest).unwrap_err();
         assert!(matches!(err, MediaError::BadHash(_)), "{err}");
         assert!(!dest.exists());
         assert!(matches!(MediaClient::new("http://127.0.0.1:4443", &ca, "+1", "k"), Err(MediaError::Url { .. })));

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use hotline_client::media::{self, MediaClient, MediaMessage};
 use hotline_client::{Client, ConnectOptions};
-use hotline_protocol::{ReceiptStatus, ServerFrame};
+use hotline_protocol::{ClientFrame, MessageKind, ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -28,6 +29,10 @@ struct Cli {
     /// Name the broker's certificate carries.
     #[arg(long, default_value = "localhost", global = true)]
     server_name: String,
+    /// The broker's media server, https://HOST:PORT [default: the profile's, else the
+    /// broker's host on port 4443, e.g. https://127.0.0.1:4443].
+    #[arg(long, env = "HOTLINE_MEDIA", global = true)]
+    media: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +65,36 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         retries: u32,
     },
+    /// Upload FILE to the broker's media server and send TO a media message describing it
+    /// (with a thumbnail for a JPEG, PNG, GIF or WebP image); prints the message id.
+    SendMedia {
+        to: String,
+        file: PathBuf,
+        /// Text to show with the file.
+        #[arg(long)]
+        caption: Option<String>,
+        /// State to wait for before exiting.
+        #[arg(long, value_enum, default_value_t = Wait::Sent)]
+        wait: Wait,
+        /// Give up after this many seconds (the upload included).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// How many times to send the message again on a retryable refusal (as `send`).
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+    },
+    /// Download a media message's URL into FILE, checking its SHA-256. Nothing is written
+    /// unless the whole file arrives with the right hash.
+    Fetch {
+        url: String,
+        /// Where to save it (replaced only when the download is complete and correct).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// The SHA-256 the file must have: the message's `sha256` [default: the media
+        /// server's ETag, which checks the transfer only].
+        #[arg(long)]
+        sha256: Option<String>,
+    },
     /// Manage groups (commands for the router plugin). Send to a group with `send #name TEXT`.
     Group {
         #[command(subcommand)]
@@ -68,7 +103,9 @@ enum Command {
     /// Send any command to a plugin: SLOT (router, registrar, receipts), NAME, ARGS.
     /// Example: `command receipts read-receipts off`.
     Command { slot: String, name: String, args: Vec<String> },
-    /// Print incoming messages and receipts as JSON lines, acknowledging each.
+    /// Print incoming messages and receipts as JSON lines, acknowledging each. A media
+    /// message is `"type": "media"` with its url, mime, size, sha256, name, caption and
+    /// thumbnail (its bytes and size in pixels); fetch it with `fetch URL -o FILE --sha256 HASH`.
     Listen {
         /// Exit after this many events.
         #[arg(long)]
@@ -107,6 +144,9 @@ struct Profile {
     ca: Option<PathBuf>,
     phone: Option<String>,
     key: Option<String>,
+    /// The media server (https://HOST:PORT), if given when registering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media: Option<String>,
     /// The number a code was requested for and not yet verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending_phone: Option<String>,
@@ -183,6 +223,7 @@ async fn run(cli: Cli) -> Result<()> {
                     // The verification step may come later, without --server and --ca.
                     profile.server = Some(server);
                     profile.ca = Some(ca.clone());
+                    profile.media = cli.media.clone().or(profile.media.take());
                     profile.pending_phone = Some(phone.clone());
                     profile.save(&cli.profile)?;
                     eprintln!("A code was sent to {phone} by SMS (valid {} minutes). Enter it:", secs / 60);
@@ -199,7 +240,8 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let key = client.verify(&phone, &code).await?;
             client.close().await;
-            profile = Profile { server: Some(server), ca: Some(ca), phone: Some(phone.clone()), key: Some(key), pending_phone: None };
+            let media = cli.media.clone().or(profile.media.take());
+            profile = Profile { server: Some(server), ca: Some(ca), phone: Some(phone.clone()), key: Some(key), media, pending_phone: None };
             profile.save(&cli.profile)?;
             println!("registered {phone}; key saved in {}", Profile::path(&cli.profile).display());
             Ok(())
@@ -209,12 +251,48 @@ async fn run(cli: Cli) -> Result<()> {
             let mut client = Client::connect(&opts).await?;
             client.login(&phone, &key).await?;
             let limit = Duration::from_secs(timeout);
-            let result = tokio::time::timeout(limit, send(&mut client, &to, text, wait, retries)).await;
+            let result = tokio::time::timeout(limit, send(&mut client, &to, MessageKind::Text, text.into_bytes(), wait, retries)).await;
             client.close().await;
             match result {
                 Ok(r) => r,
                 Err(_) => bail!("timed out after {timeout} s waiting for the message to be {}", wait_name(wait)),
             }
+        }
+        Command::SendMedia { to, file, caption, wait, timeout, retries } => {
+            let (phone, key) = profile.account(&cli.profile)?;
+            let media = media_client(&cli, &profile, server, &ca, &phone, &key)?;
+            let limit = Duration::from_secs(timeout);
+            let sending = async {
+                // Connect first: a broker too old for media messages is told before uploading.
+                let mut client = Client::connect(&opts).await?;
+                let version = client.version();
+                if version < 3 {
+                    client.close().await;
+                    bail!("the broker speaks protocol version {version}; media messages need version 3");
+                }
+                client.login(&phone, &key).await?;
+                let message = match media.prepare(&file, caption).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        client.close().await;
+                        return Err(e).with_context(|| format!("uploading {}", file.display()));
+                    }
+                };
+                let result = send(&mut client, &to, message.kind(), message.to_body(), wait, retries).await;
+                client.close().await;
+                result
+            };
+            match tokio::time::timeout(limit, sending).await {
+                Ok(r) => r,
+                Err(_) => bail!("timed out after {timeout} s uploading or waiting for the message to be {}", wait_name(wait)),
+            }
+        }
+        Command::Fetch { url, output, sha256 } => {
+            let (phone, key) = profile.account(&cli.profile)?;
+            let media = media_client(&cli, &profile, server, &ca, &phone, &key)?;
+            let (size, hash) = media.fetch(&url, sha256.as_deref(), &output).await?;
+            println!("saved {} ({size} bytes, sha256 {hash})", output.display());
+            Ok(())
         }
         Command::Group { command } => {
             let (name, args) = match command {
@@ -244,6 +322,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+/// The media server client for this profile: `--media` (or `HOTLINE_MEDIA`), else the
+/// profile's, else the broker's host on port 4443.
+fn media_client(cli: &Cli, profile: &Profile, server: SocketAddr, ca: &Path, phone: &str, key: &str) -> Result<MediaClient> {
+    let base = cli.media.clone().or(profile.media.clone()).unwrap_or_else(|| media::default_media_url(server));
+    Ok(MediaClient::new(&base, ca, phone, key)?)
 }
 
 /// Runs one plugin command and prints its output; a refusal is an error (exit 1).
@@ -281,9 +366,14 @@ fn backoff(retry: u32) -> Duration {
 /// Retryable, RateLimited, QueueFull) is sent again with the same
 /// client id (the broker stores a message once per client id), up to `retries` times. Acks
 /// only the receipts for this message; other items stay queued for `listen`.
-async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: u32) -> Result<()> {
-    let body = text.into_bytes();
-    let client_id = client.send(to, body.clone()).await?;
+async fn send(client: &mut Client, to: &str, kind: MessageKind, body: Vec<u8>, wait: Wait, retries: u32) -> Result<()> {
+    let client_id: u64 = rand::random();
+    // `Send` for text (every protocol version has it), `SendTyped` for other kinds.
+    let frame = match kind {
+        MessageKind::Text => ClientFrame::Send { client_id, to: to.into(), body },
+        kind => ClientFrame::SendTyped { client_id, to: to.into(), kind, body },
+    };
+    client.send_frame(&frame).await?;
     let mut attempt = 1;
     let mut id = None;
     loop {
@@ -301,7 +391,7 @@ async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: 
                 eprintln!("attempt {attempt} of {} refused ({error:?}): {reason}; retrying in {pause:?}", retries + 1);
                 tokio::time::sleep(pause).await;
                 attempt += 1;
-                client.send_with_id(client_id, to, body.clone()).await?;
+                client.send_frame(&frame).await?;
             }
             ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id && error.is_retryable() => {
                 bail!("not sent after {attempt} attempts ({error:?}): {reason}; try again later")
@@ -324,6 +414,30 @@ async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: 
     }
 }
 
+/// A media message as a `listen` event: the body's fields, the thumbnail as its size in
+/// bytes and pixels (not its Base64), or an `error` if the body is not a media message.
+fn media_event(id: u64, from: &str, sent_at_ms: u64, kind_mime: &str, body: &[u8]) -> serde_json::Value {
+    let mut event = json!({"type": "media", "id": id, "from": from, "sent_at_ms": sent_at_ms, "kind_mime": kind_mime});
+    let fields = match MediaMessage::from_body(body) {
+        Ok(m) => {
+            let thumbnail = match m.thumbnail_jpeg() {
+                Ok(None) => serde_json::Value::Null,
+                Ok(Some(jpeg)) => match media::image_dimensions(&jpeg) {
+                    Ok((w, h)) => json!({"bytes": jpeg.len(), "width": w, "height": h}),
+                    Err(e) => json!({"bytes": jpeg.len(), "error": e}),
+                },
+                Err(e) => json!({"error": e.to_string()}),
+            };
+            json!({"url": m.url, "mime": m.mime, "size": m.size, "sha256": m.sha256, "name": m.name,
+                   "caption": m.caption, "width": m.width, "height": m.height, "thumbnail": thumbnail})
+        }
+        Err(e) => json!({"error": e.to_string(), "text": String::from_utf8_lossy(body)}),
+    };
+    let map = event.as_object_mut().expect("an object");
+    map.extend(fields.as_object().expect("an object").clone());
+    event
+}
+
 async fn listen(client: &mut Client, count: Option<usize>, read: bool, seen: &mut usize) -> Result<()> {
     while count.is_none_or(|n| *seen < n) {
         let event = match client.next_frame().await? {
@@ -333,6 +447,19 @@ async fn listen(client: &mut Client, count: Option<usize>, read: bool, seen: &mu
                     client.read(id, &from).await?;
                 }
                 json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms})
+            }
+            // Protocol version 3 pushes every message with its kind.
+            ServerFrame::TypedMessage { id, from, sent_at_ms, kind, body } => {
+                client.ack(id).await?;
+                if read {
+                    client.read(id, &from).await?;
+                }
+                match kind {
+                    MessageKind::Text => {
+                        json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms})
+                    }
+                    MessageKind::Media { mime } => media_event(id, &from, sent_at_ms, &mime, &body),
+                }
             }
             ServerFrame::Receipt { id, message_id, by, status, at_ms } => {
                 client.ack(id).await?;
