@@ -304,7 +304,7 @@ async fn party(client: Client, send: Option<(usize, Arc<Vec<String>>, Args)>, st
                             Stats::add(&stats.failed);
                             eprintln!("refused: {reason}");
                         }
-                        ServerFrame::Message { id, .. } => {
+                        ServerFrame::Message { id, .. } | ServerFrame::TypedMessage { id, .. } => {
                             out.extend(encode(&ClientFrame::Ack { id }));
                             Stats::add(&stats.delivered);
                         }

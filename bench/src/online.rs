@@ -221,7 +221,7 @@ impl ClientState {
                     eprintln!("hotline: first refused send: {reason}");
                 }
             }
-            ServerFrame::Message { id, body, .. } => {
+            ServerFrame::Message { id, body, .. } | ServerFrame::TypedMessage { id, body, .. } => {
                 self.out.extend(encode(&ClientFrame::Ack { id }));
                 rec.delivered(Header::parse(&body)?.sent_ns, now);
                 Stats::add(&stats.delivered);

@@ -606,12 +606,12 @@ pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Resul
 pub async fn take_messages(client: &mut Client, n: usize) -> Vec<u64> {
     let mut ids = Vec::with_capacity(n);
     while ids.len() < n {
-        match client.next_frame_within(Duration::from_secs(20)).await {
-            Ok(hotline_protocol::ServerFrame::Message { id, .. }) => {
-                client.ack(id).await.expect("ack");
-                ids.push(id);
+        match client.next_frame_within(Duration::from_secs(20)).await.map(hotline_client::ReceivedMessage::from_frame) {
+            Ok(Ok(message)) => {
+                client.ack(message.id).await.expect("ack");
+                ids.push(message.id);
             }
-            Ok(other) => panic!("expected a message, got {other:?}"),
+            Ok(Err(other)) => panic!("expected a message, got {other:?}"),
             Err(e) => panic!("after {} of {n} messages: {e}", ids.len()),
         }
     }

@@ -154,7 +154,7 @@ async fn removing_an_account_closes_its_session_revokes_its_key_and_refuses_send
     // stay in its queue.
     let mut device = broker.login(removed_number, &removed_key).await.unwrap();
     for _ in 0..2 {
-        assert!(matches!(device.next_frame_within(T).await.unwrap(), ServerFrame::Message { .. }));
+        assert!(matches!(device.next_frame_within(T).await.unwrap(), ServerFrame::TypedMessage { .. }));
     }
 
     let (status, answer) = admin_request(&broker, "DELETE", &format!("/api/accounts/{removed_number}"));

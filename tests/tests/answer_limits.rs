@@ -67,7 +67,7 @@ async fn answers_quote_at_most_a_short_prefix_of_huge_fields() {
     while !(sent && received) {
         match alice.next_frame_within(T).await.unwrap() {
             ServerFrame::Sent { client_id: 2, .. } => sent = true,
-            ServerFrame::Message { id, body, .. } if body == b"still here" => {
+            ServerFrame::TypedMessage { id, body, .. } if body == b"still here" => {
                 alice.ack(id).await.unwrap();
                 received = true;
             }

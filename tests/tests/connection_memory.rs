@@ -65,7 +65,7 @@ async fn connections_that_never_read_hold_a_bounded_number_of_bytes() {
     let mut bodies = 0;
     while bodies < QUEUED {
         match first.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, body, .. } => {
+            ServerFrame::TypedMessage { id, body, .. } => {
                 assert_eq!(body, vec![bodies as u8; BODY]);
                 first.ack(id).await.unwrap();
                 bodies += 1;

@@ -98,7 +98,7 @@ async fn a_full_disk_fails_readiness_with_the_reason_and_is_logged_once() {
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     for id in &stored {
         match bob.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id: got, .. } => assert_eq!(got, *id),
+            ServerFrame::TypedMessage { id: got, .. } => assert_eq!(got, *id),
             other => panic!("unexpected {other:?}"),
         }
     }

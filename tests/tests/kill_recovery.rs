@@ -60,7 +60,7 @@ async fn every_message_acknowledged_as_sent_survives_sigkill() {
     let mut received = BTreeSet::new();
     while received.len() < acked.len() {
         match bob.next_frame_within(T).await {
-            Ok(ServerFrame::Message { id, .. }) => {
+            Ok(ServerFrame::TypedMessage { id, .. }) => {
                 assert!(received.insert(id), "message {id} delivered twice");
                 bob.ack(id).await.unwrap();
             }

@@ -68,7 +68,7 @@ async fn bad_frames_close_only_the_offending_connection() {
         assert!(!reason.is_empty(), "{name}: no reason given");
         assert!(matches!(bob.next_frame_within(T).await.unwrap(), ServerFrame::Sent { client_id, .. } if client_id == cid));
         match carol.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, body, .. } => {
+            ServerFrame::TypedMessage { id, body, .. } => {
                 assert_eq!(body, text.as_bytes(), "after {name}");
                 carol.ack(id).await.unwrap();
             }
@@ -82,5 +82,5 @@ async fn bad_frames_close_only_the_offending_connection() {
     half.write_raw(&[0, 0, 0, 50, 1, 2]).await.unwrap();
     drop(half);
     bob.send(CAROL, b"still here".to_vec()).await.unwrap();
-    assert!(matches!(carol.next_frame_within(T).await.unwrap(), ServerFrame::Message { body, .. } if body == b"still here"));
+    assert!(matches!(carol.next_frame_within(T).await.unwrap(), ServerFrame::TypedMessage { body, .. } if body == b"still here"));
 }

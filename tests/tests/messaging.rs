@@ -29,7 +29,7 @@ async fn two_numbers_exchange_messages_and_the_sender_sees_sent_delivered_read()
 
     // Bob is online: the message is pushed at once.
     match bob.next_frame_within(T).await.unwrap() {
-        ServerFrame::Message { id: got, from, body, .. } => {
+        ServerFrame::TypedMessage { id: got, from, body, .. } => {
             assert_eq!((got, from.as_str(), body.as_slice()), (id, ALICE, &b"hi bob"[..]));
         }
         other => panic!("expected Message, got {other:?}"),
@@ -53,7 +53,7 @@ async fn two_numbers_exchange_messages_and_the_sender_sees_sent_delivered_read()
     // And back the other way.
     let reply_id = bob.send(ALICE, b"hi alice".to_vec()).await.unwrap();
     assert!(matches!(bob.next_frame_within(T).await.unwrap(), ServerFrame::Sent { client_id, .. } if client_id == reply_id));
-    assert!(matches!(alice.next_frame_within(T).await.unwrap(), ServerFrame::Message { from, body, .. } if from == BOB && body == b"hi alice"));
+    assert!(matches!(alice.next_frame_within(T).await.unwrap(), ServerFrame::TypedMessage { from, body, .. } if from == BOB && body == b"hi alice"));
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn a_retry_with_the_same_client_id_is_stored_once() {
     }
     assert!(ids.iter().all(|id| *id == ids[0]), "retries got different ids: {ids:?}");
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
-    assert!(matches!(bob.next_frame_within(T).await.unwrap(), ServerFrame::Message { id, .. } if id == ids[0]));
+    assert!(matches!(bob.next_frame_within(T).await.unwrap(), ServerFrame::TypedMessage { id, .. } if id == ids[0]));
     assert!(bob.next_frame_within(Duration::from_millis(500)).await.is_err(), "message stored more than once");
 }
 

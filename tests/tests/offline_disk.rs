@@ -194,7 +194,7 @@ async fn disk_falls_under_a_tenth_of_its_peak_within_a_minute_after_offline_queu
     broker.start_again().unwrap();
     let mut client = broker.login(&recipients[0], &keys[0]).await.unwrap();
     match client.next_frame_within(T).await.unwrap() {
-        ServerFrame::Message { body, .. } => assert_eq!(body, b"after the drain"),
+        ServerFrame::TypedMessage { body, .. } => assert_eq!(body, b"after the drain"),
         other => panic!("expected the message sent after the drain, got {other:?}"),
     }
 }
@@ -245,7 +245,7 @@ async fn a_shutdown_right_after_writes_leaves_a_small_journal_and_loses_nothing(
     let mut bodies = Vec::with_capacity(N);
     while bodies.len() < N {
         match bob.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, body, .. } => {
+            ServerFrame::TypedMessage { id, body, .. } => {
                 bob.ack(id).await.unwrap();
                 bodies.push(body);
             }

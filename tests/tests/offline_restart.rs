@@ -49,7 +49,7 @@ async fn a_thousand_messages_survive_a_restart_and_arrive_in_order_exactly_once(
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     for i in 0..1000u32 {
         match bob.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, from, body, .. } => {
+            ServerFrame::TypedMessage { id, from, body, .. } => {
                 assert_eq!(from, ALICE);
                 assert_eq!(String::from_utf8(body).unwrap(), format!("msg-{i:04}"), "out of order at {i}");
                 assert_eq!(id, ids[i as usize]);

@@ -150,7 +150,7 @@ async fn a_recipient_that_stops_reading_raises_an_alert_naming_it_which_clears_w
     let mut seen = HashSet::new();
     while (seen.len() as u64) < TOTAL {
         match reader.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, body, .. } => {
+            ServerFrame::TypedMessage { id, body, .. } => {
                 assert_eq!(body.len(), BODY);
                 assert!(body[8..].iter().all(|b| *b == body[8]), "body of message {id} is intact");
                 let n = u64::from_be_bytes(body[..8].try_into().unwrap());

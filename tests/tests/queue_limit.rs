@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hotline_client::{Client, ConnectOptions};
+use hotline_client::{Client, ConnectOptions, ReceivedMessage};
 use hotline_protocol::{close_code, ClientFrame, ErrorCode, ServerFrame};
 use hotline_tests::Broker;
 
@@ -44,12 +44,12 @@ async fn login_speaking(broker: &Broker, phone: &str, key: &str, versions: (u16,
 async fn take(client: &mut Client, n: usize) -> Vec<(u64, String, String)> {
     let mut out = Vec::new();
     while out.len() < n {
-        match client.next_frame_within(T).await.unwrap() {
-            ServerFrame::Message { id, from, body, .. } => {
+        match ReceivedMessage::from_frame(client.next_frame_within(T).await.unwrap()) {
+            Ok(ReceivedMessage { id, from, body, .. }) => {
                 client.ack(id).await.unwrap();
                 out.push((id, from, String::from_utf8(body).unwrap()));
             }
-            other => panic!("expected a message, got {other:?}"),
+            Err(other) => panic!("expected a message, got {other:?}"),
         }
     }
     out
@@ -62,9 +62,9 @@ async fn the_sixth_send_to_a_full_queue_is_refused_the_five_arrive_and_after_ack
     let bob_key = broker.register(BOB).await.unwrap();
     let carol_key = broker.register(CAROL).await.unwrap();
 
-    // Alice's client offers versions 1 to 2 (the default) and gets 2.
+    // Alice's client offers versions 1 to 3 (the default) and gets 3, which has `QueueFull`.
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
-    assert_eq!(alice.version(), 2);
+    assert_eq!(alice.version(), 3);
     // Bob is offline: five messages fill his queue.
     let mut stored = Vec::new();
     for n in 1..=5 {
@@ -98,16 +98,16 @@ async fn the_sixth_send_to_a_full_queue_is_refused_the_five_arrive_and_after_ack
 #[tokio::test]
 async fn hello_gets_the_highest_common_version_and_a_range_without_one_closes_with_code_4() {
     let broker = Broker::start().unwrap();
-    for ((min_version, max_version), want) in [((1, 1), 1), ((1, 2), 2), ((2, 7), 2)] {
+    for ((min_version, max_version), want) in [((1, 1), 1), ((1, 2), 2), ((2, 7), 3), ((3, 3), 3)] {
         let mut client = Client::connect_raw(&broker.options()).await.unwrap();
         client.send_frame(&ClientFrame::Hello { min_version, max_version }).await.unwrap();
         assert_eq!(client.next_frame_within(T).await.unwrap(), ServerFrame::Welcome { version: want });
     }
     let mut client = Client::connect_raw(&broker.options()).await.unwrap();
-    client.send_frame(&ClientFrame::Hello { min_version: 3, max_version: 4 }).await.unwrap();
+    client.send_frame(&ClientFrame::Hello { min_version: 4, max_version: 5 }).await.unwrap();
     match client.next_frame_within(T).await {
         Err(hotline_client::ClientError::Closed { code, reason }) => {
-            assert_eq!((code, reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 2"));
+            assert_eq!((code, reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 3"));
         }
         other => panic!("expected close 4, got {other:?}"),
     }

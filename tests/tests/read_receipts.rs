@@ -51,7 +51,7 @@ async fn read_receipts_name_a_delivered_message_once_and_cannot_be_forged() {
     // Bob has the message but has not acknowledged it yet; then names the wrong sender.
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     match bob.next_frame_within(T).await.unwrap() {
-        ServerFrame::Message { id: got, from, .. } => assert_eq!((got, from.as_str()), (id, ALICE)),
+        ServerFrame::TypedMessage { id: got, from, .. } => assert_eq!((got, from.as_str()), (id, ALICE)),
         other => panic!("expected the message, got {other:?}"),
     }
     assert!(report_read(&mut bob, id, ALICE).await.is_some(), "a Read before the Ack is refused");
@@ -93,7 +93,7 @@ async fn a_read_right_after_its_ack_is_accepted_even_before_the_ack_is_durable()
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     let mut ids = Vec::new();
     while ids.len() < 20 {
-        if let ServerFrame::Message { id, from, .. } = bob.next_frame_within(T).await.unwrap() {
+        if let ServerFrame::TypedMessage { id, from, .. } = bob.next_frame_within(T).await.unwrap() {
             bob.ack(id).await.unwrap();
             bob.read(id, &from).await.unwrap();
             ids.push(id);
@@ -125,7 +125,7 @@ async fn the_record_a_read_needs_expires_with_the_queue() {
     alice.close().await;
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     let id = match bob.next_frame_within(T).await.unwrap() {
-        ServerFrame::Message { id, .. } => id,
+        ServerFrame::TypedMessage { id, .. } => id,
         other => panic!("unexpected {other:?}"),
     };
     bob.ack(id).await.unwrap();

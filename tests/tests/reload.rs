@@ -107,7 +107,7 @@ async fn sighup_swaps_the_certificate_and_live_limits_and_refuses_bad_ones() -> 
     loop {
         match early.next_frame_within(T).await? {
             ServerFrame::Sent { client_id: 3, .. } => break,
-            ServerFrame::Message { id, .. } => early.ack(id).await?,
+            ServerFrame::TypedMessage { id, .. } => early.ack(id).await?,
             other => panic!("the early session got {other:?}"),
         }
     }

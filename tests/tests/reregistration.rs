@@ -42,7 +42,7 @@ async fn registering_on_a_new_device_revokes_the_old_key_and_closes_the_old_sess
     bob.send(ALICE, b"new phone?".to_vec()).await.unwrap();
     assert!(matches!(bob.next_frame_within(T).await.unwrap(), ServerFrame::Sent { .. }));
     let mut new_device = broker.login(ALICE, &new_key).await.unwrap();
-    assert!(matches!(new_device.next_frame_within(T).await.unwrap(), ServerFrame::Message { body, .. } if body == b"new phone?"));
+    assert!(matches!(new_device.next_frame_within(T).await.unwrap(), ServerFrame::TypedMessage { body, .. } if body == b"new phone?"));
 }
 
 #[tokio::test]

@@ -123,7 +123,7 @@ async fn stop_sending_closes_the_session_and_the_queue_stays_for_the_next_one() 
 
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     match bob.next_frame_within(T).await.unwrap() {
-        ServerFrame::Message { id, body, .. } => {
+        ServerFrame::TypedMessage { id, body, .. } => {
             assert_eq!(Some(id), pushed, "the same message, under the same id");
             assert_eq!(body, b"are you there?");
             bob.ack(id).await.unwrap();

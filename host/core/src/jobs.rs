@@ -2,7 +2,7 @@
 //! each over a [`Txn`]. The committer runs jobs one at a time in submission order, so their
 //! read-check-write sequences (idempotency, "is this item still queued?") need no locks.
 
-use hotline_protocol::ReceiptStatus;
+use hotline_protocol::{MessageKind, ReceiptStatus};
 
 use crate::records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
 use crate::txn::Txn;
@@ -14,7 +14,7 @@ pub enum Job {
     /// `(from, client_id)`: a retry answers the id stored the first time. Refused, storing
     /// nothing, when a recipient's queue already holds `max_queue_items` items or more
     /// ([`JobOutcome::QueueFull`]).
-    Send { from: String, client_id: u64, recipients: Vec<String>, sent_at_ms: u64, body: Vec<u8>, max_queue_items: u64 },
+    Send { from: String, client_id: u64, recipients: Vec<String>, sent_at_ms: u64, kind: MessageKind, body: Vec<u8>, max_queue_items: u64 },
     /// `user` accepted item `id`: dequeue it and, for a message, record the delivery (what
     /// a later `Read` must name) and queue a delivered receipt if policy allowed it; all in
     /// one batch, and nothing if the item is gone already (a duplicate ack).
@@ -36,6 +36,8 @@ pub struct AckedMessage {
     pub sender: String,
     /// Whether policy lets the sender have a delivered receipt.
     pub receipt: bool,
+    /// The message's kind, kept in the delivered record for the read receipt.
+    pub kind: MessageKind,
 }
 
 /// What a finished job answers.
@@ -70,7 +72,7 @@ impl Job {
     /// Runs the job against `txn`. An error means nothing of it is written.
     pub fn apply<T: Txn>(self, txn: &mut T) -> Result<JobOutcome, T::Error> {
         match self {
-            Job::Send { from, client_id, recipients, sent_at_ms, body, max_queue_items } => {
+            Job::Send { from, client_id, recipients, sent_at_ms, kind, body, max_queue_items } => {
                 if let Some(record) = txn.idempotency(&from, client_id)? {
                     return Ok(JobOutcome::Stored { id: record.id });
                 }
@@ -84,7 +86,7 @@ impl Job {
                 }
                 let id = txn.alloc_id()?;
                 txn.put_idempotency(&from, client_id, &IdempotencyRecord { id, at_ms: sent_at_ms });
-                let item = StoredItem::Message { from, sent_at_ms, body };
+                let item = StoredItem::message(from, sent_at_ms, kind, body);
                 for r in &recipients {
                     txn.enqueue(r, id, &item);
                 }
@@ -95,13 +97,13 @@ impl Job {
                     return Ok(JobOutcome::Done);
                 }
                 txn.dequeue(&user, id)?;
-                if let Some(AckedMessage { sender, receipt }) = message {
+                if let Some(AckedMessage { sender, receipt, kind }) = message {
                     if receipt {
                         let rid = txn.alloc_id()?;
                         let item = StoredItem::Receipt { message_id: id, by: user.clone(), status: ReceiptStatus::Delivered, at_ms };
                         txn.enqueue(&sender, rid, &item);
                     }
-                    txn.put_delivered(&user, id, &DeliveredRecord { from: sender, at_ms });
+                    txn.put_delivered(&user, id, &DeliveredRecord { from: sender, at_ms, kind });
                 }
                 Ok(JobOutcome::Done)
             }

@@ -130,7 +130,7 @@ impl Tally {
     /// A frame from the client, decoded at `at`, goes to the core.
     fn frame_in(&mut self, metrics: &Metrics, frame: &ClientFrame, at: Instant, logged_in: bool) {
         match frame {
-            ClientFrame::Send { client_id, .. } => {
+            ClientFrame::Send { client_id, .. } | ClientFrame::SendTyped { client_id, .. } => {
                 metrics::inc(&metrics.messages_received);
                 self.sends.push_back((*client_id, at));
             }
@@ -147,7 +147,7 @@ impl Tally {
                 metrics.refused(*error);
                 self.answered(metrics, *client_id);
             }
-            ServerFrame::Message { id, sent_at_ms, .. } if written => {
+            ServerFrame::Message { id, sent_at_ms, .. } | ServerFrame::TypedMessage { id, sent_at_ms, .. } if written => {
                 metrics::inc(&metrics.messages_delivered);
                 self.pushed.insert(*id, *sent_at_ms);
                 if self.pushed.len() > MAX_TRACKED_PUSHES {

@@ -195,7 +195,7 @@ impl Store {
     /// The record of message `id` acknowledged by `reader` and not yet reported read.
     pub fn delivered(&self, reader: &str, id: u64) -> Result<Option<DeliveredRecord>, StoreError> {
         match self.delivered.get(keys::queue_key(reader, id))? {
-            Some(v) => records::decode(&v, "delivered").map(Some),
+            Some(v) => records::decode_delivered(&v).map(Some),
             None => Ok(None),
         }
     }
@@ -226,7 +226,7 @@ impl Store {
         let mut delivered = Vec::new();
         for guard in self.delivered.iter() {
             let (k, v) = guard.into_inner()?;
-            let record: DeliveredRecord = records::decode(&v, "delivered")?;
+            let record = records::decode_delivered(&v)?;
             if record.at_ms < item_cutoff_ms {
                 delivered.push((keys::queue_key_user(&k).to_string(), keys::queue_key_id(&k)));
             }

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use hotline_protocol::MessageKind;
 
 fn open(dir: &Path) -> (Store, Committer, Arc<Mutex<Vec<String>>>) {
     let store = Store::open(dir).unwrap();
@@ -105,7 +106,7 @@ async fn items_not_yet_durable_are_not_delivered() {
 async fn a_query_sees_every_job_submitted_before_it_without_waiting_for_its_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, committer, _) = open(dir.path());
-    let record = DeliveredRecord { from: "+15550000001".into(), at_ms: 1 };
+    let record = DeliveredRecord { from: "+15550000001".into(), at_ms: 1, kind: MessageKind::Media { mime: "image/png".into() } };
     let stored = record.clone();
     let pending = committer.submit(move |txn| Ok(txn.put_delivered("+15550000002", 7, &stored))).await.unwrap();
     let seen = committer.query(|store| store.delivered("+15550000002", 7)).await.unwrap();
@@ -281,6 +282,7 @@ fn send_job(from: &str, client_id: u64, to: &[&str], max_queue_items: u64) -> ho
         client_id,
         recipients: to.iter().map(|r| r.to_string()).collect(),
         sent_at_ms: 1_000 + client_id,
+        kind: hotline_protocol::MessageKind::Text,
         body: vec![client_id as u8],
         max_queue_items,
     }
@@ -348,7 +350,7 @@ async fn queue_index_recovery_equals_a_fresh_scan_after_acks_expiry_purges_and_a
 
     // Acks: Bob takes two (each queues a delivered receipt for Alice); a duplicate ack of
     // the first and an ack of an unknown id change nothing.
-    let ack = |id: u64| CoreJob::Ack { user: BOB.into(), id, message: Some(AckedMessage { sender: ALICE.into(), receipt: true }), at_ms: 5_000 };
+    let ack = |id: u64| CoreJob::Ack { user: BOB.into(), id, message: Some(AckedMessage { sender: ALICE.into(), receipt: true, kind: MessageKind::Text }), at_ms: 5_000 };
     for id in [ids[0], ids[1], ids[0], 999_999] {
         committer.submit_job(ack(id)).await.unwrap().wait().await.unwrap();
     }
@@ -448,4 +450,34 @@ async fn a_purge_of_a_queue_longer_than_one_chunk_takes_it_all_and_accounts_list
     let last = store.list_accounts(Some("+15550000003"), 2).unwrap();
     assert_eq!((last.accounts.len(), last.next), (1, None));
     assert!(store.list_accounts(Some("+15550000004"), 2).unwrap().accounts.is_empty());
+}
+
+#[test]
+fn records_written_before_the_message_kind_still_decode() {
+    // Bytes as the builds before protocol version 3 wrote them (postcard, no kind).
+    let old_delivered = [&[12][..], b"+15550000001", &[0xE8, 0x07]].concat();
+    let record = records::decode_delivered(&old_delivered).unwrap();
+    assert_eq!(record, DeliveredRecord { from: "+15550000001".into(), at_ms: 1000, kind: MessageKind::Text });
+    let old_message = [&[0, 12][..], b"+15550000001", &[1, 2, b'h', b'i']].concat();
+    let item: StoredItem = records::decode(&old_message, "queues").unwrap();
+    assert_eq!(item, StoredItem::Message { from: "+15550000001".into(), sent_at_ms: 1, body: b"hi".to_vec() });
+
+    // A text message is still written with those bytes; a media one as the appended
+    // variant, and the delivered record with the kind after the old fields (which older
+    // builds, reading only those, ignore).
+    let text = StoredItem::message("+15550000001".into(), 1, MessageKind::Text, b"hi".to_vec());
+    assert_eq!(records::encode(&text), old_message);
+    let png = MessageKind::Media { mime: "image/png".into() };
+    let media = StoredItem::message("+15550000001".into(), 1, png.clone(), b"hi".to_vec());
+    assert!(matches!(&media, StoredItem::TypedMessage { kind, .. } if *kind == png));
+    assert_eq!(records::encode(&media)[0], 2);
+    assert_eq!(records::decode::<StoredItem>(&records::encode(&media), "queues").unwrap(), media);
+    let new_delivered = DeliveredRecord { from: "+15550000001".into(), at_ms: 1000, kind: png };
+    let bytes = records::encode(&new_delivered);
+    assert_eq!(bytes[..old_delivered.len()], old_delivered[..]);
+    assert_eq!(records::decode_delivered(&bytes).unwrap(), new_delivered);
+    let as_before: hotline_core::records::DeliveredRecordV1 = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!((as_before.from.as_str(), as_before.at_ms), ("+15550000001", 1000));
+    // Bytes that are neither are still refused as corrupt.
+    assert!(records::decode_delivered(&[12, b'+']).is_err());
 }

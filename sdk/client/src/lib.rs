@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotline_protocol::{
-    encode, ClientFrame, ErrorCode, FrameDecoder, FrameError, ServerFrame, ALPN, MIN_PROTOCOL_VERSION,
+    encode, ClientFrame, ErrorCode, FrameDecoder, FrameError, MessageKind, ServerFrame, ALPN, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };
 
@@ -61,9 +61,10 @@ pub struct ConnectOptions {
     /// the broker. Keep it several times `keep_alive`. Default [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// The protocol versions offered in `Hello` (`min_version`, `max_version`). Default
-    /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`] (1 to 2); the broker answers the
+    /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`] (1 to 3); the broker answers the
     /// highest it speaks, which [`Client::version`] reports. A client that cannot handle
-    /// `ErrorCode::QueueFull` offers `(1, 1)`.
+    /// `ErrorCode::QueueFull` offers `(1, 1)`; one that wants `Message` frames rather than
+    /// `TypedMessage` (and sends no [`Client::send_typed`]) offers at most 2.
     pub versions: (u16, u16),
 }
 
@@ -113,6 +114,35 @@ pub enum ClientError {
     /// Nothing arrived within the time allowed.
     #[error("timed out")]
     Timeout,
+}
+
+/// A message pushed to this client, whichever frame brought it: `TypedMessage` (protocol
+/// version 3) or `Message` (versions 1 and 2, kind `Text`). Acknowledge it by `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The queue item's id: acknowledge it with [`Client::ack`]; receipts name it.
+    pub id: u64,
+    /// The sender's number.
+    pub from: String,
+    /// When the broker accepted it, in Unix milliseconds.
+    pub sent_at_ms: u64,
+    /// What it carries, as its sender declared it (`Text` for a plain `Send`, and for
+    /// every message in a session of version 1 or 2).
+    pub kind: MessageKind,
+    pub body: Vec<u8>,
+}
+
+impl ReceivedMessage {
+    /// The message a `Message` or `TypedMessage` frame pushes; any other frame back.
+    pub fn from_frame(frame: ServerFrame) -> Result<ReceivedMessage, ServerFrame> {
+        match frame {
+            ServerFrame::TypedMessage { id, from, sent_at_ms, kind, body } => Ok(ReceivedMessage { id, from, sent_at_ms, kind, body }),
+            ServerFrame::Message { id, from, sent_at_ms, body } => {
+                Ok(ReceivedMessage { id, from, sent_at_ms, kind: MessageKind::Text, body })
+            }
+            other => Err(other),
+        }
+    }
 }
 
 /// One connection to the broker: a [`ClientSender`] and a [`ClientReceiver`] together.
@@ -240,6 +270,18 @@ impl Client {
         self.tx.send_with_id(client_id, to, body).await
     }
 
+    /// Sends a message of `kind` (`SendTyped`, protocol version 3) with a fresh random
+    /// client id, which it returns; answered like [`Client::send`]. Refused here, sending
+    /// nothing, in a session of an older version (the broker would close it).
+    pub async fn send_typed(&mut self, to: &str, kind: MessageKind, body: Vec<u8>) -> Result<u64, ClientError> {
+        self.tx.send_typed(to, kind, body).await
+    }
+
+    /// [`Client::send_typed`] with a chosen client id (use the same id to retry safely).
+    pub async fn send_typed_with_id(&mut self, client_id: u64, to: &str, kind: MessageKind, body: Vec<u8>) -> Result<(), ClientError> {
+        self.tx.send_typed_with_id(client_id, to, kind, body).await
+    }
+
     /// Acknowledges item `id`: the broker deletes it. `Ack` has no answer; see [`Client::close`].
     pub async fn ack(&mut self, id: u64) -> Result<(), ClientError> {
         self.tx.ack(id).await
@@ -334,6 +376,27 @@ impl ClientSender {
     /// Sends a message with a chosen client id (use the same id to retry safely).
     pub async fn send_with_id(&mut self, client_id: u64, to: &str, body: Vec<u8>) -> Result<(), ClientError> {
         self.send_frame(&ClientFrame::Send { client_id, to: to.into(), body }).await
+    }
+
+    /// Sends a message of `kind` with a fresh random client id, which it returns.
+    pub async fn send_typed(&mut self, to: &str, kind: MessageKind, body: Vec<u8>) -> Result<u64, ClientError> {
+        let client_id = rand::random();
+        self.send_typed_with_id(client_id, to, kind, body).await?;
+        Ok(client_id)
+    }
+
+    /// Sends a message of `kind` with a chosen client id. Needs a session of protocol
+    /// version 3 or later: refused with [`ClientError::Protocol`] otherwise.
+    pub async fn send_typed_with_id(&mut self, client_id: u64, to: &str, kind: MessageKind, body: Vec<u8>) -> Result<(), ClientError> {
+        let frame = ClientFrame::SendTyped { client_id, to: to.into(), kind, body };
+        if self.version != 0 && self.version < frame.since_version() {
+            return Err(ClientError::Protocol(format!(
+                "SendTyped needs protocol version {}; this session speaks version {}",
+                frame.since_version(),
+                self.version
+            )));
+        }
+        self.send_frame(&frame).await
     }
 
     /// Acknowledges item `id`: the broker deletes it.

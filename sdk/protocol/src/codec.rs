@@ -61,7 +61,7 @@ fn describe<T: DeserializeOwned>(payload: &[u8], error: postcard::Error) -> Stri
         E::DeserializeBadVarint => format!("a number or length in the {name} frame is not a valid varint"),
         E::DeserializeBadBool => format!("a true/false field of the {name} frame is neither 0 nor 1"),
         E::DeserializeBadEnum | E::SerdeDeCustom => {
-            format!("a field of the {name} frame has an unknown value (an error code or receipt status out of range)")
+            format!("a field of the {name} frame has an unknown value (an error code, receipt status or message kind out of range)")
         }
         other => format!("the {name} frame is not valid ({other})"),
     }
@@ -199,7 +199,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientFrame, ErrorCode, ReceiptStatus, ServerFrame};
+    use crate::{is_mime_type, ClientFrame, ErrorCode, MessageKind, ReceiptStatus, ServerFrame};
 
     fn roundtrip_all<T>(frames: Vec<T>)
     where
@@ -231,6 +231,8 @@ mod tests {
             ClientFrame::Read { id: 7, from: "+15551230002".into() },
             ClientFrame::Ping { nonce: 1 },
             ClientFrame::Command { request_id: 9, slot: "router".into(), name: "group-add".into(), args: vec!["#t".into(), "+1555".into()] },
+            ClientFrame::SendTyped { client_id: 1, to: "+1555".into(), kind: MessageKind::Text, body: vec![] },
+            ClientFrame::SendTyped { client_id: 2, to: "#t".into(), kind: MessageKind::Media { mime: "image/png".into() }, body: vec![1] },
         ]);
         roundtrip_all(vec![
             ServerFrame::Welcome { version: 1 },
@@ -241,6 +243,8 @@ mod tests {
             ServerFrame::Error { error: ErrorCode::WrongCode, reason: "wrong code".into() },
             ServerFrame::CommandResult { request_id: 9, ok: true, output: "added".into() },
             ServerFrame::SendFailed { client_id: 4, error: ErrorCode::QueueFull, reason: "full".into() },
+            ServerFrame::TypedMessage { id: 1, from: "+1".into(), sent_at_ms: 5, kind: MessageKind::Text, body: b"hi".to_vec() },
+            ServerFrame::TypedMessage { id: 2, from: "+1".into(), sent_at_ms: 5, kind: MessageKind::Media { mime: "audio/ogg".into() }, body: vec![] },
         ]);
     }
 
@@ -258,7 +262,7 @@ mod tests {
         // reference decoder knows it, and refuses 9.
         assert_eq!(
             malformed::<ServerFrame>(&[5, 1, 9, 0]),
-            "a field of the SendFailed frame has an unknown value (an error code or receipt status out of range)"
+            "a field of the SendFailed frame has an unknown value (an error code, receipt status or message kind out of range)"
         );
     }
 
@@ -270,6 +274,62 @@ mod tests {
             bytes,
             [0, 0, 0, 12, 4, 0xAC, 0x02, 5, b'+', b'1', b'5', b'5', b'5', 2, b'h', b'i']
         );
+    }
+
+    #[test]
+    fn documented_bytes_of_version_3_frames() {
+        // docs/protocol.md §5 shows these exact examples; keep them in step.
+        let png = || MessageKind::Media { mime: "image/png".into() };
+        let send = encode(&ClientFrame::SendTyped { client_id: 300, to: "+1555".into(), kind: png(), body: b"hi".to_vec() });
+        let mut expected = vec![0, 0, 0, 23, 9, 0xAC, 0x02, 5, b'+', b'1', b'5', b'5', b'5', 1, 9];
+        expected.extend(b"image/png");
+        expected.extend([2, b'h', b'i']);
+        assert_eq!(send, expected);
+        let text = encode(&ClientFrame::SendTyped { client_id: 300, to: "+1555".into(), kind: MessageKind::Text, body: b"hi".to_vec() });
+        assert_eq!(text, [0, 0, 0, 13, 9, 0xAC, 0x02, 5, b'+', b'1', b'5', b'5', b'5', 0, 2, b'h', b'i']);
+
+        let from = b"+15551230001";
+        let sent_at = [0x80, 0xD0, 0x95, 0xFF, 0xBC, 0x31]; // 1700000000000
+        let typed = encode(&ServerFrame::TypedMessage { id: 1, from: "+15551230001".into(), sent_at_ms: 1_700_000_000_000, kind: png(), body: b"hi".to_vec() });
+        let mut expected = vec![0, 0, 0, 35, 11, 1, 12];
+        expected.extend(from);
+        expected.extend(sent_at);
+        expected.extend([1, 9]);
+        expected.extend(b"image/png");
+        expected.extend([2, b'h', b'i']);
+        assert_eq!(typed, expected);
+
+        // Versions 1 and 2 keep their bytes: `Message` is unchanged (§5's example).
+        let message = encode(&ServerFrame::Message { id: 1, from: "+15551230001".into(), sent_at_ms: 1_700_000_000_000, body: b"hi".to_vec() });
+        let mut expected = vec![0, 0, 0, 24, 6, 1, 12];
+        expected.extend(from);
+        expected.extend(sent_at);
+        expected.extend([2, b'h', b'i']);
+        assert_eq!(message, expected);
+
+        assert_eq!(ClientFrame::SendTyped { client_id: 1, to: String::new(), kind: MessageKind::Text, body: vec![] }.since_version(), 3);
+        assert_eq!(ClientFrame::Send { client_id: 1, to: String::new(), body: vec![] }.since_version(), 1);
+        // A kind out of range is malformed, in words.
+        assert_eq!(
+            malformed::<ClientFrame>(&[9, 1, 0, 2, 0]),
+            "a field of the SendTyped frame has an unknown value (an error code, receipt status or message kind out of range)"
+        );
+    }
+
+    #[test]
+    fn mime_types_are_type_slash_subtype_of_token_characters() {
+        for good in ["image/png", "video/mp4", "application/vnd.api+json", "audio/x-wav", "a/b", "text/plain", "image/svg+xml"] {
+            assert!(is_mime_type(good), "{good}");
+            assert!(MessageKind::Media { mime: good.into() }.is_valid());
+        }
+        let long = format!("image/{}", "x".repeat(122));
+        assert!(!is_mime_type(&long) && is_mime_type(&long[..127]));
+        for bad in ["", "image", "image/", "/png", "image/png/x", "image/png; charset=x", "image /png", "-image/png", "image/.png", "imäge/png", "image\n/png"] {
+            assert!(!is_mime_type(bad), "{bad:?}");
+            assert!(!MessageKind::Media { mime: bad.into() }.is_valid());
+        }
+        assert!(MessageKind::Text.is_valid());
+        assert_eq!(MessageKind::Media { mime: "image/png".into() }.label(), "media:image/png");
     }
 
     #[test]
@@ -293,8 +353,8 @@ mod tests {
     fn malformed_frames_are_described_in_words() {
         let send = encode(&ClientFrame::Send { client_id: 300, to: "+1555".into(), body: b"hi".to_vec() });
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (vec![200, 1], "unknown frame type 200 (known: 0 to 8)"),
-            (vec![0xFF, 0xFF, 0x7F], "unknown frame type 2097151 (known: 0 to 8)"),
+            (vec![200, 1], "unknown frame type 200 (known: 0 to 9)"),
+            (vec![0xFF, 0xFF, 0x7F], "unknown frame type 2097151 (known: 0 to 9)"),
             (vec![0xFF, 0xFF, 0xFF], "the frame type is not a valid varint"),
             (vec![0xFF; 6], "the frame type is not a valid varint"),
             (vec![], "the frame is empty (it has no frame type)"),
@@ -304,7 +364,7 @@ mod tests {
             (vec![7, 1, 0], "1 byte after the end of the frame"),
             ([&send[4..], &[0, 0][..]].concat(), "2 bytes after the end of the frame"),
             // The examples of docs/protocol.md §5.
-            (vec![0x09], "unknown frame type 9 (known: 0 to 8)"),
+            (vec![0x0a], "unknown frame type 10 (known: 0 to 9)"),
             (vec![0x08, 0x01], "the Command frame ends before its fields do"),
             (vec![0x05, 0x80], "the Ack frame ends before its fields do"),
             (vec![0x01, 0x02, 0xff, 0xfe], "a text field of the RequestCode frame is not valid UTF-8"),
@@ -315,13 +375,13 @@ mod tests {
         // Fields of the broker's frames too: an error code out of range, a bad bool.
         assert_eq!(
             malformed::<ServerFrame>(&[8, 42, 0]),
-            "a field of the Error frame has an unknown value (an error code or receipt status out of range)"
+            "a field of the Error frame has an unknown value (an error code, receipt status or message kind out of range)"
         );
         assert_eq!(malformed::<ServerFrame>(&[10, 1, 2, 0]), "a true/false field of the CommandResult frame is neither 0 nor 1");
-        assert_eq!(malformed::<ServerFrame>(&[11]), "unknown frame type 11 (known: 0 to 10)");
+        assert_eq!(malformed::<ServerFrame>(&[12]), "unknown frame type 12 (known: 0 to 11)");
         // The words reach the error's text (what the broker's close reason carries).
         let error = FrameError::Malformed(malformed::<ClientFrame>(&[200, 1]));
-        assert_eq!(error.to_string(), "malformed frame: unknown frame type 200 (known: 0 to 8)");
+        assert_eq!(error.to_string(), "malformed frame: unknown frame type 200 (known: 0 to 9)");
     }
 
     #[test]

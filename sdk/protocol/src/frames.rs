@@ -29,6 +29,9 @@ pub enum ClientFrame {
     /// `group-add` with args `["#team", "+15551230002"]`. Answered by
     /// [`ServerFrame::CommandResult`] with the same `request_id`.
     Command { request_id: u64, slot: String, name: String, args: Vec<String> },
+    /// 9. `Send` with the message's kind, which policy plugins see (protocol version 3).
+    /// Same rules, limits, idempotency and answers as `Send`, which means kind `Text`.
+    SendTyped { client_id: u64, to: String, kind: MessageKind, body: Vec<u8> },
 }
 
 /// A frame sent by the broker.
@@ -58,6 +61,10 @@ pub enum ServerFrame {
     Pong { nonce: u64 },
     /// 10. Answer to `Command`: `ok` with the plugin's output, or not with the error text.
     CommandResult { request_id: u64, ok: bool, output: String },
+    /// 11. A message for this user with its kind (protocol version 3, where every message is
+    /// pushed this way; older sessions get [`ServerFrame::Message`]). Acknowledge it with
+    /// [`ClientFrame::Ack`].
+    TypedMessage { id: u64, from: String, sent_at_ms: u64, kind: MessageKind, body: Vec<u8> },
 }
 
 /// What a message carries, told to policy plugins without the broker reading the body
@@ -74,15 +81,12 @@ pub enum MessageKind {
 pub const MAX_MIME_LEN: usize = 127;
 
 impl MessageKind {
-    /// Why this kind is not acceptable, if it is not: a `Media` MIME type must look like
-    /// `type/subtype` ([`is_mime_type`]).
-    pub fn invalid(&self) -> Option<String> {
+    /// Whether the broker accepts this kind: a `Media` MIME type must look like
+    /// `type/subtype` ([`is_mime_type`]); otherwise `SendFailed{InvalidArgument}`.
+    pub fn is_valid(&self) -> bool {
         match self {
-            MessageKind::Text => None,
-            MessageKind::Media { mime } if is_mime_type(mime) => None,
-            MessageKind::Media { .. } => Some(format!(
-                "a media MIME type is type/subtype: 1 to {MAX_MIME_LEN} bytes of letters, digits and !#$&-^_.+ with one /"
-            )),
+            MessageKind::Text => true,
+            MessageKind::Media { mime } => is_mime_type(mime),
         }
     }
 
@@ -157,6 +161,16 @@ impl ClientFrame {
             ClientFrame::Read { .. } => "Read",
             ClientFrame::Ping { .. } => "Ping",
             ClientFrame::Command { .. } => "Command",
+            ClientFrame::SendTyped { .. } => "SendTyped",
+        }
+    }
+
+    /// The lowest protocol version in which this frame exists. A broker treats a frame
+    /// of a later version than the session's as malformed, as a broker of that version would.
+    pub fn since_version(&self) -> u16 {
+        match self {
+            ClientFrame::SendTyped { .. } => 3,
+            _ => 1,
         }
     }
 }
@@ -176,6 +190,7 @@ impl ServerFrame {
             ServerFrame::Error { .. } => "Error",
             ServerFrame::Pong { .. } => "Pong",
             ServerFrame::CommandResult { .. } => "CommandResult",
+            ServerFrame::TypedMessage { .. } => "TypedMessage",
         }
     }
 }

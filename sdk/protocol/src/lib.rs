@@ -15,8 +15,10 @@ pub const ALPN: &[u8] = b"hotline/1";
 
 /// The newest protocol version this crate speaks. Negotiated in [`ClientFrame::Hello`]:
 /// the broker answers the highest version in the client's range that it speaks.
-/// Version 2 adds [`ErrorCode::QueueFull`]; nothing else differs from version 1.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 2 adds [`ErrorCode::QueueFull`]; nothing else differs from version 1. Version 3
+/// adds a message's [`MessageKind`]: [`ClientFrame::SendTyped`] and
+/// [`ServerFrame::TypedMessage`], which replaces [`ServerFrame::Message`] in its sessions.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest protocol version this crate (and the broker) still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

@@ -6,6 +6,8 @@
 //! [`Output::Ask`]: super::Output::Ask
 //! [`Input::Answered`]: super::Input::Answered
 
+use hotline_protocol::MessageKind;
+
 use super::send::Outgoing;
 use super::{Answer, Output, Session};
 use crate::policy::{PolicyError, Question, Reply};
@@ -18,8 +20,8 @@ pub(super) enum Asked {
     /// A batch of sends from `from` that passed the checks, one `Answer::Asked` each.
     Route { from: String, batch: Vec<Outgoing> },
     /// Acks of `user`'s items, in order: each item's id and, for a message, its sender
-    /// (whose receipt was asked about); receipts need no question.
-    Acks { user: String, items: Vec<(u64, Option<String>)> },
+    /// (whose receipt was asked about) and kind; receipts need no question.
+    Acks { user: String, items: Vec<(u64, Option<(String, MessageKind)>)> },
     /// An accepted `Read`: submit its receipt (or refuse, if policy failed).
     Read { reader: String, id: u64, sender: String },
     RequestCode { phone: String },

@@ -1,4 +1,5 @@
-//! Delivery: pushing queued items through the window, and `Ack` — the client accepted an
+//! Delivery: pushing queued items through the window (messages as `TypedMessage` in
+//! version-3 sessions, `Message` before), and `Ack` — the client accepted an
 //! item, so it is deleted and, for a message, its delivery recorded and a delivered receipt
 //! queued for the sender if policy says so ([`Job::Ack`], one atomic batch). Acks handed in
 //! together are asked about in one question.
@@ -14,6 +15,9 @@ use crate::ports::Ports;
 use crate::records::StoredItem;
 use crate::Millis;
 
+/// The protocol version from which messages are pushed as `TypedMessage`.
+const TYPED_MESSAGE_SINCE: u16 = 3;
+
 impl Session {
     /// Reads the next chunk the window allows and pushes it. Answers whether anything
     /// happened (items pushed, or the session closed on a storage failure).
@@ -21,6 +25,7 @@ impl Session {
         if self.draining.is_some() {
             return false;
         }
+        let version = self.version;
         let Stage::Online { phone, window } = &mut self.stage else { return false };
         // The planted bug the simulator must catch (`--features mutation-push-before-durable`):
         // reading past the durable watermark, so items not yet durable are pushed.
@@ -36,7 +41,7 @@ impl Session {
         };
         window.pushed(read, items.iter().map(|(id, _)| *id));
         let pushed = !items.is_empty();
-        self.outputs.extend(items.into_iter().map(|(id, item)| super::Output::Frame(frame_for(id, item))));
+        self.outputs.extend(items.into_iter().map(|(id, item)| super::Output::Frame(frame_for(version, id, item))));
         pushed
     }
 
@@ -59,7 +64,11 @@ impl Session {
             match ports.queues.item(&user, id) {
                 Ok(Some(StoredItem::Message { from, .. })) => {
                     metas.push(ReceiptMeta { message_id: id, by: user.clone(), to: from.clone(), status: ReceiptStatus::Delivered, kind: MessageKind::Text });
-                    items.push((id, Some(from)));
+                    items.push((id, Some((from, MessageKind::Text))));
+                }
+                Ok(Some(StoredItem::TypedMessage { from, kind, .. })) => {
+                    metas.push(ReceiptMeta { message_id: id, by: user.clone(), to: from.clone(), status: ReceiptStatus::Delivered, kind: kind.clone() });
+                    items.push((id, Some((from, kind))));
                 }
                 Ok(Some(StoredItem::Receipt { .. })) => items.push((id, None)),
                 Ok(None) => {}
@@ -77,7 +86,7 @@ impl Session {
     }
 
     /// Policy said which senders get delivered receipts (or failed).
-    pub(super) fn acks_answered(&mut self, now: Millis, user: String, items: Vec<(u64, Option<String>)>, reply: Result<Reply, PolicyError>) {
+    pub(super) fn acks_answered(&mut self, now: Millis, user: String, items: Vec<(u64, Option<(String, MessageKind)>)>, reply: Result<Reply, PolicyError>) {
         let messages = items.iter().filter(|(_, sender)| sender.is_some()).count();
         let allowed = match expect(reply, |r| if let Reply::Receipts(allowed) = r { Ok(allowed) } else { Err(r) }) {
             Some(allowed) if allowed.len() == messages => allowed,
@@ -94,19 +103,26 @@ impl Session {
 
     /// Submits one `Job::Ack` per item, in order; `allowed` holds policy's word for each
     /// message among them.
-    fn submit_acks(&mut self, now: Millis, user: String, items: Vec<(u64, Option<String>)>, allowed: Vec<bool>) {
+    fn submit_acks(&mut self, now: Millis, user: String, items: Vec<(u64, Option<(String, MessageKind)>)>, allowed: Vec<bool>) {
         let mut allowed = allowed.into_iter();
         for (id, sender) in items {
-            let message = sender.map(|sender| AckedMessage { sender, receipt: allowed.next().expect("one answer per message") });
+            let message = sender.map(|(sender, kind)| AckedMessage { sender, receipt: allowed.next().expect("one answer per message"), kind });
             self.submit(Job::Ack { user: user.clone(), id, message, at_ms: now });
         }
     }
 }
 
-/// The frame that pushes item `id`.
-fn frame_for(id: u64, item: StoredItem) -> ServerFrame {
+/// The frame that pushes item `id` in a session of protocol `version`: from version 3 every
+/// message as `TypedMessage`, before it as `Message` (the kind dropped).
+fn frame_for(version: u16, id: u64, item: StoredItem) -> ServerFrame {
+    let typed = version >= TYPED_MESSAGE_SINCE;
     match item {
+        StoredItem::Message { from, sent_at_ms, body } if typed => {
+            ServerFrame::TypedMessage { id, from, sent_at_ms, kind: MessageKind::Text, body }
+        }
         StoredItem::Message { from, sent_at_ms, body } => ServerFrame::Message { id, from, sent_at_ms, body },
+        StoredItem::TypedMessage { from, sent_at_ms, kind, body } if typed => ServerFrame::TypedMessage { id, from, sent_at_ms, kind, body },
+        StoredItem::TypedMessage { from, sent_at_ms, body, .. } => ServerFrame::Message { id, from, sent_at_ms, body },
         StoredItem::Receipt { message_id, by, status, at_ms } => ServerFrame::Receipt { id, message_id, by, status, at_ms },
     }
 }

@@ -27,7 +27,7 @@ mod tests;
 
 use std::collections::VecDeque;
 
-use hotline_protocol::{close_code, ClientFrame, FrameError, ServerFrame, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use hotline_protocol::{close_code, ClientFrame, FrameError, MessageKind, ServerFrame, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use crate::close::Close;
 use crate::jobs::{Job, JobOutcome};
@@ -196,7 +196,8 @@ impl Session {
         if self.closed {
             return;
         }
-        if let Input::Frame(ClientFrame::Send { body, .. }) = &input {
+        let input = self.in_version(input);
+        if let Input::Frame(ClientFrame::Send { body, .. } | ClientFrame::SendTyped { body, .. }) = &input {
             self.unsubmitted_bytes += body.len();
         }
         match input {
@@ -284,6 +285,21 @@ impl Session {
         }
     }
 
+    /// A frame of a later protocol version than the session's (`SendTyped` in a version-2
+    /// session) as the malformed frame it is in that version: the answers owed go out,
+    /// then the session closes with `MALFORMED_FRAME`, as a broker of that version would.
+    fn in_version(&self, input: Input) -> Input {
+        match input {
+            Input::Frame(frame) if self.version != 0 && frame.since_version() > self.version => {
+                let (name, since, version) = (frame.name(), frame.since_version(), self.version);
+                Input::BadFrame(FrameError::Malformed(format!(
+                    "{name} is a frame of protocol version {since}; this session speaks version {version}"
+                )))
+            }
+            input => input,
+        }
+    }
+
     /// Whether frames must wait: a question is out, or a job later frames depend on.
     fn blocked(&self) -> bool {
         self.asking.is_some() || self.barrier.is_some()
@@ -295,15 +311,19 @@ impl Session {
     fn take(&mut self, now: Millis, input: Input, ports: &Ports<'_>) -> Option<Input> {
         let online = matches!(self.stage, Stage::Online { .. });
         match input {
-            Input::Frame(ClientFrame::Send { client_id, to, body }) if online => {
+            Input::Frame(frame @ (ClientFrame::Send { .. } | ClientFrame::SendTyped { .. })) if online => {
                 self.flush_acks(now, ports);
                 if self.unrouted.len() >= MAX_SEND_BATCH {
                     self.route(now);
                 }
                 if self.blocked() {
-                    return Some(Input::Frame(ClientFrame::Send { client_id, to, body }));
+                    return Some(Input::Frame(frame));
                 }
-                self.unrouted.push(Outgoing { client_id, to, body });
+                self.unrouted.push(match frame {
+                    ClientFrame::Send { client_id, to, body } => Outgoing { client_id, to, kind: MessageKind::Text, body },
+                    ClientFrame::SendTyped { client_id, to, kind, body } => Outgoing { client_id, to, kind, body },
+                    _ => unreachable!("matched above"),
+                });
             }
             Input::Frame(ClientFrame::Ack { id }) if online => {
                 self.route(now);
@@ -341,7 +361,12 @@ impl Session {
     fn dispatch(&mut self, now: Millis, input: Input, ports: &Ports<'_>) {
         match input {
             Input::Frame(frame) => self.frame(frame, ports),
-            Input::BadFrame(e) => self.drain(Close::from_frame_error(&e)),
+            Input::BadFrame(e) => {
+                // Nothing after it is taken: the driver reads nothing more after bytes that
+                // are not a frame, and a frame of a later version is one in this session.
+                self.held.clear();
+                self.drain(Close::from_frame_error(&e))
+            }
             Input::Truncated(bytes) => self.drain(Close::truncated(bytes)),
             Input::StreamEnd => self.drain(Close::new(close_code::NORMAL, "bye")),
             Input::Registered => self.registered(ports),
@@ -388,7 +413,7 @@ impl Session {
                 self.command(from, request_id, slot, name, args);
             }
             (Stage::Online { .. }, ClientFrame::Read { id, from }) => self.read(id, from),
-            (Stage::Online { .. }, frame @ (ClientFrame::Send { .. } | ClientFrame::Ack { .. })) => {
+            (Stage::Online { .. }, frame @ (ClientFrame::Send { .. } | ClientFrame::SendTyped { .. } | ClientFrame::Ack { .. })) => {
                 unreachable!("`take` batches {} before dispatch", frame.name())
             }
             (Stage::Online { .. }, other) => self.close(Close::unexpected(&other, "after Login")),

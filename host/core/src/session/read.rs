@@ -6,7 +6,7 @@
 //! so the session's own `Ack` just before counts; anything else is refused, so no one can
 //! make anyone receive a receipt for a message never delivered, or receive it twice.
 
-use hotline_protocol::{is_e164, ErrorCode, MessageKind, ReceiptStatus};
+use hotline_protocol::{is_e164, ErrorCode, ReceiptStatus};
 
 use super::ask::{expect, Asked};
 use super::{Answer, Session, Stage, Ticket};
@@ -39,13 +39,13 @@ impl Session {
             Ok(other) => unreachable!("a delivered check answered {other:?}"),
             Err(e) => return Some(Answer::Ready(error(ErrorCode::Retryable, format!("{e}; retry")))),
         };
-        if record.is_none_or(|r| r.from != sender) {
+        let Some(record) = record.filter(|r| r.from == sender) else {
             return Some(Answer::Ready(error(
                 ErrorCode::InvalidArgument,
                 format!("no message {id} from {sender} was delivered to you and left unread; acknowledge a message before reporting it read, once"),
             )));
-        }
-        let meta = ReceiptMeta { message_id: id, by: reader.clone(), to: sender.clone(), status: ReceiptStatus::Read, kind: MessageKind::Text };
+        };
+        let meta = ReceiptMeta { message_id: id, by: reader.clone(), to: sender.clone(), status: ReceiptStatus::Read, kind: record.kind };
         let ticket = self.next_ticket();
         self.ask_as(ticket, Question::Receipts(vec![meta]), Asked::Read { reader, id, sender });
         Some(Answer::Asked { ticket })

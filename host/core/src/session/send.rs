@@ -1,8 +1,9 @@
-//! `Send`: route a batch of messages with one policy question, submit one storage job per
-//! routable message, and answer each in order: `Sent` once durable, `SendFailed` otherwise.
-//! Retries with the same client id store once ([`Job::Send`] checks).
+//! `Send` (and `SendTyped`, a `Send` with a kind): route a batch of messages with one
+//! policy question, submit one storage job per routable message, and answer each in order:
+//! `Sent` once durable, `SendFailed` otherwise. Retries with the same client id store once
+//! ([`Job::Send`] checks).
 
-use hotline_protocol::{is_e164, ErrorCode, MessageKind, ServerFrame};
+use hotline_protocol::{is_e164, ErrorCode, MessageKind, ServerFrame, MAX_MIME_LEN};
 
 use super::ask::{expect, Asked};
 use super::{Answer, Session, Stage, Ticket};
@@ -15,11 +16,12 @@ use crate::Millis;
 /// Longest address a client may put in `to` (a number or a name the router understands).
 const MAX_ADDRESS_LEN: usize = 128;
 
-/// One `Send` frame's fields.
+/// One `Send` or `SendTyped` frame's fields (a `Send`'s kind is `Text`).
 #[derive(Debug)]
 pub(super) struct Outgoing {
     pub client_id: u64,
     pub to: String,
+    pub kind: MessageKind,
     pub body: Vec<u8>,
 }
 
@@ -43,7 +45,7 @@ impl Session {
                 self.answers.ready(ServerFrame::SendFailed { client_id: msg.client_id, error, reason });
                 continue;
             }
-            metas.push(MessageMeta { from: from.clone(), to: msg.to.clone(), size: msg.body.len() as u32, at_ms: now, kind: MessageKind::Text });
+            metas.push(MessageMeta { from: from.clone(), to: msg.to.clone(), size: msg.body.len() as u32, at_ms: now, kind: msg.kind.clone() });
             self.answers.push(Answer::Asked { ticket });
             routable.push(msg);
         }
@@ -83,6 +85,8 @@ impl Session {
     fn refusal(&self, msg: &Outgoing) -> Option<(ErrorCode, String)> {
         if msg.to.is_empty() || msg.to.len() > MAX_ADDRESS_LEN || msg.to.chars().any(char::is_control) {
             Some((ErrorCode::InvalidArgument, format!("{} is not an address (1 to {MAX_ADDRESS_LEN} bytes, no control characters)", quote(&msg.to))))
+        } else if let (MessageKind::Media { mime }, false) = (&msg.kind, msg.kind.is_valid()) {
+            Some((ErrorCode::InvalidArgument, format!("{} is not a MIME type (type/subtype, at most {MAX_MIME_LEN} bytes of letters, digits and !#$&-^_.+)", quote(mime))))
         } else if msg.body.len() > self.config.max_body_bytes {
             Some((ErrorCode::TooLarge, format!("body of {} bytes exceeds the limit of {}", msg.body.len(), self.config.max_body_bytes)))
         } else {
@@ -122,7 +126,7 @@ impl Session {
         }
         let bytes = msg.body.len();
         let max_queue_items = self.config.max_queue_items;
-        let job = Job::Send { from: from.to_string(), client_id, recipients: registered, sent_at_ms: now, body: msg.body, max_queue_items };
+        let job = Job::Send { from: from.to_string(), client_id, recipients: registered, sent_at_ms: now, kind: msg.kind, body: msg.body, max_queue_items };
         let ticket = self.submit(job);
         self.pending_send_bytes += bytes;
         Answer::Sent { ticket, client_id, bytes, to: msg.to }

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use hotline_protocol::{close_code, ClientFrame, ErrorCode, FrameError, ReceiptStatus, ServerFrame};
+use hotline_protocol::{close_code, ClientFrame, ErrorCode, FrameError, MessageKind, ReceiptStatus, ServerFrame};
 
 use super::*;
 use crate::commit::{commit_group, Durability, Staged};
 use crate::credentials::hash_key;
 use crate::memory::{CountingKeys, DirectPolicy, MemoryStore};
-use crate::records::Account;
+use crate::records::{Account, StoredItem};
 
 const ALICE: &str = "+15550000001";
 const BOB: &str = "+15550000002";
@@ -37,6 +37,8 @@ struct World {
     /// Questions wait in `questions` until [`World::answer`] instead of being answered at once.
     hold_questions: bool,
     questions: Vec<(usize, Ticket, crate::policy::Question)>,
+    /// Every question asked, in order.
+    asked: Vec<crate::policy::Question>,
 }
 
 impl World {
@@ -58,6 +60,7 @@ impl World {
             versions: (1, 2),
             hold_questions: false,
             questions: Vec::new(),
+            asked: Vec::new(),
         }
     }
 
@@ -72,7 +75,7 @@ impl World {
         let c = self.clients.len() - 1;
         let (min_version, max_version) = self.versions;
         self.frame(c, ClientFrame::Hello { min_version, max_version });
-        assert_eq!(self.take(c), vec![ServerFrame::Welcome { version: max_version.min(2) }]);
+        assert_eq!(self.take(c), vec![ServerFrame::Welcome { version: max_version.min(PROTOCOL_VERSION) }]);
         c
     }
 
@@ -109,6 +112,7 @@ impl World {
                 Output::Frame(frame) => self.clients[c].received.push(frame),
                 Output::Submit { ticket, job } => self.jobs.push((c, ticket, job)),
                 Output::Ask { ticket, question } => {
+                    self.asked.push(question.clone());
                     if self.hold_questions {
                         self.questions.push((c, ticket, question));
                     } else {
@@ -593,7 +597,7 @@ fn send_failed(frames: &[ServerFrame], client_id: u64) -> (ErrorCode, String) {
 
 #[test]
 fn hello_agrees_on_the_highest_common_version_or_closes_with_code_4() {
-    for ((min_version, max_version), agreed) in [((1, 1), Some(1)), ((1, 2), Some(2)), ((2, 2), Some(2)), ((1, 9), Some(2)), ((3, 9), None), ((0, 0), None), ((2, 1), None)] {
+    for ((min_version, max_version), agreed) in [((1, 1), Some(1)), ((1, 2), Some(2)), ((2, 2), Some(2)), ((1, 9), Some(3)), ((3, 9), Some(3)), ((4, 9), None), ((0, 0), None), ((2, 1), None)] {
         let mut w = World::new();
         let config = SessionConfig { delivery_window: 8, max_body_bytes: 1024, hello_timeout_ms: 10_000, max_queue_items: 100 };
         w.clients.push(Client { session: Session::new(w.now, config), received: Vec::new(), closed: None });
@@ -605,7 +609,7 @@ fn hello_agrees_on_the_highest_common_version_or_closes_with_code_4() {
             }
             None => {
                 let close = w.clients[0].closed.clone().expect("not closed");
-                assert_eq!((close.code, close.reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 2"));
+                assert_eq!((close.code, close.reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 3"));
             }
         }
     }
@@ -667,6 +671,7 @@ fn a_group_send_is_refused_whole_when_one_recipient_is_full_and_receipts_still_q
         client_id: 2,
         recipients: vec![BOB.into(), ALICE.into()],
         sent_at_ms: 1,
+        kind: MessageKind::Text,
         body: b"to both".to_vec(),
         max_queue_items: 1,
     };
@@ -687,4 +692,153 @@ fn a_group_send_is_refused_whole_when_one_recipient_is_full_and_receipts_still_q
     w.frame(b, ClientFrame::Ack { id: to_bob });
     w.commit();
     assert_eq!(w.queued(ALICE).len(), 2, "the delivered receipt was not queued into the full queue");
+}
+
+fn png() -> MessageKind {
+    MessageKind::Media { mime: "image/png".into() }
+}
+
+fn send_typed(w: &mut World, c: usize, client_id: u64, to: &str, kind: MessageKind, body: &[u8]) {
+    w.frame(c, ClientFrame::SendTyped { client_id, to: to.into(), kind, body: body.to_vec() });
+}
+
+/// The kinds of the messages in route questions and of the receipts in receipts
+/// questions, in the order asked.
+fn asked_kinds(w: &World) -> (Vec<MessageKind>, Vec<(ReceiptStatus, MessageKind)>) {
+    let (mut routed, mut receipts) = (Vec::new(), Vec::new());
+    for question in &w.asked {
+        match question {
+            crate::policy::Question::Route(metas) => routed.extend(metas.iter().map(|m| m.kind.clone())),
+            crate::policy::Question::Receipts(metas) => receipts.extend(metas.iter().map(|m| (m.status, m.kind.clone()))),
+            _ => {}
+        }
+    }
+    (routed, receipts)
+}
+
+#[test]
+fn a_typed_message_reaches_policy_and_version_3_recipients_with_its_kind_and_its_receipts_carry_it() {
+    let mut w = World::new();
+    w.versions = (1, 3);
+    let (a, b) = (w.login(ALICE), w.login(BOB));
+    send_typed(&mut w, a, 1, BOB, png(), b"descriptor");
+    w.send(a, 2, BOB, b"plain");
+    send_typed(&mut w, a, 3, BOB, MessageKind::Text, b"typed text");
+    w.commit();
+    let frames = w.take(a);
+    let ids = [sent_id(&frames, 1), sent_id(&frames, 2), sent_id(&frames, 3)];
+    // One route question for the three, each with its kind (a plain Send is Text).
+    assert_eq!(asked_kinds(&w).0, vec![png(), MessageKind::Text, MessageKind::Text]);
+    // Stored: the media message as the new record variant, the text ones as before.
+    let stored = |id: u64| w.store.visible().queues[&(BOB.to_string(), id)].clone();
+    assert!(matches!(stored(ids[0]), StoredItem::TypedMessage { kind, .. } if kind == png()));
+    assert!(matches!(stored(ids[1]), StoredItem::Message { .. }));
+    assert!(matches!(stored(ids[2]), StoredItem::Message { .. }));
+    // Pushed to the version-3 session as TypedMessage, every one of them.
+    let typed = |id, kind, body: &[u8]| ServerFrame::TypedMessage { id, from: ALICE.into(), sent_at_ms: 1_000, kind, body: body.to_vec() };
+    assert_eq!(
+        w.take(b),
+        vec![typed(ids[0], png(), b"descriptor"), typed(ids[1], MessageKind::Text, b"plain"), typed(ids[2], MessageKind::Text, b"typed text")]
+    );
+    // The delivered receipts' question names each message's kind, and so does the read's.
+    for id in ids {
+        w.frame(b, ClientFrame::Ack { id });
+    }
+    w.commit();
+    assert_eq!(w.store.visible().delivered[&(BOB.to_string(), ids[0])].kind, png());
+    w.frame(b, ClientFrame::Read { id: ids[0], from: ALICE.into() });
+    w.commit();
+    w.commit();
+    let receipts_asked = asked_kinds(&w).1;
+    assert_eq!(
+        receipts_asked,
+        vec![
+            (ReceiptStatus::Delivered, png()),
+            (ReceiptStatus::Delivered, MessageKind::Text),
+            (ReceiptStatus::Delivered, MessageKind::Text),
+            (ReceiptStatus::Read, png()),
+        ]
+    );
+    assert_eq!(receipts(&w.take(a)).last(), Some(&(ids[0], ReceiptStatus::Read)));
+}
+
+#[test]
+fn an_older_session_gets_a_typed_message_as_a_message_with_the_same_body() {
+    let mut w = World::new();
+    w.versions = (1, 3);
+    let a = w.login(ALICE);
+    send_typed(&mut w, a, 1, BOB, png(), b"descriptor");
+    w.commit();
+    let id = sent_id(&w.take(a), 1);
+    for versions in [(1, 2), (1, 1)] {
+        w.versions = versions;
+        let b = w.connect();
+        w.frame(b, ClientFrame::Login { phone: BOB.into(), key: format!("key of {BOB}") });
+        let message = ServerFrame::Message { id, from: ALICE.into(), sent_at_ms: 1_000, body: b"descriptor".to_vec() };
+        assert_eq!(w.take(b), vec![ServerFrame::LoggedIn { phone: BOB.into() }, message]);
+    }
+    // Its receipt still knows the kind, whatever the recipient's version.
+    let b = w.login(BOB);
+    w.take(b);
+    w.frame(b, ClientFrame::Ack { id });
+    w.commit();
+    assert_eq!(asked_kinds(&w).1, vec![(ReceiptStatus::Delivered, png())]);
+}
+
+#[test]
+fn send_typed_in_a_version_2_session_answers_the_sends_before_it_then_closes_as_malformed() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.send(a, 1, BOB, b"before");
+    send_typed(&mut w, a, 2, BOB, png(), b"descriptor");
+    assert!(w.clients[a].closed.is_none(), "closed before answering");
+    assert!(!w.clients[a].session.wants_frames());
+    w.commit();
+    assert!(matches!(&w.take(a)[..], [ServerFrame::Sent { client_id: 1, .. }]));
+    let close = w.clients[a].closed.clone().expect("not closed");
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (close_code::MALFORMED_FRAME, "malformed frame: SendTyped is a frame of protocol version 3; this session speaks version 2")
+    );
+    assert_eq!(w.queued(BOB).len(), 1, "the SendTyped was stored");
+    assert!(!w.store.visible().idempotency.contains_key(&(ALICE.to_string(), 2)));
+}
+
+#[test]
+fn send_typed_held_behind_a_question_in_a_version_2_session_takes_nothing_after_it() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.hold_questions = true;
+    w.send(a, 1, BOB, b"before");
+    w.frame(a, ClientFrame::Ping { nonce: 1 });
+    send_typed(&mut w, a, 2, BOB, png(), b"descriptor");
+    w.send(a, 3, BOB, b"after");
+    w.answer();
+    w.commit();
+    let frames = w.take(a);
+    assert!(matches!(&frames[..], [ServerFrame::Sent { client_id: 1, .. }, ServerFrame::Pong { nonce: 1 }]), "{frames:?}");
+    assert_eq!(w.clients[a].closed.as_ref().map(|c| c.code), Some(close_code::MALFORMED_FRAME));
+    assert_eq!(w.queued(BOB).len(), 1, "a frame after the SendTyped was taken");
+}
+
+#[test]
+fn a_media_kind_without_a_mime_type_is_invalid_argument_and_stores_nothing() {
+    let mut w = World::new();
+    w.versions = (1, 3);
+    let a = w.login(ALICE);
+    let long = format!("image/{}", "x".repeat(200));
+    for (client_id, mime) in [(1, "image"), (2, "image/png; q=1"), (3, long.as_str()), (4, "")] {
+        send_typed(&mut w, a, client_id, BOB, MessageKind::Media { mime: mime.into() }, b"descriptor");
+    }
+    w.commit();
+    let frames = w.take(a);
+    for client_id in 1..=4 {
+        let (error, reason) = send_failed(&frames, client_id);
+        assert_eq!(error, ErrorCode::InvalidArgument);
+        assert!(reason.contains("is not a MIME type (type/subtype"), "{reason}");
+        assert!(reason.len() < 200, "the reason quotes the whole field: {reason}");
+    }
+    assert_eq!(send_failed(&frames, 1).1, "\"image\" is not a MIME type (type/subtype, at most 127 bytes of letters, digits and !#$&-^_.+)");
+    assert!(w.queued(BOB).is_empty());
+    assert!(asked_kinds(&w).0.is_empty(), "a refused kind was routed");
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hotline_protocol::{ReceiptStatus, ServerFrame};
+use hotline_protocol::{MessageKind, ReceiptStatus, ServerFrame};
 
 use super::invariant;
 
@@ -17,6 +17,9 @@ pub type Broken = (&'static str, String);
 pub struct Outgoing {
     /// Index of the recipient.
     pub to: usize,
+    /// Sent with `SendTyped` and this kind, or with `Send` (`None`, kind `Text`).
+    pub kind: Option<MessageKind>,
+    /// Ends with the kind's label, so a recipient can check the kind it gets.
     pub body: Vec<u8>,
 }
 
@@ -24,6 +27,8 @@ pub struct Outgoing {
 #[derive(Debug)]
 pub struct ClientModel {
     pub phone: String,
+    /// The highest protocol version it offers (2 or 3).
+    pub version: u16,
     /// The key it logs in with (the latest a `Verify` gave it).
     pub key: String,
     /// Its key was refused: it registers again on its next connection.
@@ -58,9 +63,10 @@ pub struct ClientModel {
 }
 
 impl ClientModel {
-    pub fn new(phone: String, key: String) -> ClientModel {
+    pub fn new(phone: String, key: String, version: u16) -> ClientModel {
         ClientModel {
             phone,
+            version,
             key,
             needs_registration: false,
             last_from: BTreeMap::new(),
@@ -84,8 +90,17 @@ impl ClientModel {
     pub fn new_message(&mut self, to: usize) -> u64 {
         self.next_client_id += 1;
         let client_id = self.next_client_id;
-        let body = format!("{} #{client_id}", self.phone).into_bytes();
-        self.sent.insert(client_id, Outgoing { to, body });
+        // A version-3 client sends every third message as media and every third as an
+        // explicitly typed text; the rest (and all of an older client's) with `Send`.
+        let kind = match client_id % 3 {
+            _ if self.version < 3 => None,
+            0 => Some(MessageKind::Media { mime: "image/png".into() }),
+            1 => Some(MessageKind::Text),
+            _ => None,
+        };
+        let label = kind.as_ref().map_or("text".into(), MessageKind::label);
+        let body = format!("{} #{client_id} {label}", self.phone).into_bytes();
+        self.sent.insert(client_id, Outgoing { to, kind, body });
         self.unanswered.insert(client_id);
         client_id
     }
@@ -104,27 +119,17 @@ impl ClientModel {
                 self.stored_as.insert(client_id, id);
                 self.unanswered.remove(&client_id);
             }
-            ServerFrame::Message { id, from, body, .. } => {
-                self.to_ack.insert(id);
-                if let Some(seen) = self.received.get(&id) {
-                    if seen.as_deref() != Some(&body[..]) {
-                        return Err((invariant::SAME_ID, format!("{} got item {id} twice with different contents", self.phone)));
-                    }
-                    return Ok(());
+            ServerFrame::Message { id, from, body, .. } if self.version < 3 => self.message(id, from, body)?,
+            ServerFrame::TypedMessage { id, from, kind, body, .. } if self.version >= 3 => {
+                if !body.ends_with(format!(" {}", kind.label()).as_bytes()) {
+                    let what = format!("{} got item {id} with kind {} but it was sent as {:?}", self.phone, kind.label(), String::from_utf8_lossy(&body));
+                    return Err((invariant::KIND_KEPT, what));
                 }
-                if let Some(&other) = self.bodies.get(&body) {
-                    return Err((invariant::SAME_ID, format!("{} got one message as item {other} and again as item {id}", self.phone)));
-                }
-                self.first_time(id)?;
-                let last = self.last_from.entry(from.clone()).or_default();
-                if id <= *last {
-                    let what = format!("{} got message {id} from {from} after message {last} from {from}", self.phone);
-                    return Err((invariant::SENDER_ORDER, what));
-                }
-                *last = id;
-                self.bodies.insert(body.clone(), id);
-                self.received.insert(id, Some(body));
-                self.senders.insert(id, from);
+                self.message(id, from, body)?
+            }
+            frame @ (ServerFrame::Message { .. } | ServerFrame::TypedMessage { .. }) => {
+                let what = format!("{}, speaking version {}, got a {} frame", self.phone, self.version, frame.name());
+                return Err((invariant::KIND_KEPT, what));
             }
             ServerFrame::Receipt { id, message_id, status, .. } => {
                 self.to_ack.insert(id);
@@ -145,6 +150,31 @@ impl ClientModel {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Takes a pushed message (as `Message` or `TypedMessage`).
+    fn message(&mut self, id: u64, from: String, body: Vec<u8>) -> Result<(), Broken> {
+        self.to_ack.insert(id);
+        if let Some(seen) = self.received.get(&id) {
+            if seen.as_deref() != Some(&body[..]) {
+                return Err((invariant::SAME_ID, format!("{} got item {id} twice with different contents", self.phone)));
+            }
+            return Ok(());
+        }
+        if let Some(&other) = self.bodies.get(&body) {
+            return Err((invariant::SAME_ID, format!("{} got one message as item {other} and again as item {id}", self.phone)));
+        }
+        self.first_time(id)?;
+        let last = self.last_from.entry(from.clone()).or_default();
+        if id <= *last {
+            let what = format!("{} got message {id} from {from} after message {last} from {from}", self.phone);
+            return Err((invariant::SENDER_ORDER, what));
+        }
+        *last = id;
+        self.bodies.insert(body.clone(), id);
+        self.received.insert(id, Some(body));
+        self.senders.insert(id, from);
         Ok(())
     }
 

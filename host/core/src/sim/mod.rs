@@ -17,7 +17,9 @@
 //! the same id (and a client id is stored under one id); a client gets items for the first
 //! time in id order, and each sender's messages in order; at most one delivered receipt per
 //! message and one read receipt per read; nothing stays stored after its ack is durable; no
-//! `Sent` after a failed fsync until a restart; no session stays online with a revoked key.
+//! `Sent` after a failed fsync until a restart; no session stays online with a revoked key;
+//! a message reaches a version-3 session as `TypedMessage` with the kind it was sent with,
+//! and an older session as `Message`.
 //! After the run, faults stop and everything drains; then every message was answered
 //! `Sent` and delivered, storage holds nothing, and each message has exactly the delivered
 //! receipt and each accepted read exactly the read receipt that durable acks and reads
@@ -42,8 +44,9 @@ pub mod invariant {
     pub const NO_SENT_AFTER_FAILED_FSYNC: &str = "no-sent-after-a-failed-fsync-until-restart";
     pub const REVOKED_KEY_KICKED: &str = "no-session-online-with-a-revoked-key";
     pub const DRAINS: &str = "everything-drains-once-faults-stop";
+    pub const KIND_KEPT: &str = "a-message-arrives-with-its-kind-in-its-sessions-version";
     /// Every invariant.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         SENT_NOT_LOST,
         SAME_ID,
         ID_ORDER,
@@ -54,6 +57,7 @@ pub mod invariant {
         NO_SENT_AFTER_FAILED_FSYNC,
         REVOKED_KEY_KICKED,
         DRAINS,
+        KIND_KEPT,
     ];
 }
 
@@ -173,7 +177,9 @@ impl<'t> Sim<'t> {
         let users: Vec<ClientModel> = (0..config.users)
             .map(|i| {
                 let phone = format!("+1555000{i:04}");
-                ClientModel::new(phone.clone(), format!("key of {phone}"))
+                // Half the users speak protocol version 3 (and send some typed messages).
+                let version = if i % 2 == 1 { 3 } else { 2 };
+                ClientModel::new(phone.clone(), format!("key of {phone}"), version)
             })
             .collect();
         for user in &users {
@@ -307,7 +313,7 @@ impl<'t> Sim<'t> {
     fn open(&mut self, u: usize) -> ConnId {
         let c = self.net.open(u);
         self.broker.accept(self.now, c);
-        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Hello { min_version: 1, max_version: 2 }));
+        self.net.send_to_broker(c, ToBroker::Frame(ClientFrame::Hello { min_version: 1, max_version: self.users[u].version }));
         self.conn_of[u] = Some(c);
         self.users[u].logged_in = false;
         c
@@ -343,7 +349,11 @@ impl<'t> Sim<'t> {
     /// Sends (or retries) `client_id` of user `u`.
     fn send_again(&mut self, u: usize, c: ConnId, client_id: u64) {
         let msg = &self.users[u].sent[&client_id];
-        let frame = ClientFrame::Send { client_id, to: self.users[msg.to].phone.clone(), body: msg.body.clone() };
+        let to = self.users[msg.to].phone.clone();
+        let frame = match msg.kind.clone() {
+            Some(kind) => ClientFrame::SendTyped { client_id, to, kind, body: msg.body.clone() },
+            None => ClientFrame::Send { client_id, to, body: msg.body.clone() },
+        };
         self.net.send_to_broker(c, ToBroker::Frame(frame));
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hotline_client::media::{self, MediaClient, MediaMessage};
-use hotline_client::{Client, ConnectOptions};
+use hotline_client::{Client, ConnectOptions, ReceivedMessage};
 use hotline_protocol::{ClientFrame, MessageKind, ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -414,53 +414,69 @@ async fn send(client: &mut Client, to: &str, kind: MessageKind, body: Vec<u8>, w
     }
 }
 
-/// A media message as a `listen` event: the body's fields, the thumbnail as its size in
-/// bytes and pixels (not its Base64), or an `error` if the body is not a media message.
-fn media_event(id: u64, from: &str, sent_at_ms: u64, kind_mime: &str, body: &[u8]) -> serde_json::Value {
-    let mut event = json!({"type": "media", "id": id, "from": from, "sent_at_ms": sent_at_ms, "kind_mime": kind_mime});
-    let fields = match MediaMessage::from_body(body) {
-        Ok(m) => {
-            let thumbnail = match m.thumbnail_jpeg() {
-                Ok(None) => serde_json::Value::Null,
-                Ok(Some(jpeg)) => match media::image_dimensions(&jpeg) {
-                    Ok((w, h)) => json!({"bytes": jpeg.len(), "width": w, "height": h}),
-                    Err(e) => json!({"bytes": jpeg.len(), "error": e}),
-                },
-                Err(e) => json!({"error": e.to_string()}),
-            };
-            json!({"url": m.url, "mime": m.mime, "size": m.size, "sha256": m.sha256, "name": m.name,
-                   "caption": m.caption, "width": m.width, "height": m.height, "thumbnail": thumbnail})
+/// Adds a media message's fields to its `listen` event: url, size, sha256, name, caption,
+/// width, height, and the thumbnail as its size in bytes and pixels (not its Base64), in
+/// place of the raw `text`; or a `media_error` (keeping `text`) if the body is not a media
+/// message (docs/protocol.md §11).
+fn add_media_fields(event: &mut serde_json::Value, body: &[u8]) {
+    let message = match MediaMessage::from_body(body) {
+        Ok(m) => m,
+        Err(e) => {
+            event["media_error"] = json!(e.to_string());
+            return;
         }
-        Err(e) => json!({"error": e.to_string(), "text": String::from_utf8_lossy(body)}),
     };
-    let map = event.as_object_mut().expect("an object");
-    map.extend(fields.as_object().expect("an object").clone());
-    event
+    let thumbnail = match message.thumbnail_jpeg() {
+        Ok(None) => serde_json::Value::Null,
+        Ok(Some(jpeg)) => match media::image_dimensions(&jpeg) {
+            Ok((w, h)) => json!({"bytes": jpeg.len(), "width": w, "height": h}),
+            Err(e) => json!({"bytes": jpeg.len(), "error": e}),
+        },
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let map = event.as_object_mut().expect("an event is an object");
+    map.remove("text");
+    if map.get("mime").and_then(|m| m.as_str()) != Some(message.mime.as_str()) {
+        map.insert("media_mime".into(), json!(message.mime));
+    }
+    for (key, value) in [
+        ("url", json!(message.url)),
+        ("size", json!(message.size)),
+        ("sha256", json!(message.sha256)),
+        ("name", json!(message.name)),
+        ("caption", json!(message.caption)),
+        ("width", json!(message.width)),
+        ("height", json!(message.height)),
+        ("thumbnail", thumbnail),
+    ] {
+        map.insert(key.into(), value);
+    }
 }
 
 async fn listen(client: &mut Client, count: Option<usize>, read: bool, seen: &mut usize) -> Result<()> {
     while count.is_none_or(|n| *seen < n) {
-        let event = match client.next_frame().await? {
-            ServerFrame::Message { id, from, sent_at_ms, body } => {
+        let frame = match ReceivedMessage::from_frame(client.next_frame().await?) {
+            Ok(ReceivedMessage { id, from, sent_at_ms, kind, body }) => {
                 client.ack(id).await?;
                 if read {
                     client.read(id, &from).await?;
                 }
-                json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms})
-            }
-            // Protocol version 3 pushes every message with its kind.
-            ServerFrame::TypedMessage { id, from, sent_at_ms, kind, body } => {
-                client.ack(id).await?;
-                if read {
-                    client.read(id, &from).await?;
-                }
+                let mut event = json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms});
                 match kind {
-                    MessageKind::Text => {
-                        json!({"type": "message", "id": id, "from": from, "text": String::from_utf8_lossy(&body), "sent_at_ms": sent_at_ms})
+                    MessageKind::Text => event["kind"] = json!("text"),
+                    MessageKind::Media { mime } => {
+                        event["kind"] = json!("media");
+                        event["mime"] = json!(mime);
+                        add_media_fields(&mut event, &body);
                     }
-                    MessageKind::Media { mime } => media_event(id, &from, sent_at_ms, &mime, &body),
                 }
+                println!("{event}");
+                *seen += 1;
+                continue;
             }
+            Err(frame) => frame,
+        };
+        let event = match frame {
             ServerFrame::Receipt { id, message_id, by, status, at_ms } => {
                 client.ack(id).await?;
                 json!({"type": "receipt", "id": message_id, "status": status.as_str(), "by": by, "at_ms": at_ms})
