@@ -23,6 +23,41 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub admin: AdminConfig,
     pub alerts: AlertsConfig,
+    pub media: MediaConfig,
+}
+
+/// The media endpoint: files (pictures, voice notes) uploaded and downloaded over HTTPS by
+/// registered numbers, kept for `expiry_secs` (docs/protocol.md, "Media over HTTPS").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Whether the broker serves it at all.
+    pub enabled: bool,
+    /// TCP address of the HTTPS server; `--media` overrides it.
+    pub listen: SocketAddr,
+    /// Largest upload accepted, in bytes (larger ones are answered 413, nothing kept).
+    pub max_upload_bytes: u64,
+    /// An upload is gone (404, its file deleted) this long after it was made, in seconds.
+    pub expiry_secs: u64,
+    /// How often expired uploads and unreferenced files are deleted, in seconds.
+    pub sweep_secs: u64,
+    /// The base of the URLs uploads are answered with (`https://media.example.com`), when
+    /// clients reach the endpoint at another address than the one they asked (a proxy).
+    /// Without it, `https://` and the request's `Host`.
+    pub public_url: Option<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            enabled: true,
+            listen: "127.0.0.1:4443".parse().unwrap(),
+            max_upload_bytes: 64 << 20,
+            expiry_secs: 30 * 24 * 3600,
+            sweep_secs: 60,
+            public_url: None,
+        }
+    }
 }
 
 /// Queue monitoring: how often every queue is sampled, when a kind of queue raises an alert
@@ -182,6 +217,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub admin_token: Option<Secret>,
+    /// `--media`: the media endpoint's address.
+    pub media: Option<SocketAddr>,
 }
 
 impl Overrides {
@@ -203,6 +240,9 @@ impl Overrides {
         }
         if let Some(token) = &self.admin_token {
             config.admin.token = Some(token.clone());
+        }
+        if let Some(media) = self.media {
+            config.media.listen = media;
         }
     }
 }
@@ -276,6 +316,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             admin: AdminConfig::default(),
             alerts: AlertsConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -387,6 +428,7 @@ impl Config {
             }
             None => {}
         }
+        self.media.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
             return Err(ConfigError::Invalid(format!(
@@ -423,8 +465,37 @@ impl Config {
         self.data.join("sms-outbox.jsonl")
     }
 
+    /// The media endpoint's files: `blobs/<sha256>` and `tmp/` (uploads being received).
+    pub fn media_dir(&self) -> PathBuf {
+        self.data.join("media")
+    }
+
     pub fn message_ttl(&self) -> Duration {
         Duration::from_secs(self.storage.message_ttl_secs)
+    }
+}
+
+impl MediaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_upload_bytes == 0 {
+            return Err(ConfigError::Invalid("media.max_upload_bytes must be at least 1".into()));
+        }
+        if self.expiry_secs == 0 || self.expiry_secs > 100 * 365 * 24 * 3600 {
+            return Err(ConfigError::Invalid("media.expiry_secs must be 1..=3153600000 (100 years)".into()));
+        }
+        if !(1..=86_400).contains(&self.sweep_secs) {
+            return Err(ConfigError::Invalid("media.sweep_secs must be 1..=86400".into()));
+        }
+        if let Some(url) = &self.public_url {
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            let authority = rest.map(|r| r.trim_end_matches('/')).unwrap_or_default();
+            if authority.is_empty() || authority.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') {
+                return Err(ConfigError::Invalid(format!(
+                    "media.public_url must be an https:// (or http://) URL without query, like https://media.example.com, not {url:?}"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -493,6 +564,27 @@ mod tests {
         let config = Config::default();
         let back: Config = toml::from_str(&config.to_toml()).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&config).unwrap());
+    }
+
+    #[test]
+    fn media_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        for (text, says) in [
+            ("[media]\nmax_upload_bytes = 0\n", "media.max_upload_bytes"),
+            ("[media]\nexpiry_secs = 0\n", "media.expiry_secs"),
+            ("[media]\nsweep_secs = 0\n", "media.sweep_secs"),
+            ("[media]\npublic_url = \"media.example.com\"\n", "media.public_url"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        std::fs::write(&path, "[media]\nenabled = false\npublic_url = \"https://media.example.com/\"\n").unwrap();
+        let media = Config::load(&path).unwrap().media;
+        assert!(!media.enabled);
+        assert_eq!(Config::default().media.max_upload_bytes, 64 << 20);
+        assert_eq!(Config::default().media.listen.port(), 4443);
     }
 
     #[test]

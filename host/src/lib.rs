@@ -12,6 +12,7 @@ pub mod config;
 pub mod connections;
 pub mod expiry;
 pub mod live;
+pub mod media;
 pub mod memory;
 pub mod metrics;
 pub mod monitor;

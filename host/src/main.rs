@@ -85,6 +85,10 @@ enum Command {
         /// file [default: `admin.listen` from the config, else 127.0.0.1:9464]
         #[arg(long, value_name = "ADDR")]
         admin: Option<SocketAddr>,
+        /// TCP address of the media HTTPS endpoint (uploads and downloads); wins over the
+        /// config file [default: `media.listen` from the config, else 127.0.0.1:4443]
+        #[arg(long, value_name = "ADDR")]
+        media: Option<SocketAddr>,
         /// Log line format on stderr. The filter is the environment variable HOTLINE_LOG
         /// (default info,fjall=warn,lsm_tree=warn).
         #[arg(long, value_enum, value_name = "FORMAT", env = "HOTLINE_LOG_FORMAT", default_value = "text")]
@@ -151,8 +155,8 @@ fn run() -> Result<()> {
         Command::Plugins { admin, token, command: PluginsCommand::Rollback { slot } } => plugins_rollback(&AdminClient::new(admin, token), &slot),
         Command::Status { admin, token, json } => status(&AdminClient::new(admin, token), json),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Serve { data, config: file, listen, admin, log_format: _ } => {
-            let overrides = Overrides { data, listen, admin, admin_token: None }.with_env_token();
+        Command::Serve { data, config: file, listen, admin, media, log_format: _ } => {
+            let overrides = Overrides { data, listen, admin, admin_token: None, media }.with_env_token();
             let config = Config::resolve(file.as_deref(), &overrides)?;
             // Everything the broker creates (storage, outbox, keys, plugin cache) is for its
             // own user only. Set before any thread starts: the mask is process-wide.
@@ -213,6 +217,15 @@ async fn serve(config: Config, file: Option<PathBuf>, overrides: Overrides) -> R
         .await
         .with_context(|| format!("binding the admin endpoint {}", config.admin.listen))?;
     let admin_addr = admin.local_addr()?;
+    let media = match config.media.enabled {
+        true => Some(hotline::media::MediaServer::bind(&config, broker.clone(), certificate.clone()).await?),
+        false => None,
+    };
+    let media_addr = match &media {
+        Some(media) => media.local_addr()?.to_string(),
+        None => "off".to_string(),
+    };
+    let media = media.map(|media| tokio::spawn(media.run()));
     let live = hotline::live::Live::new(config.clone(), file, overrides, certificate, broker.clone());
     let admin_app = hotline::admin::router(broker.clone(), listener.udp_stats(), live.clone());
     tokio::spawn(async move {
@@ -223,8 +236,8 @@ async fn serve(config: Config, file: Option<PathBuf>, overrides: Overrides) -> R
     let shutdown = shutdown_signal()?;
     let reloads = reload_on_hangup(live)?;
     // Tests and scripts wait for this line on stdout.
-    print_out(&format!("hotline listening on {addr} admin {admin_addr} (data {})\n", config.data.display()))?;
-    tracing::info!(%addr, %admin_addr, data = %config.data.display(), plugins = %broker.plugins.dir().display(), "serving");
+    print_out(&format!("hotline listening on {addr} admin {admin_addr} media {media_addr} (data {})\n", config.data.display()))?;
+    tracing::info!(%addr, %admin_addr, %media_addr, data = %config.data.display(), plugins = %broker.plugins.dir().display(), "serving");
 
     let drops = tokio::spawn(hotline::server::warn_on_drops(listener.udp_stats()));
     let monitor = broker.start_monitor();
@@ -247,6 +260,9 @@ async fn serve(config: Config, file: Option<PathBuf>, overrides: Overrides) -> R
         () = shutdown => tracing::info!("shutting down"),
     }
     expiry.abort();
+    if let Some(media) = media {
+        media.abort();
+    }
     monitor.abort();
     drops.abort();
     reloads.abort();
@@ -446,6 +462,18 @@ fn status_text(s: &serde_json::Value) -> String {
         None => "ok".to_string(),
     };
     let _ = writeln!(out, "storage      {disk} on disk, {state}");
+    let media = &s["media"];
+    if media["enabled"].as_bool() == Some(true) {
+        let disk = media["disk_bytes"].as_u64().map_or("?".to_string(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64));
+        let _ = writeln!(
+            out,
+            "media        {} uploads in {} files, {disk} on disk; {} uploaded, {} downloaded since start",
+            n(&media["objects"]),
+            n(&media["files"]),
+            n(&media["uploads"]),
+            n(&media["downloads"])
+        );
+    }
     let _ = writeln!(out, "plugins");
     for p in s["plugins"].as_array().into_iter().flatten() {
         let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();

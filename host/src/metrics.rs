@@ -22,6 +22,13 @@ pub const REFUSAL_REASONS: &[&str] =
 /// Why a `Login` failed (the close code that ended it); these series exist from start.
 pub const LOGIN_FAILURES: &[&str] = &["auth_failed", "internal"];
 
+/// Why an upload to the media endpoint was refused (`hotline_media_uploads_refused_total`);
+/// these series exist from start. `unauthorized`: missing or wrong credentials;
+/// `too_large`: over `media.max_upload_bytes`; `bad_request`: a malformed header;
+/// `cut_off`: the body ended early or the client went silent; `busy`: too many uploads at
+/// once; `storage`: writing the file or its record failed.
+pub const MEDIA_REFUSALS: &[&str] = &["unauthorized", "too_large", "bad_request", "cut_off", "busy", "storage"];
+
 /// The `code` label of a connection that ended without a close code of the broker's: the
 /// client went silent (idle timeout), reset it, or the transport failed.
 pub const LOST: &str = "lost";
@@ -78,6 +85,66 @@ pub struct Metrics {
     pub send_seconds: Histogram,
     /// From a message's timestamp to the commit of its recipient's acknowledgement.
     pub delivery_seconds: Histogram,
+    /// The media endpoint's figures.
+    pub media: MediaMetrics,
+}
+
+/// The media endpoint's counters and what it holds on disk.
+pub struct MediaMetrics {
+    /// Uploads stored (answered `201`).
+    pub uploads: AtomicU64,
+    /// Bytes of those uploads (before deduplication).
+    pub upload_bytes: AtomicU64,
+    /// Downloads answered `200` or `206` (`HEAD` not counted).
+    pub downloads: AtomicU64,
+    /// Bytes sent in download bodies.
+    pub download_bytes: AtomicU64,
+    /// Uploads refused, by [`MEDIA_REFUSALS`] reason.
+    refused: Labelled,
+    /// Upload ids deleted by the sweep after `media.expiry_secs`.
+    pub expired: AtomicU64,
+    /// Upload ids not yet expired (set by the server and its sweep).
+    pub objects: AtomicU64,
+    /// Files (distinct contents) on disk.
+    pub files: AtomicU64,
+    /// Bytes of those files.
+    pub disk_bytes: AtomicU64,
+}
+
+impl Default for MediaMetrics {
+    fn default() -> MediaMetrics {
+        MediaMetrics {
+            uploads: AtomicU64::new(0),
+            upload_bytes: AtomicU64::new(0),
+            downloads: AtomicU64::new(0),
+            download_bytes: AtomicU64::new(0),
+            refused: Labelled::new(MEDIA_REFUSALS),
+            expired: AtomicU64::new(0),
+            objects: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl MediaMetrics {
+    /// An upload was refused for `reason` (one of [`MEDIA_REFUSALS`]).
+    pub fn refused(&self, reason: &str) {
+        self.refused.inc(reason);
+    }
+
+    fn expose(&self, out: &mut Exposition) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.counter("hotline_media_uploads_total", "Uploads to the media endpoint stored (answered 201).", get(&self.uploads));
+        out.counter("hotline_media_upload_bytes_total", "Bytes of stored uploads (the same content uploaded twice counts twice).", get(&self.upload_bytes));
+        self.refused.expose(out, "hotline_media_uploads_refused_total", "Uploads refused, by reason (unauthorized, too_large, bad_request, cut_off, busy, storage); nothing of them stays on disk.", "reason");
+        out.counter("hotline_media_downloads_total", "Downloads from the media endpoint answered 200 or 206 (HEAD not counted).", get(&self.downloads));
+        out.counter("hotline_media_download_bytes_total", "Bytes sent in download bodies.", get(&self.download_bytes));
+        out.counter("hotline_media_expired_total", "Upload ids deleted by the sweep after media.expiry_secs.", get(&self.expired));
+        out.gauge("hotline_media_objects", "Upload ids that can be downloaded.", get(&self.objects));
+        out.gauge("hotline_media_files", "Files on disk in <data>/media/blobs (one per distinct content).", get(&self.files));
+        out.gauge("hotline_media_disk_bytes", "Bytes of the files in <data>/media/blobs.", get(&self.disk_bytes));
+    }
 }
 
 impl Default for Metrics {
@@ -102,6 +169,7 @@ impl Default for Metrics {
             connections_closed: Labelled::new(&CLOSE_CODE_NAMES.iter().copied().chain([LOST]).collect::<Vec<_>>()),
             send_seconds: Histogram::new(SEND_BUCKETS),
             delivery_seconds: Histogram::new(DELIVERY_BUCKETS),
+            media: MediaMetrics::default(),
         }
     }
 }
@@ -171,6 +239,7 @@ impl Metrics {
         out.counter("hotline_receipts_acknowledged_total", "Senders' acknowledgements of pushed receipts, committed.", get(&self.receipts_acknowledged));
         self.send_seconds.expose(out, "hotline_send_seconds", "Time from a Send frame decoded to its answer (Sent once durable, or SendFailed) queued for the client.");
         self.delivery_seconds.expose(out, "hotline_delivery_seconds", "Time from a message's timestamp (the broker accepted its Send) to the commit of the recipient's acknowledgement; messages to phones that were offline land in the big buckets.");
+        self.media.expose(out);
     }
 }
 
@@ -343,6 +412,8 @@ mod tests {
             "hotline_receipts_queued_total{status=\"read\"} 0",
             "hotline_connections 3",
             "hotline_send_seconds_count 0",
+            "hotline_media_uploads_refused_total{reason=\"too_large\"} 0",
+            "hotline_media_disk_bytes 0",
         ] {
             assert!(out.text.lines().any(|l| l == line), "no line {line:?} in\n{}", out.text);
         }

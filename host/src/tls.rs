@@ -191,6 +191,18 @@ fn server_config(live: Arc<LiveCertificate>) -> Result<rustls::ServerConfig> {
     Ok(config)
 }
 
+/// A rustls server config for the media endpoint's HTTPS: ALPN `http/1.1`, TLS 1.3 and 1.2
+/// (for HTTP clients that still only speak 1.2), serving the same certificate as QUIC
+/// through `live`, so a reload (SIGHUP) replaces it for both.
+pub fn https_config(live: Arc<LiveCertificate>) -> Result<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(live);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,8 @@ pub struct Broker {
     pub addr: SocketAddr,
     /// The admin HTTP endpoint (metrics, plugin API).
     pub admin: SocketAddr,
+    /// The media HTTPS endpoint (`None` when `media.enabled = false`).
+    pub media: Option<SocketAddr>,
     pub data: PathBuf,
     extra_args: Vec<String>,
     /// Extra environment variables of the broker process.
@@ -140,6 +142,7 @@ impl Broker {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
+            media: None,
             data,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -148,7 +151,7 @@ impl Broker {
             _dir: dir,
         };
         let any = "127.0.0.1:0".parse().unwrap();
-        broker.spawn(any, any)?;
+        broker.spawn(any, any, any)?;
         Ok(broker)
     }
 
@@ -203,7 +206,7 @@ impl Broker {
         rss_bytes(&self.pid().context("the broker is not running")?.to_string())
     }
 
-    fn spawn(&mut self, listen: SocketAddr, admin: SocketAddr) -> Result<()> {
+    fn spawn(&mut self, listen: SocketAddr, admin: SocketAddr, media: SocketAddr) -> Result<()> {
         let stderr = match &self.stderr_to {
             StderrTo::Inherit => Stdio::inherit(),
             StderrTo::File(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
@@ -217,6 +220,8 @@ impl Broker {
             .arg(listen.to_string())
             .arg("--admin")
             .arg(admin.to_string())
+            .arg("--media")
+            .arg(media.to_string())
             .args(&self.extra_args)
             .env("HOTLINE_LOG", std::env::var("HOTLINE_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
@@ -228,12 +233,13 @@ impl Broker {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let line = lines.next().context("hotline exited before listening")??;
-        // "hotline listening on ADDR admin ADDR (data DIR)"
+        // "hotline listening on ADDR admin ADDR media ADDR|off (data DIR)"
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["hotline", "listening", "on", addr, "admin", admin, ..] => {
+            ["hotline", "listening", "on", addr, "admin", admin, "media", media, ..] => {
                 self.addr = addr.parse()?;
                 self.admin = admin.parse()?;
+                self.media = if *media == "off" { None } else { Some(media.parse()?) };
             }
             _ => bail!("unexpected first line {line:?}"),
         }
@@ -289,9 +295,10 @@ impl Broker {
     /// Starts a stopped or killed broker again on the same data folder and port.
     pub fn start_again(&mut self) -> Result<()> {
         let (addr, admin) = (self.addr, self.admin);
+        let media = self.media.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match self.spawn(addr, admin) {
+            match self.spawn(addr, admin, media) {
                 Ok(()) => return Ok(()),
                 // The old process's socket may linger for a moment after a kill.
                 Err(e) if Instant::now() < deadline => {
@@ -523,7 +530,7 @@ pub fn serve_refused(data: &Path, args: &[&std::ffi::OsStr]) -> Result<std::proc
         .arg("serve")
         .arg("--data")
         .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--media", "127.0.0.1:0"])
         .args(args)
         .env("HOTLINE_LOG", "warn")
         .stdout(Stdio::piped())

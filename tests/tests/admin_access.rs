@@ -79,7 +79,7 @@ fn serve_on_all_addresses(data: &std::path::Path, envs: &[(&str, &str)]) -> Resu
         .arg("serve")
         .arg("--data")
         .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"])
+        .args(["--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0", "--media", "127.0.0.1:0"])
         .env("HOTLINE_LOG", "warn")
         .env_remove("HOTLINE_ADMIN_TOKEN")
         .envs(envs.iter().copied())

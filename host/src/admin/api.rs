@@ -46,6 +46,8 @@ pub(super) async fn status(State(admin): State<Admin>) -> Json<Value> {
         .map(|v| json!({"slot": v.slot, "version": v.version, "state": v.state}))
         .collect();
     let health = broker.store.health().report();
+    let media = &broker.metrics.media;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": admin.live.uptime().as_secs(),
@@ -58,6 +60,14 @@ pub(super) async fn status(State(admin): State<Admin>) -> Json<Value> {
             "disk_bytes": broker.store.disk_space().ok(),
             "poisoned": health.poisoned_by.is_some(),
             "refusal": health.refusal(),
+        },
+        "media": {
+            "enabled": admin.live.config().media.enabled,
+            "objects": get(&media.objects),
+            "files": get(&media.files),
+            "disk_bytes": get(&media.disk_bytes),
+            "uploads": get(&media.uploads),
+            "downloads": get(&media.downloads),
         },
     }))
 }

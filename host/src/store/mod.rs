@@ -7,12 +7,14 @@
 //! journal (`committer.rs`: `Txn`, `Journal`); the keyspaces stay private to this module.
 //! `maintenance.rs` gives disk back once writes pause (and at shutdown). `queues.rs` is the
 //! live per-recipient queue index ([`Store::queues`]); `operator.rs` the operator's actions
-//! (purge a queue, remove an account, list accounts).
+//! (purge a queue, remove an account, list accounts); `media.rs` the media endpoint's
+//! upload records.
 
 mod committer;
 mod health;
 mod keys;
 mod maintenance;
+mod media;
 mod operator;
 mod ports;
 mod queues;
@@ -28,6 +30,7 @@ pub use committer::{CommitStats, Committer, Pending, Txn, WakeHook};
 pub use health::{Health, HealthReport};
 pub use maintenance::{Checkpoint, JOURNAL_SLACK, MIN_DELETES};
 use maintenance::{Activity, Compacted};
+pub use media::MediaRecord;
 pub use operator::{AccountEntry, AccountsPage};
 pub use queues::QueueIndex;
 pub use records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
@@ -104,6 +107,8 @@ pub struct Store {
     /// Messages acknowledged by their recipient and not yet reported read: what a `Read`
     /// must name (`reader 0x00 id` → [`DeliveredRecord`]).
     delivered: Keyspace,
+    /// Media uploads: `id (16 bytes)` → [`MediaRecord`].
+    media: Keyspace,
     /// Highest item id whose commit is durable; sessions deliver only up to it.
     durable_id: Arc<AtomicU64>,
     /// Whether writes are accepted (set by the committer).
@@ -135,6 +140,7 @@ impl Store {
             plugin_kv: ks("plugin_kv")?,
             meta: ks("meta")?,
             delivered: ks("delivered")?,
+            media: ks("media")?,
             db,
             durable_id: Arc::new(AtomicU64::new(0)),
             health: Arc::new(Health::default()),
