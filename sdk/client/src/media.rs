@@ -211,13 +211,11 @@ pub fn make_thumbnail(path: &Path) -> Result<Thumbnail, MediaError> {
     Ok(Thumbnail { jpeg, width, height })
 }
 
-/// Width and height of an encoded image (e.g. a thumbnail), read from its header.
-pub fn image_dimensions(bytes: &[u8]) -> Result<(u32, u32), String> {
-    image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .into_dimensions()
-        .map_err(|e| e.to_string())
+/// Decodes a thumbnail as JPEG (the whole image, not just its header) and returns its
+/// width and height.
+pub fn decode_thumbnail(jpeg: &[u8]) -> Result<(u32, u32), String> {
+    let image = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).map_err(|e| e.to_string())?;
+    Ok((image.width(), image.height()))
 }
 
 /// A client of the broker's media server for one registered number: uploads and fetches
@@ -531,7 +529,8 @@ mod tests {
         assert!(thumb.jpeg.len() < 16 * 1024, "{} bytes", thumb.jpeg.len());
         let decoded = image::load_from_memory_with_format(&thumb.jpeg, image::ImageFormat::Jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (96, 48));
-        assert_eq!(image_dimensions(&thumb.jpeg).unwrap(), (96, 48));
+        assert_eq!(decode_thumbnail(&thumb.jpeg).unwrap(), (96, 48));
+        assert!(decode_thumbnail(b"\x89PNG not a jpeg").is_err());
         // Through Base64 and back.
         let message = MediaMessage { thumbnail: Some(thumb.base64()), ..sample() };
         assert_eq!(message.thumbnail_jpeg().unwrap().unwrap(), thumb.jpeg);

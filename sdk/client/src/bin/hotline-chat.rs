@@ -260,7 +260,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::SendMedia { to, file, caption, wait, timeout, retries } => {
             let (phone, key) = profile.account(&cli.profile)?;
-            let media = media_client(&cli, &profile, server, &ca, &phone, &key)?;
+            let media = media_client(cli.media.as_deref(), &profile, server, &ca, &phone, &key)?;
             let limit = Duration::from_secs(timeout);
             let sending = async {
                 // Connect first: a broker too old for media messages is told before uploading.
@@ -289,7 +289,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Fetch { url, output, sha256 } => {
             let (phone, key) = profile.account(&cli.profile)?;
-            let media = media_client(&cli, &profile, server, &ca, &phone, &key)?;
+            let media = media_client(cli.media.as_deref(), &profile, server, &ca, &phone, &key)?;
             let (size, hash) = media.fetch(&url, sha256.as_deref(), &output).await?;
             println!("saved {} ({size} bytes, sha256 {hash})", output.display());
             Ok(())
@@ -326,8 +326,8 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// The media server client for this profile: `--media` (or `HOTLINE_MEDIA`), else the
 /// profile's, else the broker's host on port 4443.
-fn media_client(cli: &Cli, profile: &Profile, server: SocketAddr, ca: &Path, phone: &str, key: &str) -> Result<MediaClient> {
-    let base = cli.media.clone().or(profile.media.clone()).unwrap_or_else(|| media::default_media_url(server));
+fn media_client(media: Option<&str>, profile: &Profile, server: SocketAddr, ca: &Path, phone: &str, key: &str) -> Result<MediaClient> {
+    let base = media.map(str::to_string).or(profile.media.clone()).unwrap_or_else(|| media::default_media_url(server));
     Ok(MediaClient::new(&base, ca, phone, key)?)
 }
 
@@ -428,7 +428,7 @@ fn add_media_fields(event: &mut serde_json::Value, body: &[u8]) {
     };
     let thumbnail = match message.thumbnail_jpeg() {
         Ok(None) => serde_json::Value::Null,
-        Ok(Some(jpeg)) => match media::image_dimensions(&jpeg) {
+        Ok(Some(jpeg)) => match media::decode_thumbnail(&jpeg) {
             Ok((w, h)) => json!({"bytes": jpeg.len(), "width": w, "height": h}),
             Err(e) => json!({"bytes": jpeg.len(), "error": e}),
         },
