@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hotline_client::media::{self, MediaClient, MediaMessage};
 use hotline_client::{Client, ConnectOptions, ReceivedMessage};
-use hotline_protocol::{ClientFrame, MessageKind, ReceiptStatus, ServerFrame};
+use hotline_protocol::{MessageKind, ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -104,7 +104,7 @@ enum Command {
     /// Example: `command receipts read-receipts off`.
     Command { slot: String, name: String, args: Vec<String> },
     /// Print incoming messages and receipts as JSON lines, acknowledging each. A media
-    /// message is `"type": "media"` with its url, mime, size, sha256, name, caption and
+    /// message (`"kind": "media"`) shows its url, mime, size, sha256, name, caption and
     /// thumbnail (its bytes and size in pixels); fetch it with `fetch URL -o FILE --sha256 HASH`.
     Listen {
         /// Exit after this many events.
@@ -369,11 +369,11 @@ fn backoff(retry: u32) -> Duration {
 async fn send(client: &mut Client, to: &str, kind: MessageKind, body: Vec<u8>, wait: Wait, retries: u32) -> Result<()> {
     let client_id: u64 = rand::random();
     // `Send` for text (every protocol version has it), `SendTyped` for other kinds.
-    let frame = match kind {
-        MessageKind::Text => ClientFrame::Send { client_id, to: to.into(), body },
-        kind => ClientFrame::SendTyped { client_id, to: to.into(), kind, body },
+    let send_once = async |client: &mut Client| match &kind {
+        MessageKind::Text => client.send_with_id(client_id, to, body.clone()).await,
+        kind => client.send_typed_with_id(client_id, to, kind.clone(), body.clone()).await,
     };
-    client.send_frame(&frame).await?;
+    send_once(client).await?;
     let mut attempt = 1;
     let mut id = None;
     loop {
@@ -391,7 +391,7 @@ async fn send(client: &mut Client, to: &str, kind: MessageKind, body: Vec<u8>, w
                 eprintln!("attempt {attempt} of {} refused ({error:?}): {reason}; retrying in {pause:?}", retries + 1);
                 tokio::time::sleep(pause).await;
                 attempt += 1;
-                client.send_frame(&frame).await?;
+                send_once(client).await?;
             }
             ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id && error.is_retryable() => {
                 bail!("not sent after {attempt} attempts ({error:?}): {reason}; try again later")
