@@ -30,7 +30,7 @@ pub enum ClientFrame {
     /// [`ServerFrame::CommandResult`] with the same `request_id`.
     Command { request_id: u64, slot: String, name: String, args: Vec<String> },
     /// 9. `Send` with the message's kind, which policy plugins see (protocol version 3).
-    /// Same rules, limits, idempotency and answers as `Send`, which means kind `Text`.
+    ///    Same rules, limits, idempotency and answers as `Send`, which means kind `Text`.
     SendTyped { client_id: u64, to: String, kind: MessageKind, body: Vec<u8> },
 }
 
@@ -61,9 +61,9 @@ pub enum ServerFrame {
     Pong { nonce: u64 },
     /// 10. Answer to `Command`: `ok` with the plugin's output, or not with the error text.
     CommandResult { request_id: u64, ok: bool, output: String },
-    /// 11. A message for this user with its kind (protocol version 3, where every message is
-    /// pushed this way; older sessions get [`ServerFrame::Message`]). Acknowledge it with
-    /// [`ClientFrame::Ack`].
+    /// 11. A message for this user with its kind (protocol version 3, where every message
+    ///     is pushed this way; older sessions get [`ServerFrame::Message`]). Acknowledge it
+    ///     with [`ClientFrame::Ack`].
     TypedMessage { id: u64, from: String, sent_at_ms: u64, kind: MessageKind, body: Vec<u8> },
 }
 
