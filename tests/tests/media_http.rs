@@ -2,7 +2,8 @@
 //! byte (whole, by range, HEAD), the same content is one file on disk under two ids,
 //! credentials are required and checked, an oversized or cut-off upload leaves nothing on
 //! disk, unknown ids are 404, expiry deletes the object and its file, QUIC clients are
-//! served while an upload runs, and a media port in use stops the broker at start.
+//! served while an upload runs, a certificate reload (SIGHUP) applies to it, and a media
+//! port in use stops the broker at start.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -118,9 +119,14 @@ fn now_ms() -> u64 {
 /// A TLS connection to the media endpoint written by hand: for requests a well-behaved
 /// client library would not send (a body cut off midway, one sent slowly).
 fn raw_tls(broker: &Broker) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let pem = std::fs::read(broker.data.join("tls/cert.pem")).unwrap();
+    tls_stream(broker, &std::fs::read(broker.data.join("tls/cert.pem")).unwrap())
+}
+
+/// A TLS connection to the media endpoint trusting only the certificates in `ca_pem`
+/// (the handshake happens at the first read or write).
+fn tls_stream(broker: &Broker, ca_pem: &[u8]) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -132,6 +138,18 @@ fn raw_tls(broker: &Broker) -> rustls::StreamOwned<rustls::ClientConnection, Tcp
     let tcp = TcpStream::connect(media_addr(broker)).unwrap();
     tcp.set_read_timeout(Some(T)).unwrap();
     rustls::StreamOwned::new(connection, tcp)
+}
+
+/// Whether a TLS handshake with the media endpoint succeeds when trusting only `ca_pem`.
+fn handshake(broker: &Broker, ca_pem: &[u8]) -> bool {
+    let mut stream = tls_stream(broker, ca_pem);
+    let rustls::StreamOwned { conn, sock } = &mut stream;
+    while conn.is_handshaking() {
+        if conn.complete_io(sock).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The head of an upload request with `extra` header lines (each ending in CRLF).
@@ -191,7 +209,7 @@ async fn uploads_come_back_exactly_whole_by_range_and_head_and_equal_content_is_
     let expires = json["expires_at_ms"].as_u64().unwrap();
     let thirty_days = 30 * 24 * 3600 * 1000;
     assert!(expires >= before + thirty_days && expires <= now_ms() + thirty_days, "{expires}");
-    assert_eq!(files(&broker, "blobs"), [sha.clone()]);
+    assert_eq!(files(&broker, "blobs"), [sha.as_str()]);
     assert!(files(&broker, "tmp").is_empty());
 
     let path = format!("/media/{id}");
@@ -231,7 +249,7 @@ async fn uploads_come_back_exactly_whole_by_range_and_head_and_equal_content_is_
     let again = again.json();
     assert_ne!(again["id"], json["id"]);
     assert_eq!((again["sha256"].as_str(), again["mime"].as_str()), (Some(sha.as_str()), Some("application/octet-stream")));
-    assert_eq!(files(&broker, "blobs"), [sha.clone()]);
+    assert_eq!(files(&broker, "blobs"), [sha.as_str()]);
     let other = http.get(&format!("/media/{}", again["id"].as_str().unwrap()), alice, &[]);
     assert_eq!((other.status, other.header("content-type")), (200, Some("application/octet-stream")));
     assert!(other.body == bytes);
@@ -241,6 +259,10 @@ async fn uploads_come_back_exactly_whole_by_range_and_head_and_equal_content_is_
         assert_eq!(got.status, 404, "{unknown}: {}", got.text());
         assert!(got.header("content-type").unwrap().starts_with("text/plain"));
     }
+
+    let delete = http.run(http.request("DELETE", &path, alice, &[]).body(()).unwrap());
+    assert_eq!(delete.status, 405);
+    assert!(delete.text().contains("GET and HEAD"), "{}", delete.text());
 
     assert_eq!(broker.metric("hotline_media_uploads_total").unwrap(), 2.0);
     // Whole, three ranges, Bob's and the second id's: 416, HEAD and 404 are not downloads.
@@ -352,6 +374,8 @@ async fn an_upload_cut_off_midway_leaves_nothing() {
     drop(stream);
     eventually(T, || files(&broker, "tmp").is_empty().then_some(())).expect("the cut-off upload is deleted");
     assert!(files(&broker, "blobs").is_empty());
+    eventually(T, || (broker.metric("hotline_media_uploads_refused_total{reason=\"cut_off\"}").ok()? == 1.0).then_some(()))
+        .expect("the cut-off upload is counted");
     assert_eq!(broker.metric("hotline_media_uploads_total").unwrap(), 0.0);
     assert_eq!(broker.metric("hotline_media_objects").unwrap(), 0.0);
 
@@ -422,6 +446,26 @@ async fn quic_clients_are_served_while_an_upload_runs() {
     .unwrap();
     assert_eq!(finished.0, 201, "{}", finished.1);
     assert!(finished.1.contains(&hex::encode(Sha256::digest(content(2_000_000, 6)))), "{}", finished.1);
+}
+
+#[tokio::test]
+async fn a_certificate_reload_applies_to_the_media_endpoint_too() {
+    let broker = Broker::start().unwrap();
+    let (cert, key) = (broker.data.join("tls/cert.pem"), broker.data.join("tls/key.pem"));
+    let old = std::fs::read(&cert).unwrap();
+    assert!(handshake(&broker, &old));
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let new = certified.cert.pem();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&cert, &new).unwrap();
+    assert!(!handshake(&broker, new.as_bytes()), "the new certificate is served before the reload");
+    unsafe { libc::kill(broker.pid().unwrap() as i32, libc::SIGHUP) };
+    eventually(T, || handshake(&broker, new.as_bytes()).then_some(())).expect("the reloaded certificate is served");
+    assert!(!handshake(&broker, &old), "the old certificate is still served");
+    // And the endpoint works on with it.
+    let key = broker.register(ALICE).await.unwrap();
+    let up = Http::new(&broker).post(Some((ALICE, &key)), &[], b"after the reload");
+    assert_eq!(up.status, 201, "{}", up.text());
 }
 
 #[test]

@@ -32,6 +32,7 @@ pub fn router(media: Arc<Media>) -> Router {
         .route("/media", post(upload))
         .route("/media/{id}", get(download))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "no such endpoint: POST /media, GET /media/{id}") })
+        .method_not_allowed_fallback(|| async { text(StatusCode::METHOD_NOT_ALLOWED, "the methods are POST /media, GET and HEAD /media/{id}") })
         .with_state(media)
 }
 

@@ -3,12 +3,13 @@
 //! This module binds and serves it: TLS with the broker's certificate (the same
 //! [`LiveCertificate`] as QUIC, so a reload covers both), one task per connection with
 //! time limits, and the sweep that deletes expired uploads. `http.rs` has the routes,
-//! `auth.rs` the credentials, `blobs.rs` the files; the records are in storage
+//! `auth.rs` the credentials, `blobs.rs` the files, `io.rs` the write deadline; the records are in storage
 //! ([`crate::store::MediaRecord`]).
 
 mod auth;
 mod blobs;
 mod http;
+mod io;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ const MAX_UPLOADS: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// …and this long for each request's headers (also the idle time of a kept-alive connection).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that reads nothing of an answer for this long loses its connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the routes share.
 pub struct Media {
@@ -126,7 +129,7 @@ impl MediaServer {
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(tls), service)
+                    .serve_connection(TokioIo::new(io::WriteDeadline::new(tls, WRITE_TIMEOUT)), service)
                     .await;
                 if let Err(e) = served {
                     tracing::debug!(%peer, error = %e, "media endpoint: connection ended");
