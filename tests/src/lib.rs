@@ -500,7 +500,8 @@ impl Broker {
         self.data.join("plugins")
     }
 
-    /// A `hotline-chat` command pointed at this broker, with profile folder `profile`.
+    /// A `hotline-chat` command pointed at this broker (and its media endpoint), with
+    /// profile folder `profile`.
     pub fn chat(&self, profile: &Path) -> Command {
         let mut cmd = Command::new(bin("hotline-chat"));
         cmd.arg("--profile")
@@ -509,6 +510,9 @@ impl Broker {
             .arg(self.addr.to_string())
             .arg("--ca")
             .arg(self.data.join("tls/cert.pem"));
+        if let Some(media) = self.media {
+            cmd.arg("--media").arg(format!("https://{media}"));
+        }
         cmd
     }
 }

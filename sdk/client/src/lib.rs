@@ -14,6 +14,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod media;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use hotline_client::media::{self, MediaClient, MediaMessage};
 use hotline_client::{Client, ConnectOptions, ReceivedMessage};
 use hotline_protocol::{MessageKind, ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,10 @@ struct Cli {
     /// Name the broker's certificate carries.
     #[arg(long, default_value = "localhost", global = true)]
     server_name: String,
+    /// The broker's media server, https://HOST:PORT [default: the profile's, else the
+    /// broker's host on port 4443, e.g. https://127.0.0.1:4443].
+    #[arg(long, env = "HOTLINE_MEDIA", global = true)]
+    media: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +65,36 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         retries: u32,
     },
+    /// Upload FILE to the broker's media server and send TO a media message describing it
+    /// (with a thumbnail for a JPEG, PNG, GIF or WebP image); prints the message id.
+    SendMedia {
+        to: String,
+        file: PathBuf,
+        /// Text to show with the file.
+        #[arg(long)]
+        caption: Option<String>,
+        /// State to wait for before exiting.
+        #[arg(long, value_enum, default_value_t = Wait::Sent)]
+        wait: Wait,
+        /// Give up after this many seconds (the upload included).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// How many times to send the message again on a retryable refusal (as `send`).
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+    },
+    /// Download a media message's URL into FILE, checking its SHA-256. Nothing is written
+    /// unless the whole file arrives with the right hash.
+    Fetch {
+        url: String,
+        /// Where to save it (replaced only when the download is complete and correct).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// The SHA-256 the file must have: the message's `sha256` [default: the media
+        /// server's ETag, which checks the transfer only].
+        #[arg(long)]
+        sha256: Option<String>,
+    },
     /// Manage groups (commands for the router plugin). Send to a group with `send #name TEXT`.
     Group {
         #[command(subcommand)]
@@ -68,7 +103,9 @@ enum Command {
     /// Send any command to a plugin: SLOT (router, registrar, receipts), NAME, ARGS.
     /// Example: `command receipts read-receipts off`.
     Command { slot: String, name: String, args: Vec<String> },
-    /// Print incoming messages and receipts as JSON lines, acknowledging each.
+    /// Print incoming messages and receipts as JSON lines, acknowledging each. A media
+    /// message (`"kind": "media"`) shows its url, mime, size, sha256, name, caption and
+    /// thumbnail (its bytes and size in pixels); fetch it with `fetch URL -o FILE --sha256 HASH`.
     Listen {
         /// Exit after this many events.
         #[arg(long)]
@@ -107,6 +144,9 @@ struct Profile {
     ca: Option<PathBuf>,
     phone: Option<String>,
     key: Option<String>,
+    /// The media server (https://HOST:PORT), if given when registering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media: Option<String>,
     /// The number a code was requested for and not yet verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending_phone: Option<String>,
@@ -183,6 +223,7 @@ async fn run(cli: Cli) -> Result<()> {
                     // The verification step may come later, without --server and --ca.
                     profile.server = Some(server);
                     profile.ca = Some(ca.clone());
+                    profile.media = cli.media.clone().or(profile.media.take());
                     profile.pending_phone = Some(phone.clone());
                     profile.save(&cli.profile)?;
                     eprintln!("A code was sent to {phone} by SMS (valid {} minutes). Enter it:", secs / 60);
@@ -199,7 +240,8 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let key = client.verify(&phone, &code).await?;
             client.close().await;
-            profile = Profile { server: Some(server), ca: Some(ca), phone: Some(phone.clone()), key: Some(key), pending_phone: None };
+            let media = cli.media.clone().or(profile.media.take());
+            profile = Profile { server: Some(server), ca: Some(ca), phone: Some(phone.clone()), key: Some(key), media, pending_phone: None };
             profile.save(&cli.profile)?;
             println!("registered {phone}; key saved in {}", Profile::path(&cli.profile).display());
             Ok(())
@@ -209,12 +251,48 @@ async fn run(cli: Cli) -> Result<()> {
             let mut client = Client::connect(&opts).await?;
             client.login(&phone, &key).await?;
             let limit = Duration::from_secs(timeout);
-            let result = tokio::time::timeout(limit, send(&mut client, &to, text, wait, retries)).await;
+            let result = tokio::time::timeout(limit, send(&mut client, &to, MessageKind::Text, text.into_bytes(), wait, retries)).await;
             client.close().await;
             match result {
                 Ok(r) => r,
                 Err(_) => bail!("timed out after {timeout} s waiting for the message to be {}", wait_name(wait)),
             }
+        }
+        Command::SendMedia { to, file, caption, wait, timeout, retries } => {
+            let (phone, key) = profile.account(&cli.profile)?;
+            let media = media_client(cli.media.as_deref(), &profile, server, &ca, &phone, &key)?;
+            let limit = Duration::from_secs(timeout);
+            let sending = async {
+                // Connect first: a broker too old for media messages is told before uploading.
+                let mut client = Client::connect(&opts).await?;
+                let version = client.version();
+                if version < 3 {
+                    client.close().await;
+                    bail!("the broker speaks protocol version {version}; media messages need version 3");
+                }
+                client.login(&phone, &key).await?;
+                let message = match media.prepare(&file, caption).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        client.close().await;
+                        return Err(e).with_context(|| format!("uploading {}", file.display()));
+                    }
+                };
+                let result = send(&mut client, &to, message.kind(), message.to_body(), wait, retries).await;
+                client.close().await;
+                result
+            };
+            match tokio::time::timeout(limit, sending).await {
+                Ok(r) => r,
+                Err(_) => bail!("timed out after {timeout} s uploading or waiting for the message to be {}", wait_name(wait)),
+            }
+        }
+        Command::Fetch { url, output, sha256 } => {
+            let (phone, key) = profile.account(&cli.profile)?;
+            let media = media_client(cli.media.as_deref(), &profile, server, &ca, &phone, &key)?;
+            let (size, hash) = media.fetch(&url, sha256.as_deref(), &output).await?;
+            println!("saved {} ({size} bytes, sha256 {hash})", output.display());
+            Ok(())
         }
         Command::Group { command } => {
             let (name, args) = match command {
@@ -244,6 +322,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+/// The media server client for this profile: `--media` (or `HOTLINE_MEDIA`), else the
+/// profile's, else the broker's host on port 4443.
+fn media_client(media: Option<&str>, profile: &Profile, server: SocketAddr, ca: &Path, phone: &str, key: &str) -> Result<MediaClient> {
+    let base = media.map(str::to_string).or(profile.media.clone()).unwrap_or_else(|| media::default_media_url(server));
+    Ok(MediaClient::new(&base, ca, phone, key)?)
 }
 
 /// Runs one plugin command and prints its output; a refusal is an error (exit 1).
@@ -281,9 +366,14 @@ fn backoff(retry: u32) -> Duration {
 /// Retryable, RateLimited, QueueFull) is sent again with the same
 /// client id (the broker stores a message once per client id), up to `retries` times. Acks
 /// only the receipts for this message; other items stay queued for `listen`.
-async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: u32) -> Result<()> {
-    let body = text.into_bytes();
-    let client_id = client.send(to, body.clone()).await?;
+async fn send(client: &mut Client, to: &str, kind: MessageKind, body: Vec<u8>, wait: Wait, retries: u32) -> Result<()> {
+    let client_id: u64 = rand::random();
+    // `Send` for text (every protocol version has it), `SendTyped` for other kinds.
+    let send_once = async |client: &mut Client| match &kind {
+        MessageKind::Text => client.send_with_id(client_id, to, body.clone()).await,
+        kind => client.send_typed_with_id(client_id, to, kind.clone(), body.clone()).await,
+    };
+    send_once(client).await?;
     let mut attempt = 1;
     let mut id = None;
     loop {
@@ -301,7 +391,7 @@ async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: 
                 eprintln!("attempt {attempt} of {} refused ({error:?}): {reason}; retrying in {pause:?}", retries + 1);
                 tokio::time::sleep(pause).await;
                 attempt += 1;
-                client.send_with_id(client_id, to, body.clone()).await?;
+                send_once(client).await?;
             }
             ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id && error.is_retryable() => {
                 bail!("not sent after {attempt} attempts ({error:?}): {reason}; try again later")
@@ -324,6 +414,45 @@ async fn send(client: &mut Client, to: &str, text: String, wait: Wait, retries: 
     }
 }
 
+/// Adds a media message's fields to its `listen` event: url, size, sha256, name, caption,
+/// width, height, and the thumbnail as its size in bytes and pixels (not its Base64), in
+/// place of the raw `text`; or a `media_error` (keeping `text`) if the body is not a media
+/// message (docs/protocol.md §11).
+fn add_media_fields(event: &mut serde_json::Value, body: &[u8]) {
+    let message = match MediaMessage::from_body(body) {
+        Ok(m) => m,
+        Err(e) => {
+            event["media_error"] = json!(e.to_string());
+            return;
+        }
+    };
+    let thumbnail = match message.thumbnail_jpeg() {
+        Ok(None) => serde_json::Value::Null,
+        Ok(Some(jpeg)) => match media::decode_thumbnail(&jpeg) {
+            Ok((w, h)) => json!({"bytes": jpeg.len(), "width": w, "height": h}),
+            Err(e) => json!({"bytes": jpeg.len(), "error": e}),
+        },
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let map = event.as_object_mut().expect("an event is an object");
+    map.remove("text");
+    if map.get("mime").and_then(|m| m.as_str()) != Some(message.mime.as_str()) {
+        map.insert("media_mime".into(), json!(message.mime));
+    }
+    for (key, value) in [
+        ("url", json!(message.url)),
+        ("size", json!(message.size)),
+        ("sha256", json!(message.sha256)),
+        ("name", json!(message.name)),
+        ("caption", json!(message.caption)),
+        ("width", json!(message.width)),
+        ("height", json!(message.height)),
+        ("thumbnail", thumbnail),
+    ] {
+        map.insert(key.into(), value);
+    }
+}
+
 async fn listen(client: &mut Client, count: Option<usize>, read: bool, seen: &mut usize) -> Result<()> {
     while count.is_none_or(|n| *seen < n) {
         let frame = match ReceivedMessage::from_frame(client.next_frame().await?) {
@@ -338,6 +467,7 @@ async fn listen(client: &mut Client, count: Option<usize>, read: bool, seen: &mu
                     MessageKind::Media { mime } => {
                         event["kind"] = json!("media");
                         event["mime"] = json!(mime);
+                        add_media_fields(&mut event, &body);
                     }
                 }
                 println!("{event}");
