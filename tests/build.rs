@@ -1,5 +1,5 @@
 //! Builds the test plugins (plugins/testing/) as WebAssembly components and tells the tests
-//! where they are (`HOTLINE_TEST_PLUGIN_TRAP`, `_SPIN`, `_HOG`, `_ROUTER_0_1_0`, `_CONTRACT`).
+//! where they are (`HOTLINE_TEST_PLUGIN_TRAP`, `_SPIN`, `_HOG`, `_ROUTER_0_1_0`, `_CONTRACT`, `_CONTRACT_RECEIPTS`).
 
 include!("../plugins/build_wasm.rs");
 
@@ -9,6 +9,7 @@ fn main() {
         ("TRAP", "hotline-test-trap"), ("SPIN", "hotline-test-spin"), ("HOG", "hotline-test-hog"),
         ("ROUTER_0_1_0", "hotline-test-router-0-1-0"),
         ("CONTRACT", "hotline-test-contract"),
+        ("CONTRACT_RECEIPTS", "hotline-test-contract-receipts"),
     ] {
         let wasm = build_plugin(package);
         println!("cargo:rustc-env=HOTLINE_TEST_PLUGIN_{name}={}", wasm.display());

@@ -2,7 +2,7 @@
 //! loading and serving in a broker whose other plugins are 0.2.0 (it routes media like any
 //! message: 0.1.0 has no kind), and `/api/plugins` says which contract each version was
 //! built against; a 0.2.0 router sees a message's kind (it refuses media naming its MIME
-//! type); the
+//! type) and a 0.2.0 receipts plugin sees the kind of the message a receipt is about; the
 //! kv atomics (increment, compare-and-swap) hold when many commands race on pooled
 //! instances.
 
@@ -195,4 +195,48 @@ async fn kv_limits_refuse_oversized_keys_with_a_clear_error_and_the_plugin_keeps
     assert!(refused.contains("longer than the limit of 1024 bytes"), "{refused}");
     let (after, _) = alice.command("router", "incr", vec!["k".repeat(1024)]).await.unwrap();
     assert_eq!(after.unwrap(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_0_2_0_receipts_plugin_sees_the_kind_of_the_message_a_receipt_is_about() {
+    let broker = Broker::start().unwrap();
+    let version = broker.load_plugin("receipts", &test_plugin(env!("HOTLINE_TEST_PLUGIN_CONTRACT_RECEIPTS")), LOAD).unwrap();
+    assert_eq!(contract_of(&broker, "receipts", &version), "0.2.0");
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    let mut bob = broker.login(BOB, &bob_key).await.unwrap();
+
+    // The default router delivers both kinds.
+    let media = send_kind(&mut alice, BOB, MessageKind::Media { mime: "image/jpeg".into() }, b"descriptor").await.unwrap();
+    let text = send(&mut alice, BOB, b"hello").await.unwrap();
+    for id in [media, text] {
+        assert_eq!(received(&mut bob).await.id, id);
+    }
+    // Media first, so its receipts are decided before the text's (a session's requests are
+    // answered in order): the delivered receipt at the ack, the read receipt from the
+    // delivered record the ack left.
+    for id in [media, text] {
+        bob.ack(id).await.unwrap();
+    }
+    for id in [media, text] {
+        bob.read(id, ALICE).await.unwrap();
+    }
+    let mut receipts = Vec::new();
+    while receipts.len() < 2 {
+        match alice.next_frame_within(T).await.unwrap() {
+            ServerFrame::Receipt { id, message_id, status, .. } => {
+                alice.ack(id).await.unwrap();
+                receipts.push((message_id, status));
+            }
+            other => panic!("expected a receipt, got {other:?}"),
+        }
+    }
+    use hotline_protocol::ReceiptStatus::{Delivered, Read};
+    assert_eq!(receipts, [(text, Delivered), (text, Read)], "receipts about media are held back");
+    // The plugin was asked about every receipt, and told each one's kind.
+    for (status, kind) in [("delivered", "media"), ("read", "media"), ("delivered", "text"), ("read", "text")] {
+        let (count, _) = alice.command("receipts", "asked", vec![status.into(), kind.into()]).await.unwrap();
+        assert_eq!(count.unwrap(), "1", "asked about {status} {kind}");
+    }
 }
