@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 
 use bindings::types;
 pub use bindings::{ContractVersion, CONTRACT_VERSION};
-pub use canary::{bucket, CanaryInfo, METRIC_BOUNDS_US};
+pub use canary::{bucket, CanaryInfo, LatencySnapshot, METRIC_BOUNDS_US};
 use canary::{Baseline, Canary};
 pub use host_api::kv::{MAX_KEYS_PER_CALL, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use metrics::PluginCounters;
@@ -120,6 +120,9 @@ pub struct VersionInfo {
     pub instance_memory_bytes: u64,
     /// Instances replaced because their memory passed 3/4 of `plugins.memory_limit_mib`.
     pub recycled_instances: u64,
+    /// Call durations since it was loaded (for `/metrics`).
+    #[serde(skip)]
+    pub latency: LatencySnapshot,
     #[serde(flatten)]
     pub load: version::LoadInfo,
 }
@@ -380,6 +383,7 @@ impl PluginHost {
                 idle_instances: v.idle_instances(),
                 instance_memory_bytes: v.instance_memory.load(Ordering::Relaxed),
                 recycled_instances: v.recycled.load(Ordering::Relaxed),
+                latency: v.latency.snapshot(),
                 load: v.info.clone(),
             };
             let current = state.current();
