@@ -38,8 +38,22 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make the previous version of SLOT (router, registrar, receipts) current again.
+    /// Make the previous version of SLOT (router, registrar, receipts) current again; while
+    /// a canary runs in SLOT, end the canary instead (the current version stays).
     Rollback { slot: String },
+    /// Start a canary: FILE serves PERCENT of the users of SLOT (chosen by a hash of their
+    /// number, so a user stays on one version) beside the current version. Again with the
+    /// same FILE changes the share. Compare with `plugins list`; then `plugins promote
+    /// SLOT` or `plugins rollback SLOT`.
+    Canary {
+        slot: String,
+        file: PathBuf,
+        /// Share of the users, 1-99.
+        #[arg(long)]
+        percent: u8,
+    },
+    /// Make the canary of SLOT its current version (on probation, as after any swap).
+    Promote { slot: String },
     /// Write a new plugin project NAME for SLOT in a language; its ./build.sh builds
     /// out/SLOT.wasm, ready to drop into a broker's plugin folder.
     New {
@@ -153,6 +167,13 @@ fn run() -> Result<()> {
         Command::Plugins { command: PluginsCommand::New { lang, name, slot, dir }, .. } => new_plugin(lang, &name, &slot, dir),
         Command::Plugins { admin, token, command: PluginsCommand::List { json } } => plugins_list(&AdminClient::new(admin, token), json),
         Command::Plugins { admin, token, command: PluginsCommand::Rollback { slot } } => plugins_rollback(&AdminClient::new(admin, token), &slot),
+        Command::Plugins { admin, token, command: PluginsCommand::Canary { slot, file, percent } } => {
+            plugins_canary(&AdminClient::new(admin, token), &slot, &file, percent)
+        }
+        Command::Plugins { admin, token, command: PluginsCommand::Promote { slot } } => {
+            let body = AdminClient::new(admin, token).call("POST", &format!("/api/plugins/{slot}/promote")).with_context(|| format!("promote of {slot} refused"))?;
+            print_out(&format!("{slot} canary promoted; current version {}\n", body["version"].as_str().unwrap_or("?")))
+        }
         Command::Status { admin, token, json } => status(&AdminClient::new(admin, token), json),
         Command::CheckConfig { file } => check_config(&file),
         Command::Serve { data, config: file, listen, admin, media, log_format: _ } => {
@@ -357,6 +378,11 @@ impl AdminClient {
     /// Sends `method path` and returns the JSON answer of a success; an error says why not
     /// (unreachable, the token, or the API's `error`).
     fn call(&self, method: &str, path: &str) -> Result<serde_json::Value> {
+        self.call_with(method, path, None)
+    }
+
+    /// [`AdminClient::call`] with `body` (a POST's content) if given.
+    fn call_with(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<serde_json::Value> {
         let url = format!("http://{}{path}", self.admin);
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -365,7 +391,10 @@ impl AdminClient {
             "POST" => {
                 let request = agent.post(&url);
                 let request = if let Some(auth) = &auth { request.header("Authorization", auth) } else { request };
-                request.send_empty()
+                match body {
+                    Some(body) => request.header("Content-Type", "application/wasm").send(body),
+                    None => request.send_empty(),
+                }
             }
             _ => {
                 let request = agent.get(&url);
@@ -415,6 +444,23 @@ fn plugins_table(report: &serde_json::Value) -> String {
         let contract = text(&v["contract_version"]);
         row(&mut out, [&text(&v["slot"]), &text(&v["version"]), &text(&v["state"]), &contract, &loaded, &calls, &errors]);
     }
+    let canaries = report["canaries"].as_array().cloned().unwrap_or_default();
+    if !canaries.is_empty() {
+        out.push_str("\nCANARIES (since the canary started)\n");
+        let _ = writeln!(out, "{:<10} {:<9} {:<13} {:>5} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}", "SLOT", "ROLE", "VERSION", "SHARE", "CALLS", "FAILURES", "TIMEOUTS", "P50 MS", "P90 MS", "P99 MS");
+        for c in &canaries {
+            for (role, side, share) in [("canary", &c["canary"], c["percent"].as_u64().unwrap_or(0)), ("current", &c["current"], 100 - c["percent"].as_u64().unwrap_or(0))] {
+                let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+                let ms = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |ms| format!("{ms}"));
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<9} {:<13} {:>4}% {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    text(&c["slot"]), role, text(&side["version"]), share, n(&side["calls"]), n(&side["failures"]), n(&side["timeouts"]),
+                    ms(&side["p50_ms"]), ms(&side["p90_ms"]), ms(&side["p99_ms"])
+                );
+            }
+        }
+    }
     let history = report["history"].as_array().cloned().unwrap_or_default();
     if !history.is_empty() {
         out.push_str("\nHISTORY\n");
@@ -431,6 +477,17 @@ fn plugins_table(report: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+fn plugins_canary(client: &AdminClient, slot: &str, file: &std::path::Path, percent: u8) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let body = client
+        .call_with("POST", &format!("/api/plugins/{slot}/canary?percent={percent}"), Some(&bytes))
+        .with_context(|| format!("canary of {} in {slot} refused", file.display()))?;
+    print_out(&format!(
+        "{slot} canary {} serves {percent}% of the users; compare with `hotline plugins list`, then `hotline plugins promote {slot}` or `hotline plugins rollback {slot}`\n",
+        body["version"].as_str().unwrap_or("?")
+    ))
 }
 
 fn plugins_rollback(client: &AdminClient, slot: &str) -> Result<()> {

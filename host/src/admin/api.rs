@@ -1,4 +1,4 @@
-//! The JSON API under `/api`: plugins (list, rollback), the effective config, and the
+//! The JSON API under `/api`: plugins (list, rollback, canary, promote), the effective config, and the
 //! status summary behind `hotline status`. (Queues, alerts and accounts: `queues.rs`;
 //! connections: `connections.rs`.)
 
@@ -29,6 +29,46 @@ pub(super) async fn rollback(State(broker): State<Arc<Broker>>, Path(slot): Path
     }
 }
 
+/// The largest plugin file `POST /api/plugins/{slot}/canary` takes (a Python or JS
+/// component is 12-40 MB).
+pub(super) const MAX_PLUGIN_BYTES: usize = 256 << 20;
+
+#[derive(serde::Deserialize)]
+pub(super) struct CanaryQuery {
+    percent: u8,
+}
+
+/// `POST /api/plugins/{slot}/canary?percent=P` with the component file as the body: starts
+/// a canary (or changes its share). Compiling may take tens of seconds.
+pub(super) async fn canary(
+    State(broker): State<Arc<Broker>>,
+    Path(slot): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<CanaryQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(slot) = Slot::from_name(&slot) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no slot {slot:?}")}))).into_response();
+    };
+    let plugins = broker.plugins.clone();
+    let started = tokio::task::spawn_blocking(move || plugins.start_canary(slot, body.to_vec(), query.percent)).await;
+    match started {
+        Ok(Ok(version)) => Json(json!({"slot": slot, "version": version, "percent": query.percent})).into_response(),
+        Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": e}))).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": format!("the canary load failed: {e}")}))).into_response(),
+    }
+}
+
+/// `POST /api/plugins/{slot}/promote`: makes the running canary current.
+pub(super) async fn promote(State(broker): State<Arc<Broker>>, Path(slot): Path<String>) -> Response {
+    let Some(slot) = Slot::from_name(&slot) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no slot {slot:?}")}))).into_response();
+    };
+    match broker.plugins.promote(slot) {
+        Ok(version) => Json(json!({"slot": slot, "version": version})).into_response(),
+        Err(e) => (StatusCode::CONFLICT, Json(json!({"error": e}))).into_response(),
+    }
+}
+
 /// The effective config (file, flags and environment; as last reloaded), secrets as `***`.
 pub(super) async fn config(State(live): State<Arc<Live>>) -> Json<Value> {
     Json(serde_json::to_value(&*live.config()).unwrap_or_default())
@@ -42,7 +82,7 @@ pub(super) async fn status(State(admin): State<Admin>) -> Json<Value> {
         .report()
         .versions
         .iter()
-        .filter(|v| v.state == "current" || v.state == "probation")
+        .filter(|v| matches!(v.state, "current" | "probation" | "canary"))
         .map(|v| json!({"slot": v.slot, "version": v.version, "state": v.state}))
         .collect();
     let health = broker.store.health().report();

@@ -70,7 +70,7 @@ fn exposition(broker: &Broker, udp: &UdpStats) -> String {
     out.gauge("hotline_policy_questions", "Questions handed to the plugin threads and not yet answered (at most one per connection).", broker.policy.pending());
 
     let report = broker.plugins.report();
-    out.family("hotline_plugin_version_info", "gauge", "1 per loaded plugin version; state is current, probation, previous or rolled-back.");
+    out.family("hotline_plugin_version_info", "gauge", "1 per loaded plugin version; state is current, probation, canary, previous or rolled-back.");
     for v in &report.versions {
         out.sample("hotline_plugin_version_info", &[("slot", v.slot.name()), ("version", &v.version), ("state", v.state)], 1);
     }
@@ -84,8 +84,22 @@ fn exposition(broker: &Broker, udp: &UdpStats) -> String {
             out.sample("hotline_plugin_errors_total", &[("slot", v.slot.name()), ("version", &v.version), ("kind", kind)], *errors);
         }
     }
+    out.family("hotline_plugin_call_duration_seconds", "histogram", "Plugin call durations of the serving versions (current, probation, canary).");
+    for v in report.versions.iter().filter(|v| matches!(v.state, "current" | "probation" | "canary")) {
+        let name = "hotline_plugin_call_duration_seconds";
+        for bound in crate::plugins::METRIC_BOUNDS_US {
+            let le = if bound == u64::MAX { "+Inf".to_string() } else { format!("{}", bound as f64 / 1e6) };
+            out.sample(&format!("{name}_bucket"), &[("slot", v.slot.name()), ("version", &v.version), ("le", &le)], v.latency.at_most(bound));
+        }
+        out.sample(&format!("{name}_sum"), &[("slot", v.slot.name()), ("version", &v.version)], v.latency.sum_us as f64 / 1e6);
+        out.sample(&format!("{name}_count"), &[("slot", v.slot.name()), ("version", &v.version)], v.latency.count());
+    }
+    out.family("hotline_plugin_canary_percent", "gauge", "Share of the users (by hash of their number) a running canary serves.");
+    for c in &report.canaries {
+        out.sample("hotline_plugin_canary_percent", &[("slot", c.slot.name()), ("version", &c.version)], c.percent);
+    }
     out.counter("hotline_plugin_refused_total", "Plugin files refused since start, every slot.", broker.plugins.refused_total());
-    out.counter("hotline_plugin_rollbacks_total", "Automatic plugin rollbacks since start, every slot.", broker.plugins.rollbacks_total());
+    out.counter("hotline_plugin_rollbacks_total", "Automatic plugin rollbacks (probation and canary) since start, every slot.", broker.plugins.rollbacks_total());
     out.family("hotline_plugin_counter_total", "counter", "A plugin's own counters (metrics.counter-add), by slot and name.");
     for (slot, counters) in &report.counters {
         for (name, value) in counters {

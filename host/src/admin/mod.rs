@@ -1,5 +1,5 @@
 //! The admin HTTP endpoint (default 127.0.0.1:9464): the web console (`/`), the JSON API
-//! (`/api/*`: plugins, config, status), health and Prometheus metrics, every route behind
+//! (`/api/*`: plugins, canaries, config, status), health and Prometheus metrics, every route behind
 //! the token check of [`auth`].
 
 use std::sync::Arc;
@@ -51,6 +51,11 @@ fn routes() -> Router<Admin> {
         .route("/api/config", get(api::config))
         .route("/api/plugins", get(api::plugins))
         .route("/api/plugins/{slot}/rollback", post(api::rollback))
+        .route(
+            "/api/plugins/{slot}/canary",
+            post(api::canary).layer(axum::extract::DefaultBodyLimit::max(api::MAX_PLUGIN_BYTES)),
+        )
+        .route("/api/plugins/{slot}/promote", post(api::promote))
         .route("/api/connections", get(connections::list))
         .route("/api/connections/{id}/kick", post(connections::kick))
         .route("/api/queues", get(queues::list))

@@ -6,9 +6,11 @@
 //! `state` (an instance's store data), `runtime` (engine, linkers, compile cache),
 //! `instance` (an instance of any version, called with the newest types), `version` (one
 //! loaded version and its instance pool), `slot` (current and earlier versions, swap and
-//! rollback), `watcher` (the plugin folder), `defaults` (built-in plugins).
+//! rollback), `canary` (canary rollouts: the user hash, latency, the comparison),
+//! `watcher` (the plugin folder), `defaults` (built-in plugins).
 
 mod bindings;
+mod canary;
 pub mod defaults;
 mod host_api;
 mod instance;
@@ -31,6 +33,8 @@ use sha2::{Digest, Sha256};
 
 use bindings::types;
 pub use bindings::{ContractVersion, CONTRACT_VERSION};
+pub use canary::{bucket, CanaryInfo, LatencySnapshot, METRIC_BOUNDS_US};
+use canary::{Baseline, Canary};
 pub use host_api::kv::{MAX_KEYS_PER_CALL, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use metrics::PluginCounters;
 use runtime::Runtime;
@@ -89,6 +93,9 @@ pub struct PluginHost {
     /// Held while a file is set aside and the serving bytes put back (the watcher and an
     /// automatic rollback may both do it).
     folder: Mutex<()>,
+    /// Held while a canary starts, changes or ends and its file is written (the API and
+    /// the watcher may both do it); taken before `folder`.
+    canary_lock: Mutex<()>,
     /// Files refused since start (every slot), for `hotline_plugin_refused_total`.
     refused_total: AtomicU64,
     /// Automatic rollbacks since start, for `hotline_plugin_rollbacks_total`.
@@ -101,8 +108,8 @@ pub struct VersionInfo {
     pub slot: Slot,
     /// First 12 hex digits of the file's SHA-256.
     pub version: String,
-    /// `current`, `probation` (current, still in its first minutes), `previous` (kept for
-    /// rollback) or `rolled-back`.
+    /// `current`, `probation` (current, still in its first minutes), `canary` (serving a
+    /// share of the users), `previous` (kept for rollback) or `rolled-back`.
     pub state: &'static str,
     pub calls: u64,
     pub errors: u64,
@@ -113,6 +120,9 @@ pub struct VersionInfo {
     pub instance_memory_bytes: u64,
     /// Instances replaced because their memory passed 3/4 of `plugins.memory_limit_mib`.
     pub recycled_instances: u64,
+    /// Call durations since it was loaded (for `/metrics`).
+    #[serde(skip)]
+    pub latency: LatencySnapshot,
     #[serde(flatten)]
     pub load: version::LoadInfo,
 }
@@ -122,7 +132,13 @@ pub struct VersionInfo {
 pub struct PluginsReport {
     pub versions: Vec<VersionInfo>,
     pub history: Vec<SwapEvent>,
+    /// Running canaries compared with their slot's current version.
+    pub canaries: Vec<CanaryInfo>,
     pub counters: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -174,6 +190,7 @@ impl PluginHost {
             slots,
             dir,
             folder: Mutex::new(()),
+            canary_lock: Mutex::new(()),
             refused_total: AtomicU64::new(0),
             rollbacks_total: AtomicU64::new(0),
         };
@@ -189,6 +206,10 @@ impl PluginHost {
             }
             let short = hash.as_deref().map_or("-", |h| &h[..12]);
             host.event(slot, short, SwapEventKind::Refused, detail);
+        }
+        // A canary persists as its file: start it again.
+        for slot in Slot::ALL {
+            host.sync_canary(slot);
         }
         Ok(host)
     }
@@ -216,7 +237,7 @@ impl PluginHost {
         let counter = match event {
             SwapEventKind::Refused => Some(&self.refused_total),
             SwapEventKind::RolledBack => Some(&self.rollbacks_total),
-            SwapEventKind::Loaded | SwapEventKind::Rollback => None,
+            SwapEventKind::Loaded | SwapEventKind::Rollback | SwapEventKind::Canary | SwapEventKind::Promoted => None,
         };
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -266,6 +287,13 @@ impl PluginHost {
         let hash = sha256_hex(&bytes);
         let state = self.slot(slot);
         if hash == state.current().hash {
+            return;
+        }
+        if state.canary().is_some_and(|c| c.version.hash == hash) {
+            // The canary's bytes installed as the slot's file: a promotion.
+            if let Err(e) = self.promote(slot) {
+                tracing::warn!(%slot, "cannot promote the canary: {e}");
+            }
             return;
         }
         if !state.was_refused(&hash) {
@@ -319,7 +347,12 @@ impl PluginHost {
     }
 
     /// Puts the previous version of `slot` back (operator's rollback).
+    /// While a canary runs, ends it instead (the current version stays).
     pub fn rollback(&self, slot: Slot) -> Result<String, String> {
+        if let Some(canary) = self.slot(slot).canary() {
+            let now = self.end_canary(slot, &canary, SwapEventKind::Rollback, "operator ended the canary".into());
+            return Ok(now);
+        }
         let (bad, now) = self.slot(slot).roll_back()?;
         self.set_aside(slot, &bad.hash, "rolled-back", &now);
         let detail = format!("operator rolled back from {}", bad.short());
@@ -333,6 +366,7 @@ impl PluginHost {
         let mut versions = Vec::new();
         let mut history = Vec::new();
         let mut counters = std::collections::BTreeMap::new();
+        let mut canaries = Vec::new();
         let probation = Duration::from_secs(self.ctx.config.probation_secs);
         for slot in Slot::ALL {
             let state = self.slot(slot);
@@ -349,11 +383,16 @@ impl PluginHost {
                 idle_instances: v.idle_instances(),
                 instance_memory_bytes: v.instance_memory.load(Ordering::Relaxed),
                 recycled_instances: v.recycled.load(Ordering::Relaxed),
+                latency: v.latency.snapshot(),
                 load: v.info.clone(),
             };
             let current = state.current();
             let in_probation = state.has_earlier() && state.current_for() < probation;
             versions.push(info(&current, if in_probation { "probation" } else { "current" }));
+            if let Some(canary) = state.canary() {
+                versions.push(info(&canary.version, "canary"));
+                canaries.push(CanaryInfo::of(slot, &canary, &current));
+            }
             let (earlier, rolled_back) = state.others();
             versions.extend(earlier.iter().rev().map(|v| info(v, "previous")));
             versions.extend(rolled_back.iter().rev().map(|v| info(v, "rolled-back")));
@@ -361,15 +400,29 @@ impl PluginHost {
             counters.insert(slot.name().to_string(), self.ctx.counters(slot).snapshot());
         }
         history.sort_by_key(|e| e.at_ms);
-        PluginsReport { versions, history, counters }
+        PluginsReport { versions, history, canaries, counters }
+    }
+
+    /// Calls the version of `slot` that serves the user `number`: the canary if one runs
+    /// and the number's bucket is in its share, else the current version.
+    fn call<R>(
+        &self,
+        slot: Slot,
+        number: &str,
+        f: impl Fn(&mut wasmtime::Store<state::PluginState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        match self.slot(slot).canary() {
+            Some(canary) if canary.serves(number) => self.call_canary(slot, &canary, &f),
+            _ => self.call_current(slot, &f),
+        }
     }
 
     /// Calls the current version of `slot`; after a failure, rolls back a version that keeps
     /// failing in its probation.
-    fn call<R>(
+    fn call_current<R>(
         &self,
         slot: Slot,
-        f: impl FnOnce(&mut wasmtime::Store<state::PluginState>, &Instance) -> wasmtime::Result<R>,
+        f: &impl Fn(&mut wasmtime::Store<state::PluginState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let version = self.slot(slot).current();
         version.call(&self.ctx, f).map_err(|CallFailure { kind, detail }| {
@@ -381,6 +434,234 @@ impl PluginHost {
                 FailureKind::Memory => PolicyError::Memory { slot, detail },
             }
         })
+    }
+
+    /// Calls the canary of `slot`. A failed call is counted against the canary (which is
+    /// rolled back after `probation_failures` failures in a row) and asked again of the
+    /// current version, so the user sees no failure and nothing is lost.
+    fn call_canary<R>(
+        &self,
+        slot: Slot,
+        canary: &Arc<Canary>,
+        f: &impl Fn(&mut wasmtime::Store<state::PluginState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        match canary.version.call(&self.ctx, f) {
+            Ok(answer) => Ok(answer),
+            Err(CallFailure { detail, .. }) => {
+                let config = &self.ctx.config;
+                let failures = canary.version.consecutive_errors.load(Ordering::Relaxed);
+                if config.probation_failures != 0 && failures >= config.probation_failures {
+                    let detail = format!("canary {} rolled back after {failures} consecutive failures (last: {detail})", canary.version.short());
+                    self.end_canary(slot, canary, SwapEventKind::RolledBack, detail);
+                }
+                self.call_current(slot, f)
+            }
+        }
+    }
+
+    /// Starts a canary of `bytes` in `slot` serving `percent` (1-99) of the users, or
+    /// changes the share of the running canary if it has these bytes. A canary of other
+    /// bytes is replaced. The folder then holds the canary as `<slot>.canary-<percent>.wasm`
+    /// (so a restart starts it again). Returns the canary's version.
+    pub fn start_canary(&self, slot: Slot, bytes: Vec<u8>, percent: u8) -> Result<String, String> {
+        if !(1..=99).contains(&percent) {
+            return Err(format!("a canary serves 1 to 99 percent of the users, not {percent}"));
+        }
+        let hash = sha256_hex(&bytes);
+        let state = self.slot(slot);
+        if hash == state.current().hash {
+            return Err(format!("{} is the current {slot} version already", &hash[..12]));
+        }
+        let version = match state.canary().filter(|c| c.version.hash == hash) {
+            Some(canary) => canary.version.clone(),
+            None => {
+                let source = format!("canary upload ({} bytes)", bytes.len());
+                Self::load_bytes(&self.ctx, slot, bytes, hash.clone(), Path::new(&source)).map_err(|e| {
+                    tracing::error!(%slot, version = &hash[..12], "refused canary: {e:#}");
+                    self.event(slot, &hash, SwapEventKind::Refused, format!("canary refused: {e:#}"));
+                    format!("refused {}: {e:#}", &hash[..12])
+                })?
+            }
+        };
+        let _canary = lock(&self.canary_lock);
+        self.install_canary(slot, version, percent, true);
+        Ok(hash[..12].to_string())
+    }
+
+    /// Makes `version` the canary of `slot` at `percent` (keeping the counts of a running
+    /// canary of the same version), then makes the folder say so. Called under `canary_lock`.
+    fn install_canary(&self, slot: Slot, version: Arc<Version>, percent: u8, write_file: bool) {
+        let state = self.slot(slot);
+        let current = state.current();
+        let canary = match state.canary().filter(|c| c.version.hash == version.hash) {
+            Some(old) => Canary {
+                version: old.version.clone(),
+                percent,
+                started_ms: old.started_ms,
+                baseline: old.baseline.clone(),
+                current_baseline: old.current_baseline.clone(),
+                current_hash: old.current_hash.clone(),
+            },
+            None => {
+                if let Some(old) = state.end_canary(None, false) {
+                    self.event(slot, old.version.short(), SwapEventKind::Rollback, format!("canary replaced by {}", version.short()));
+                }
+                Canary {
+                    baseline: Baseline::of(&version),
+                    version,
+                    percent,
+                    started_ms: crate::broker::now_ms(),
+                    current_baseline: Baseline::of(&current),
+                    current_hash: current.hash.clone(),
+                }
+            }
+        };
+        let short = canary.version.short().to_string();
+        let bytes = canary.version.bytes.clone();
+        state.set_canary(Arc::new(canary));
+        let detail = format!("canary serving {percent}% of the users (buckets 0-{}) beside {}", percent - 1, current.short());
+        tracing::info!(%slot, version = %short, "{detail}");
+        self.event(slot, &short, SwapEventKind::Canary, detail);
+        let name = canary::file_name(slot, percent);
+        if write_file {
+            let tmp = self.dir.join(format!(".{slot}.canary.tmp"));
+            if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, self.dir.join(&name))) {
+                tracing::error!(%slot, error = %e, "cannot write the canary file {name}; a restart will not start the canary again");
+            }
+        }
+        for (path, _) in self.canary_files(slot) {
+            if path.file_name().is_some_and(|n| n != name.as_str()) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
+    /// Ends the canary `canary` of `slot` if it still runs: its file is kept aside as
+    /// `<file>.<why>-<version>` (which the watcher ignores), the event recorded. Returns
+    /// the current version.
+    fn end_canary(&self, slot: Slot, canary: &Arc<Canary>, kind: SwapEventKind, detail: String) -> String {
+        let _canary = lock(&self.canary_lock);
+        let state = self.slot(slot);
+        let current = state.current().short().to_string();
+        if state.end_canary(Some(canary), false).is_none() {
+            return current;
+        }
+        let why = if kind == SwapEventKind::RolledBack { "rolled-back" } else { "ended" };
+        for (path, _) in self.canary_files(slot) {
+            if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == canary.version.hash) {
+                let aside = path.with_file_name(format!("{}.{why}-{}", path.file_name().unwrap_or_default().to_string_lossy(), canary.version.short()));
+                if let Err(e) = std::fs::rename(&path, &aside) {
+                    tracing::error!(%slot, error = %e, "cannot set the canary file aside");
+                }
+            }
+        }
+        if kind == SwapEventKind::RolledBack {
+            tracing::error!(%slot, version = canary.version.short(), "{detail}");
+        } else {
+            tracing::warn!(%slot, version = canary.version.short(), "{detail}");
+        }
+        self.event(slot, canary.version.short(), kind, detail);
+        current
+    }
+
+    /// Makes the canary of `slot` its current version (on probation, the old current kept
+    /// for rollback, as for any swap); the folder's `<slot>.wasm` then holds it.
+    pub fn promote(&self, slot: Slot) -> Result<String, String> {
+        let _canary = lock(&self.canary_lock);
+        let state = self.slot(slot);
+        let canary = state.canary().ok_or_else(|| format!("no canary runs in the {slot} slot"))?;
+        let before = state.current();
+        state.end_canary(Some(&canary), true).ok_or_else(|| "the canary ended meanwhile".to_string())?;
+        state.swap_in(canary.version.clone(), self.ctx.config.keep_versions);
+        {
+            let _folder = lock(&self.folder);
+            let tmp = self.dir.join(format!(".{slot}.wasm.promote"));
+            let path = self.dir.join(format!("{slot}.wasm"));
+            if let Err(e) = std::fs::write(&tmp, &canary.version.bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
+                tracing::error!(%slot, error = %e, "cannot write the promoted version to {}", path.display());
+            }
+            for (path, _) in self.canary_files(slot) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let detail = format!("canary promoted from {}% of the users; {} kept for rollback", canary.percent, before.short());
+        tracing::info!(%slot, version = canary.version.short(), "{detail}");
+        self.event(slot, canary.version.short(), SwapEventKind::Promoted, detail);
+        Ok(canary.version.short().to_string())
+    }
+
+    /// The canary files of `slot` in the folder and their shares, oldest (by modification
+    /// time, then name) first.
+    fn canary_files(&self, slot: Slot) -> Vec<(PathBuf, u8)> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf, u8)> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let (of, percent) = canary::parse_file_name(entry.file_name().to_str()?)?;
+                let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                (of == slot).then(|| (modified, entry.path(), percent))
+            })
+            .collect();
+        files.sort();
+        files.into_iter().map(|(_, path, percent)| (path, percent)).collect()
+    }
+
+    /// Makes the canary of `slot` what the folder says: the newest `<slot>.canary-<P>.wasm`
+    /// starts (or changes the share of) the canary, older ones are removed; no canary file
+    /// ends a running canary (the operator removed it). A refused file is logged, listed
+    /// and not tried again while unchanged. Called at start and by the watcher.
+    pub fn sync_canary(&self, slot: Slot) {
+        let state = self.slot(slot);
+        let (path, percent, hash) = {
+            let _canary = lock(&self.canary_lock);
+            let Some((path, percent)) = self.canary_files(slot).pop() else {
+                drop(_canary);
+                if let Some(canary) = state.canary() {
+                    self.end_canary(slot, &canary, SwapEventKind::Rollback, "canary file removed; the canary ended".into());
+                }
+                return;
+            };
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::error!(%slot, file = %path.display(), "cannot read the canary file: {e}");
+                    return;
+                }
+            };
+            let hash = sha256_hex(&bytes);
+            if hash == state.current().hash {
+                tracing::warn!(%slot, file = %path.display(), "the canary file holds the current version; ignored");
+                return;
+            }
+            if let Some(canary) = state.canary().filter(|c| c.version.hash == hash) {
+                if canary.percent != percent {
+                    self.install_canary(slot, canary.version.clone(), percent, false);
+                }
+                return;
+            }
+            if state.was_refused(&hash) {
+                return;
+            }
+            (path, percent, hash)
+        };
+        // Compiled without the lock: a big component takes tens of seconds.
+        let version = match Self::load_path(&self.ctx, slot, &path) {
+            Ok(version) => version,
+            Err((_, e)) => {
+                tracing::error!(%slot, file = %path.display(), "refused canary: {e:#}; the file stays, not tried again while unchanged");
+                state.mark_refused(&hash);
+                self.event(slot, &hash, SwapEventKind::Refused, format!("canary file {}: {e:#}", path.display()));
+                return;
+            }
+        };
+        let _canary = lock(&self.canary_lock);
+        // Still the newest canary file, with the same bytes?
+        let same = self.canary_files(slot).pop().is_some_and(|(p, _)| p == path)
+            && std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == hash);
+        if same && version.hash == hash {
+            self.install_canary(slot, version, percent, false);
+        }
     }
 
     /// Rolls back a version that failed `probation_failures` calls in a row in its
@@ -441,17 +722,40 @@ fn from_wit_refusal(r: types::Refusal) -> Refusal {
 impl Policy for PluginHost {
     fn route(&self, messages: Vec<MessageMeta>) -> Result<Vec<Route>, PolicyError> {
         let metas: Vec<types::MessageMeta> = messages.into_iter().map(to_wit_meta).collect();
-        let routes = self.call(Slot::Router, |store, instance| instance.route(store, metas))?;
-        Ok(routes.into_iter().map(from_wit_route).collect())
+        let canary = self.slot(Slot::Router).canary();
+        let Some(canary) = canary.filter(|c| metas.iter().any(|m| c.serves(&m.from))) else {
+            let routes = self.call_current(Slot::Router, &|store, instance| instance.route(store, metas.clone()))?;
+            return Ok(routes.into_iter().map(from_wit_route).collect());
+        };
+        // A batch mixes senders: each version routes its own senders' messages.
+        let (to_canary, to_current): (Vec<usize>, Vec<usize>) = (0..metas.len()).partition(|&i| canary.serves(&metas[i].from));
+        let part = |indexes: &[usize]| indexes.iter().map(|&i| metas[i].clone()).collect::<Vec<_>>();
+        let mut routes: Vec<Option<Route>> = vec![None; metas.len()];
+        if !to_current.is_empty() {
+            let part = part(&to_current);
+            let answer = self.call_current(Slot::Router, &|store, instance| instance.route(store, part.clone()))?;
+            for (i, route) in to_current.iter().zip(answer) {
+                routes[*i] = Some(from_wit_route(route));
+            }
+        }
+        let part = part(&to_canary);
+        let answer = self.call_canary(Slot::Router, &canary, &|store, instance| instance.route(store, part.clone()))?;
+        for (i, route) in to_canary.iter().zip(answer) {
+            routes[*i] = Some(from_wit_route(route));
+        }
+        routes
+            .into_iter()
+            .map(|r| r.ok_or_else(|| PolicyError::Failed { slot: Slot::Router, detail: "the router answered fewer routes than messages".into() }))
+            .collect()
     }
 
     fn request_code(&self, phone: &str) -> Result<Result<u32, Refusal>, PolicyError> {
-        let answer = self.call(Slot::Registrar, |store, instance| instance.request_code(store, phone))?;
+        let answer = self.call(Slot::Registrar, phone, |store, instance| instance.request_code(store, phone))?;
         Ok(answer.map_err(from_wit_refusal))
     }
 
     fn verify_code(&self, phone: &str, code: &str) -> Result<Result<(), Refusal>, PolicyError> {
-        let answer = self.call(Slot::Registrar, |store, instance| instance.verify_code(store, phone, code))?;
+        let answer = self.call(Slot::Registrar, phone, |store, instance| instance.verify_code(store, phone, code))?;
         Ok(answer.map_err(from_wit_refusal))
     }
 
@@ -466,12 +770,13 @@ impl Policy for PluginHost {
             },
             kind: to_wit_kind(receipt.kind),
         };
-        self.call(Slot::Receipts, |store, instance| instance.allow(store, &meta))
+        // The user whose client sends the receipt (who received or read the message).
+        self.call(Slot::Receipts, &meta.by, |store, instance| instance.allow(store, &meta))
     }
 
     fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError> {
         let command = types::Command { from: from.to_string(), name: name.to_string(), args };
-        self.call(slot, |store, instance| instance.handle_command(store, &command))
+        self.call(slot, from, |store, instance| instance.handle_command(store, &command))
     }
 }
 

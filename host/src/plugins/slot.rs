@@ -1,17 +1,20 @@
 //! One slot's versions, after Erlang's current and old code: the current version takes new
 //! calls; earlier versions are kept for rollback; a swap or rollback is one atomic pointer
-//! store, and calls already running finish on the version they started on.
+//! store, and calls already running finish on the version they started on. A canary
+//! (see `canary`) is a version beside the current one that serves a share of the users.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::Serialize;
 
+use super::canary::Canary;
 use super::version::Version;
 
-/// What happened to a slot. Serialized as `loaded`, `refused`, `rolled-back`, `rollback`.
+/// What happened to a slot. Serialized as `loaded`, `refused`, `rolled-back`, `rollback`,
+/// `canary`, `promoted`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SwapEventKind {
@@ -21,8 +24,12 @@ pub enum SwapEventKind {
     Refused,
     /// A version failing in probation was rolled back automatically.
     RolledBack,
-    /// An operator rolled back.
+    /// An operator rolled back (or ended a canary).
     Rollback,
+    /// A canary started, or its share changed.
+    Canary,
+    /// A canary was made current.
+    Promoted,
 }
 
 /// Something that happened to a slot, for the operator's swap history.
@@ -46,6 +53,8 @@ const MAX_REFUSED: usize = 64;
 /// The versions of one slot.
 pub struct SlotState {
     current: ArcSwap<Version>,
+    /// The canary beside the current version, if one runs.
+    canary: ArcSwapOption<Canary>,
     /// When the current version became current (its probation starts then).
     since: Mutex<Instant>,
     /// Versions that were current before, newest last; rollback takes the newest.
@@ -65,6 +74,7 @@ impl SlotState {
     pub fn new(first: Arc<Version>) -> SlotState {
         SlotState {
             current: ArcSwap::new(first),
+            canary: ArcSwapOption::empty(),
             since: Mutex::new(Instant::now()),
             earlier: Mutex::new(VecDeque::new()),
             rolled_back: Mutex::new(VecDeque::new()),
@@ -125,6 +135,39 @@ impl SlotState {
             rolled.pop_front();
         }
         Ok((current, previous))
+    }
+
+    /// The running canary, if any.
+    pub fn canary(&self) -> Option<Arc<Canary>> {
+        self.canary.load_full()
+    }
+
+    /// Starts (or replaces) the canary; returns the one it replaced.
+    pub fn set_canary(&self, canary: Arc<Canary>) -> Option<Arc<Canary>> {
+        self.canary.swap(Some(canary))
+    }
+
+    /// Ends the canary if it is still `which` (any canary if `None`); returns it. Its
+    /// version is retired and listed as rolled back unless it is `promoted`.
+    pub fn end_canary(&self, which: Option<&Arc<Canary>>, promoted: bool) -> Option<Arc<Canary>> {
+        let ended = match which {
+            Some(which) => {
+                let expected = Some(which.clone());
+                let old: Option<Arc<Canary>> = (*self.canary.compare_and_swap(&expected, None)).clone();
+                old.filter(|c| Arc::ptr_eq(c, which))?
+            }
+            None => self.canary.swap(None)?,
+        };
+        if !promoted {
+            ended.version.retire();
+            let mut rolled = lock(&self.rolled_back);
+            rolled.retain(|v| v.hash != ended.version.hash);
+            rolled.push_back(ended.version.clone());
+            while rolled.len() > MAX_ROLLED_BACK {
+                rolled.pop_front();
+            }
+        }
+        Some(ended)
     }
 
     /// How long the current version has been current.

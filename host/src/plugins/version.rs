@@ -92,6 +92,8 @@ pub struct Version {
     /// Instances dropped after a call because their memory passed the recycle mark.
     pub recycled: AtomicU64,
     pub consecutive_errors: AtomicU32,
+    /// Call durations, for the canary comparison and `hotline_plugin_call_duration_seconds`.
+    pub latency: super::canary::Latency,
     config: String,
 }
 
@@ -133,6 +135,7 @@ impl Version {
             instance_memory: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
             consecutive_errors: AtomicU32::new(0),
+            latency: Default::default(),
             config: ctx.config_for(slot),
         });
         // The probe instance proves it instantiates and accepts its config; keep it pooled.
@@ -172,7 +175,10 @@ impl Version {
         ctx: &PluginContext,
         f: impl FnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
-        super::runtime::blocking(|| self.call_here(ctx, f))
+        let started = std::time::Instant::now();
+        let result = super::runtime::blocking(|| self.call_here(ctx, f));
+        self.latency.record(started.elapsed());
+        result
     }
 
     fn call_here<R>(

@@ -2,8 +2,10 @@
 //! Each slot loads on a thread of its own, so a 10-40 s compile of a big Python or JS
 //! router does not hold up a swap of the registrar or the receipts plugin.
 //!
-//! A file is named after its slot (`router.wasm`, `registrar.wasm`, `receipts.wasm`); other
-//! files are ignored. Only events that change a file count: create, data written,
+//! A file is named after its slot (`router.wasm`, `registrar.wasm`, `receipts.wasm`), or is
+//! a slot's canary (`router.canary-10.wasm`: see [`PluginHost::sync_canary`], looked at once
+//! the folder has been quiet for [`QUIET`], on a thread of its own per slot); other files
+//! are ignored. Only events that change a file count: create, data written,
 //! close-after-write, rename, remove. Opening or reading it (the loader's own read
 //! included) and metadata changes do not, so a loaded file is read once, not again and again.
 //!
@@ -76,7 +78,12 @@ impl Watcher {
     /// Starts watching `host`'s plugin folder, with one loading thread per slot.
     pub fn start(host: Arc<PluginHost>) -> anyhow::Result<Watcher> {
         let mut senders = Vec::new();
+        let mut canary_senders = Vec::new();
         for slot in Slot::ALL {
+            let (tx, rx) = mpsc::channel();
+            canary_senders.push(tx);
+            let canary_host = host.clone();
+            std::thread::Builder::new().name(format!("hotline-plugin-canary-{slot}")).spawn(move || run_canary(canary_host, slot, rx))?;
             let (tx, rx) = mpsc::channel();
             senders.push(tx);
             let host = host.clone();
@@ -90,11 +97,16 @@ impl Watcher {
                 for tx in &senders {
                     let _ = tx.send(Change::Replaced);
                 }
+                for tx in &canary_senders {
+                    let _ = tx.send(());
+                }
                 return;
             }
             for path in &event.paths {
                 if let Some(slot) = slot_of(path) {
                     let _ = senders[slot as usize].send(change);
+                } else if let Some((slot, _)) = path.file_name().and_then(|n| super::canary::parse_file_name(n.to_str()?)) {
+                    let _ = canary_senders[slot as usize].send(());
                 }
             }
         })?;
@@ -142,6 +154,21 @@ fn run(host: Arc<PluginHost>, slot: Slot, rx: mpsc::Receiver<Change>) {
                 tracing::warn!(%slot, file = %path.display(), "plugin file removed; the current version stays");
             }
         }
+    }
+}
+
+/// One slot's canary loader: once the canary files have been quiet for [`QUIET`] after a
+/// change, makes the canary what the folder says. Ends when the watcher is dropped.
+fn run_canary(host: Arc<PluginHost>, slot: Slot, rx: mpsc::Receiver<()>) {
+    while rx.recv().is_ok() {
+        loop {
+            match rx.recv_timeout(QUIET) {
+                Ok(()) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        host.sync_canary(slot);
     }
 }
 
