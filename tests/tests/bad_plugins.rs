@@ -101,7 +101,9 @@ async fn broken_files_are_refused_and_the_current_version_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_that_trap_loop_or_exhaust_memory_are_rolled_back() {
-    let mut broker = Broker::start().unwrap();
+    // A time limit long enough for the hog to reach its memory cap first even on a loaded
+    // machine (with the default 100 ms, a starved hog was cut off by time on every call).
+    let mut broker = Broker::start_with_config("[plugins]\ncall_timeout_ms = 1000\n").unwrap();
     let alice_key = broker.register(ALICE).await.unwrap();
     let bob_key = broker.register(BOB).await.unwrap();
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
