@@ -246,3 +246,48 @@ async fn a_router_that_runs_to_its_time_limit_holds_up_no_other_client() {
     assert_eq!(broker.metric("hotline_policy_questions").unwrap(), 0.0);
     eprintln!("{SENDERS} timed-out calls answered in {took:?}; the bystander's Pong came at once");
 }
+
+/// A router that sleeps (blocks inside a WASI call, where the epoch deadline cannot reach
+/// it) is cut off at the time limit like one that loops: the sender is told to retry after
+/// about the limit, not the minute it asked to sleep; the failure is counted as a time-out;
+/// a bystander is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_sleeps_in_wasi_is_cut_off_at_the_time_limit() {
+    const LIMIT_MS: u64 = 300;
+    let broker = Broker::start_with_config(&format!(
+        "[plugins]\nthreads = 2\ncall_timeout_ms = {LIMIT_MS}\nprobation_failures = 0\n"
+    ))
+    .unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    let mut bob = broker.login(BOB, &bob_key).await.unwrap();
+    let sleep = std::fs::read(env!("HOTLINE_TEST_PLUGIN_SLEEP")).unwrap();
+    let sleeping = version_of(&sleep);
+    install(&broker.plugin_dir(), "router.wasm", &sleep).unwrap();
+    eventually(T, || (broker.current_version("router").ok()? == sleeping).then_some(())).unwrap();
+
+    for round in 0..2u64 {
+        let start = Instant::now();
+        alice.send_with_id(round, BOB, b"sleepy".to_vec()).await.unwrap();
+        bob.send_frame(&ClientFrame::Ping { nonce: round }).await.unwrap();
+        match bob.next_frame_within(T).await.unwrap() {
+            ServerFrame::Pong { nonce } if nonce == round => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        match alice.next_frame_within(T).await.unwrap() {
+            ServerFrame::SendFailed { client_id, error: ErrorCode::Retryable, .. } if client_id == round => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(LIMIT_MS - 20), "cut off after only {took:?}");
+        assert!(took < Duration::from_secs(10), "the sleep was not cut off: {took:?}");
+        eprintln!("round {round}: the sleeping call was cut off after {took:?}");
+    }
+    let series = format!("hotline_plugin_errors_total{{slot=\"router\",version=\"{sleeping}\",kind=\"timeout\"}}");
+    assert_eq!(broker.metric(&series).unwrap(), 2.0, "{series}");
+    let trap = format!("hotline_plugin_errors_total{{slot=\"router\",version=\"{sleeping}\",kind=\"trap\"}}");
+    assert_eq!(broker.metric(&trap).unwrap(), 0.0, "{trap}");
+    alice.close().await;
+    bob.close().await;
+}

@@ -1,4 +1,4 @@
-//! Plugins written in C, Python and JavaScript (`plugins/examples/`): each is built from
+//! Plugins written in C, Python, JavaScript and WebAssembly text (`plugins/examples/`): each is built from
 //! source with its language's toolchain, copied into a running broker's plugin folder,
 //! observed through `hotline-chat`, then swapped back to the built-in plugin, whose
 //! behaviour is observed again. The toolchains come from `scripts/setup plugins`; a missing
@@ -7,10 +7,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use hotline_protocol::{ErrorCode, ServerFrame};
 use hotline_tests::{build_plugin_script, events, BIG_PLUGIN_LOAD, install, ok, refused, version_of, with_marker, workspace_root, Broker};
 
 const ALICE: &str = "+15550900001";
 const BOB: &str = "+15550900002";
+const CAROL: &str = "+15550900003";
 
 /// Builds `plugins/examples/<example>/build.sh` into a scratch folder.
 fn build_example(example: &str, scratch: &Path) -> Vec<u8> {
@@ -136,4 +138,74 @@ fn python_receipts_hide_read_receipts_and_the_builtin_receipts_come_back() {
     assert_eq!(statuses("read me too"), vec!["delivered", "read"]);
     let why = refused(alice().args(["command", "receipts", "policy"]).output().unwrap());
     assert!(why.contains("unknown command"), "{why}");
+}
+
+/// A router in WebAssembly text against the canonical ABI (`plugins/examples/wat-router`),
+/// with no bindings generator and no WASI: it delivers to E.164 numbers, one message or a
+/// pipelined batch, rejects anything else with its reason, refuses commands, and counts.
+#[test]
+fn wat_router_written_against_the_canonical_abi_routes_and_rejects() {
+    let scratch = tempfile::tempdir().unwrap();
+    let router = build_example("wat-router", scratch.path());
+    let profiles = tempfile::tempdir().unwrap();
+    let broker = broker_with_two_users(profiles.path());
+    let alice = || broker.chat(&profiles.path().join("alice"));
+    let bob = || broker.chat(&profiles.path().join("bob"));
+    let builtin = std::fs::read(broker.plugin_dir().join("router.wasm")).unwrap();
+
+    broker.load_plugin("router", &router, BIG_PLUGIN_LOAD).unwrap();
+    let listed = broker.plugins().unwrap();
+    let version = version_of(&router);
+    let info = listed["versions"].as_array().unwrap().iter().find(|v| v["version"] == version.as_str()).unwrap().clone();
+    assert_eq!(info["contract_version"], "0.2.0", "{info}");
+
+    ok(alice().args(["send", BOB, "hello from the canonical ABI"]).output().unwrap());
+    let got = events(bob().args(["listen", "--count", "1", "--timeout", "20"]).output().unwrap());
+    assert_eq!((got[0]["from"].as_str(), got[0]["text"].as_str()), (Some(ALICE), Some("hello from the canonical ABI")));
+    let why = refused(alice().args(["send", "#team", "hi all"]).output().unwrap());
+    assert!(why.contains("cannot deliver to \"#team\": this router takes E.164 numbers only"), "{why}");
+    let why = refused(alice().args(["send", "+0123456789", "leading zero"]).output().unwrap());
+    assert!(why.contains("cannot deliver to \"+0123456789\""), "{why}");
+    let why = refused(bob().args(["command", "router", "blocked"]).output().unwrap());
+    assert!(why.contains("unknown command; this router takes none"), "{why}");
+    let why = refused(alice().args(["group", "create", "#team"]).output().unwrap());
+    assert!(why.contains("unknown command; this router takes none"), "{why}");
+
+    // Pipelined sends (the broker batches them into `route-batch` calls): every E.164 one
+    // is delivered, every other one is refused with its own reason, in the same pipeline.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let carol_key = broker.register(CAROL).await.unwrap();
+        let mut carol = broker.login(CAROL, &carol_key).await.unwrap();
+        for i in 0..20u64 {
+            let to = if i % 5 == 4 { format!("#group{i}") } else { BOB.to_string() };
+            carol.send_with_id(i, &to, format!("batch {i}").into_bytes()).await.unwrap();
+        }
+        let (mut sent, mut refused) = (0, Vec::new());
+        while sent + refused.len() < 20 {
+            match carol.next_frame_within(Duration::from_secs(20)).await.unwrap() {
+                ServerFrame::Sent { client_id, .. } => {
+                    assert!(client_id % 5 != 4, "message {client_id} to a group was delivered");
+                    sent += 1;
+                }
+                ServerFrame::SendFailed { client_id, error: ErrorCode::Rejected, reason } => {
+                    assert_eq!(reason, format!("cannot deliver to \"#group{client_id}\": this router takes E.164 numbers only"));
+                    refused.push(client_id);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        refused.sort_unstable();
+        assert_eq!((sent, refused), (16, vec![4, 9, 14, 19]));
+        carol.close().await;
+    });
+    let got = events(bob().args(["listen", "--count", "16", "--timeout", "20"]).output().unwrap());
+    assert_eq!(got.len(), 16, "{got:?}");
+    assert!(got.iter().all(|e| e["from"].as_str() == Some(CAROL)), "{got:?}");
+    let counters = &broker.plugins().unwrap()["counters"]["router"];
+    assert_eq!((counters["routed"].as_u64(), counters["rejected"].as_u64()), (Some(17), Some(6)), "{counters}");
+
+    // The built-in router comes back and knows groups again.
+    broker.load_plugin("router", &builtin, BIG_PLUGIN_LOAD).unwrap();
+    ok(alice().args(["group", "create", "#team"]).output().unwrap());
 }

@@ -1,16 +1,18 @@
 //! The wasmtime engine shared by all plugins: configuration (component model, epoch
-//! interruption for time limits), one linker per slot world and contract version, and
-//! compilation with an on-disk cache of precompiled components.
+//! interruption for time limits), one linker per slot world and contract version (WASI's
+//! blocking poll bounded by the call's deadline), and compilation with an on-disk cache of
+//! precompiled components.
 
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
+use wasmtime::{Config, Engine, StoreContextMut};
 
 use super::bindings::{latest, v0_1_0, ContractVersion};
-use super::state::PluginState;
+use super::state::{BlockedPastDeadline, PluginState};
 use crate::policy::Slot;
 
 /// How often the epoch advances; the unit of the per-call time limit.
@@ -52,6 +54,7 @@ impl Runtime {
         let wasi = || -> anyhow::Result<Linker<PluginState>> {
             let mut linker = Linker::new(&engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+            add_bounded_poll(&mut linker)?;
             Ok(linker)
         };
         let mut linkers = Vec::new();
@@ -106,6 +109,45 @@ impl Runtime {
         }
         Ok(Compiled { component, duration: start.elapsed(), from_cache: false })
     }
+}
+
+/// The `wasi:io/poll` instance `add_to_linker_sync` defines (wasmtime-wasi 48's WASI 0.2
+/// version; guests importing any 0.2.x match it).
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Redefines the two functions of `wasi:io/poll` that block, `poll` and `pollable.block`,
+/// to wait at most until the call's deadline ([`PluginState::deadline`]) and then fail the
+/// call with [`BlockedPastDeadline`] (counted as a time-out). Epoch interruption stops
+/// guest code only: a guest sleeping (`std::thread::sleep` is `subscribe-duration` then
+/// `block`) would otherwise hold its thread for as long as it asked. With nothing granted
+/// (no files, sockets that may connect nowhere, closed stdin, stdout a sink), a poll on a
+/// clock is the only WASI call that can wait long; every wait goes through these two.
+fn add_bounded_poll(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
+    use wasmtime_wasi::p2::bindings::io::poll::{Host, HostPollable};
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    poll.func_wrap("poll", |mut cx: StoreContextMut<'_, PluginState>, (pollables,): (Vec<Resource<DynPollable>>,)| {
+        let state = cx.data_mut();
+        let ready = until(state.deadline, Host::poll(&mut state.table, pollables))??;
+        Ok((ready,))
+    })?;
+    poll.func_wrap("[method]pollable.block", |mut cx: StoreContextMut<'_, PluginState>, (pollable,): (Resource<DynPollable>,)| {
+        let state = cx.data_mut();
+        until(state.deadline, HostPollable::block(&mut state.table, pollable))??;
+        Ok(())
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Runs `wait` on WASI's tokio runtime until it ends or `deadline` passes.
+fn until<F: Future>(deadline: Option<Instant>, wait: F) -> wasmtime::Result<F::Output> {
+    let Some(deadline) = deadline else {
+        return Ok(wasmtime_wasi::runtime::in_tokio(wait));
+    };
+    wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout_at(deadline.into(), wait).await })
+        .map_err(|_elapsed| BlockedPastDeadline.into())
 }
 
 /// Runs `f`, which may block (WASI's synchronous bindings block on tokio futures, e.g. when

@@ -1,7 +1,9 @@
 //! What a plugin instance's store holds: its slot, its key-value space, WASI with nothing
-//! granted, and its memory limit. Host interface implementations (`host_api/`) act on it.
+//! granted, its memory limit and its call's deadline. Host interface implementations
+//! (`host_api/`) act on it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -21,9 +23,19 @@ pub struct PluginState {
     pub(crate) sms: Arc<dyn SmsSender>,
     pub(crate) counters: Arc<PluginCounters>,
     pub(crate) limits: MemoryLimiter,
+    /// When the running call (or `init`) reaches its time limit: a WASI call that blocks
+    /// (`wasi:io/poll`) is cut off there, since the epoch deadline cannot interrupt a host
+    /// call (see `runtime::add_bounded_poll`).
+    pub(crate) deadline: Option<Instant>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
 }
+
+/// A guest blocked in a WASI call (a sleep, a poll) until its call's time limit: the call
+/// fails as a time-out, like one that runs past the epoch deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("blocked in a WASI call (wasi:io/poll) until the time limit")]
+pub struct BlockedPastDeadline;
 
 impl PluginState {
     /// State for a new instance: no files, no network, no environment, no stdio.
@@ -46,6 +58,7 @@ impl PluginState {
                 memory_bytes: 0,
                 refused_growth: false,
             },
+            deadline: None,
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         }

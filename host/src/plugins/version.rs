@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
@@ -12,7 +12,7 @@ use super::bindings::ContractVersion;
 pub use super::instance::Instance;
 use super::instance::Pre;
 use super::runtime::{Runtime, EPOCH_TICK};
-use super::state::PluginState;
+use super::state::{BlockedPastDeadline, PluginState};
 use super::PluginContext;
 use crate::policy::Slot;
 
@@ -20,7 +20,8 @@ use crate::policy::Slot;
 /// and becomes its own [`PolicyError`](crate::policy::PolicyError) variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// It ran past the time limit per call (the epoch deadline interrupted it).
+    /// It ran past the time limit per call (the epoch deadline interrupted it, or it was
+    /// blocked in a WASI call until the limit).
     Timeout,
     /// It trapped: a panic, `unreachable`, a stack overflow, a failed host call.
     Trap,
@@ -162,8 +163,10 @@ impl Version {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
+        store.data_mut().deadline = Some(Instant::now() + ctx.limits.call_timeout);
         let instance = self.pre.instantiate(&mut store)?;
         store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
+        store.data_mut().deadline = Some(Instant::now() + ctx.limits.call_timeout);
         instance.init(&mut store, &self.config)?.map_err(|e| anyhow::anyhow!("init refused its config: {e}"))?;
         Ok(Loaded { store, instance })
     }
@@ -196,6 +199,7 @@ impl Version {
             },
         };
         loaded.store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
+        loaded.store.data_mut().deadline = Some(Instant::now() + ctx.limits.call_timeout);
         loaded.store.data_mut().limits.refused_growth = false;
         match f(&mut loaded.store, &loaded.instance) {
             Ok(result) => {
@@ -256,6 +260,10 @@ fn ticks(limit: Duration) -> u64 {
 /// The kind and a readable cause of a failed call: time limit, memory (the call failed
 /// after the cap refused it memory), or the guest's own trap.
 fn describe_trap(e: &wasmtime::Error, limits: &super::Limits, refused_growth: bool) -> (FailureKind, String) {
+    if e.downcast_ref::<BlockedPastDeadline>().is_some() {
+        let limit = limits.call_timeout.as_millis();
+        return (FailureKind::Timeout, format!("exceeded the time limit of {limit} ms per call (blocked in a WASI call)"));
+    }
     let cause = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => {
             return (FailureKind::Timeout, format!("exceeded the time limit of {} ms per call", limits.call_timeout.as_millis()))
