@@ -77,6 +77,17 @@ async fn the_router_is_swapped_fifty_times_while_messages_flow() {
     assert_eq!(calls, sent.len() as u64, "router calls across versions != messages");
     assert_eq!(report["counters"]["router"]["routed"], sent.len() as u64);
     assert!(routers.iter().all(|v| v["errors"] == 0));
+    // The versions kept for rollback hold their component files on disk by hash, not in
+    // memory: one file per listed version of any slot, and nothing else.
+    let kept: BTreeSet<String> = std::fs::read_dir(broker.data.join("plugin-cache/versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let all_listed: BTreeSet<&str> = report["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(kept.len(), all_listed.len(), "kept files {kept:?} for versions {all_listed:?}");
+    for v in &all_listed {
+        assert!(kept.iter().any(|f| f.starts_with(v) && f.ends_with(".wasm")), "no file kept for version {v}: {kept:?}");
+    }
 
     // Nothing lost: Bob gets every message exactly once, in order.
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();

@@ -17,6 +17,7 @@ mod instance;
 pub mod metrics;
 mod runtime;
 mod slot;
+mod sources;
 mod state;
 mod version;
 mod watcher;
@@ -64,6 +65,8 @@ pub struct Limits {
 /// What versions need to instantiate: engine, storage, SMS, counters, limits, configs.
 pub struct PluginContext {
     runtime: Runtime,
+    /// Component files of the loaded versions, on disk (`<cache>/versions/`).
+    sources: Arc<sources::Sources>,
     store: Store,
     sms: Arc<dyn SmsSender>,
     counters: [Arc<PluginCounters>; 3],
@@ -157,8 +160,11 @@ impl PluginHost {
             recycle_above_bytes: ((config.memory_limit_mib as usize) << 20) / 4 * 3,
             max_idle_instances: config.max_idle_instances,
         };
+        let sources = sources::Sources::open(cache_dir.join("versions"))
+            .with_context(|| format!("opening {}", cache_dir.join("versions").display()))?;
         let ctx = PluginContext {
             runtime: Runtime::new(cache_dir)?,
+            sources,
             store,
             sms,
             counters: Default::default(),
@@ -338,7 +344,7 @@ impl PluginHost {
         let aside = self.dir.join(format!("{slot}.wasm.{why}-{}", &bad[..12]));
         let tmp = self.dir.join(format!(".{slot}.wasm.restore"));
         let result = std::fs::rename(&path, &aside)
-            .and_then(|()| std::fs::write(&tmp, &now.bytes))
+            .and_then(|()| now.file.copy_to(&tmp))
             .and_then(|()| std::fs::rename(&tmp, &path));
         match result {
             Ok(()) => tracing::info!(%slot, file = %aside.display(), "kept the {why} file aside; {} is back in place", now.short()),
@@ -517,7 +523,7 @@ impl PluginHost {
             }
         };
         let short = canary.version.short().to_string();
-        let bytes = canary.version.bytes.clone();
+        let version = canary.version.clone();
         state.set_canary(Arc::new(canary));
         let detail = format!("canary serving {percent}% of the users (buckets 0-{}) beside {}", percent - 1, current.short());
         tracing::info!(%slot, version = %short, "{detail}");
@@ -525,7 +531,7 @@ impl PluginHost {
         let name = canary::file_name(slot, percent);
         if write_file {
             let tmp = self.dir.join(format!(".{slot}.canary.tmp"));
-            if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, self.dir.join(&name))) {
+            if let Err(e) = version.file.copy_to(&tmp).and_then(|()| std::fs::rename(&tmp, self.dir.join(&name))) {
                 tracing::error!(%slot, error = %e, "cannot write the canary file {name}; a restart will not start the canary again");
             }
         }
@@ -577,7 +583,7 @@ impl PluginHost {
             let _folder = lock(&self.folder);
             let tmp = self.dir.join(format!(".{slot}.wasm.promote"));
             let path = self.dir.join(format!("{slot}.wasm"));
-            if let Err(e) = std::fs::write(&tmp, &canary.version.bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
+            if let Err(e) = canary.version.file.copy_to(&tmp).and_then(|()| std::fs::rename(&tmp, &path)) {
                 tracing::error!(%slot, error = %e, "cannot write the promoted version to {}", path.display());
             }
             for (path, _) in self.canary_files(slot) {

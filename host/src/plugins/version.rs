@@ -77,8 +77,9 @@ pub struct Version {
     pub slot: Slot,
     /// Full SHA-256 of the file, hex.
     pub hash: String,
-    /// The component file's bytes, to put back in the folder after a rollback.
-    pub bytes: Vec<u8>,
+    /// The component file, kept on disk by hash (not in memory), to put back in the
+    /// folder after a rollback or a promotion.
+    pub file: super::sources::KeptSource,
     pub info: LoadInfo,
     pre: Pre,
     pool: Mutex<Vec<Loaded>>,
@@ -116,10 +117,12 @@ impl Version {
         })?;
         let pre = Pre::new(slot, contract, instance_pre)
             .map_err(|e| anyhow::anyhow!("does not export the {slot} world of contract {contract}: {e:#}"))?;
+        let file = ctx.sources.keep(&hash, &bytes).map_err(|e| anyhow::anyhow!("cannot keep its file in the compile cache: {e}"))?;
+        drop(bytes);
         let version = Arc::new(Version {
             slot,
             hash,
-            bytes,
+            file,
             info: LoadInfo {
                 loaded_at_ms: crate::broker::now_ms(),
                 compile_us: compiled.duration.as_micros() as u64,
