@@ -82,6 +82,17 @@ impl Metrics {
         let bucket_lines = body.lines().filter(|l| !l.starts_with('#') && l.contains("_bucket{")).count();
         let histogram_series = scrape.samples.iter().filter(|s| matches!(s.value, Value::Histogram(_))).count();
         assert_eq!(scrape.samples.len() + bucket_lines - histogram_series, sample_lines, "samples whose value did not parse:\n{body}");
+        // A histogram's `_count` series, by name and labels, to check its buckets against.
+        let counts: BTreeMap<(String, BTreeMap<String, String>), f64> = scrape
+            .samples
+            .iter()
+            .filter_map(|s| match s.value {
+                Value::Untyped(v) if s.metric.ends_with("_count") => {
+                    Some(((s.metric.clone(), s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()), v))
+                }
+                _ => None,
+            })
+            .collect();
         let mut series = BTreeMap::new();
         for sample in scrape.samples {
             let family = family_of(&sample.metric, &types).unwrap_or_else(|| panic!("no TYPE for {}", sample.metric));
@@ -93,8 +104,8 @@ impl Metrics {
                     assert!(buckets.windows(2).all(|w| w[0].less_than < w[1].less_than && w[0].count <= w[1].count), "{sample:?}");
                     assert_eq!(buckets.last().map(|b| b.less_than), Some(f64::INFINITY), "{sample:?}");
                     let count = format!("{}_count", sample.metric);
-                    let count_line = body.lines().find_map(|l| l.strip_prefix(&count).and_then(|v| v.strip_prefix(' ')));
-                    assert_eq!(count_line.and_then(|v| v.parse().ok()), buckets.last().map(|b| b.count), "{count}");
+                    let labels = sample.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    assert_eq!(counts.get(&(count.clone(), labels)).copied(), buckets.last().map(|b| b.count), "{count} {:?}", sample.labels);
                 }
                 Value::Untyped(_) if family != sample.metric => {} // a histogram's `_sum` or `_count`
                 _ => panic!("untyped: {sample:?}"),
