@@ -612,6 +612,19 @@ pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Resul
     }
 }
 
+/// The broker's answer to the send with `client_id`: the stored id, or the refusal. Other
+/// frames on the way are skipped.
+pub async fn answer_to(client: &mut Client, client_id: u64) -> Result<u64, (hotline_protocol::ErrorCode, String)> {
+    use hotline_protocol::ServerFrame;
+    loop {
+        match client.next_frame_within(Duration::from_secs(20)).await.unwrap() {
+            ServerFrame::Sent { client_id: c, id } if c == client_id => return Ok(id),
+            ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id => return Err((error, reason)),
+            _ => {}
+        }
+    }
+}
+
 /// Takes the next `n` frames, which must all be messages, acknowledging each. Returns their
 /// ids in arrival order.
 pub async fn take_messages(client: &mut Client, n: usize) -> Vec<u64> {

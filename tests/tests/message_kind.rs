@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hotline_client::{Client, ClientError, ConnectOptions};
 use hotline_protocol::{close_code, ClientFrame, ErrorCode, MessageKind, ServerFrame};
-use hotline_tests::{events, Broker};
+use hotline_tests::{answer_to, events, Broker};
 
 const ALICE: &str = "+15550930001";
 const BOB: &str = "+15550930002";
@@ -19,17 +19,6 @@ const T: Duration = Duration::from_secs(10);
 
 fn png() -> MessageKind {
     MessageKind::Media { mime: "image/png".into() }
-}
-
-/// The answer to `client_id`: the stored id, or the refusal. Other frames are skipped.
-async fn answer(client: &mut Client, client_id: u64) -> Result<u64, (ErrorCode, String)> {
-    loop {
-        match client.next_frame_within(T).await.unwrap() {
-            ServerFrame::Sent { client_id: c, id } if c == client_id => return Ok(id),
-            ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id => return Err((error, reason)),
-            _ => {}
-        }
-    }
 }
 
 /// Logs in with protocol versions up to 2 offered (a client from before version 3).
@@ -61,7 +50,7 @@ async fn version_3_recipients_get_each_message_with_its_kind_and_version_2_ones_
     let text_to_dan = alice.send(DAN, b"and a caption".to_vec()).await.unwrap();
     let mut ids = Vec::new();
     for client_id in [text, media, plain, for_carol, for_dan, text_to_dan] {
-        ids.push(answer(&mut alice, client_id).await.expect("stored"));
+        ids.push(answer_to(&mut alice, client_id).await.expect("stored"));
     }
 
     // Bob (version 3): TypedMessage, each with the kind it was sent with (a plain Send is Text).
@@ -124,7 +113,7 @@ async fn send_typed_in_a_version_2_session_and_a_bad_mime_type_store_nothing() {
     // answered, then the connection closes as malformed; the SendTyped stores nothing.
     let before = carol.send(BOB, b"before".to_vec()).await.unwrap();
     carol.send_frame(&ClientFrame::SendTyped { client_id: 2, to: BOB.into(), kind: png(), body: b"typed".to_vec() }).await.unwrap();
-    let before_id = answer(&mut carol, before).await.expect("the Send before it is stored");
+    let before_id = answer_to(&mut carol, before).await.expect("the Send before it is stored");
     match carol.next_frame_within(T).await {
         Err(ClientError::Closed { code, reason }) => assert_eq!(
             (code, reason.as_str()),
@@ -138,12 +127,12 @@ async fn send_typed_in_a_version_2_session_and_a_bad_mime_type_store_nothing() {
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
     for mime in ["image", "image/png; charset=utf-8", "", "im age/png"] {
         let client_id = alice.send_typed(BOB, MessageKind::Media { mime: mime.into() }, b"bad".to_vec()).await.unwrap();
-        let (error, reason) = answer(&mut alice, client_id).await.expect_err("a bad MIME type was stored");
+        let (error, reason) = answer_to(&mut alice, client_id).await.expect_err("a bad MIME type was stored");
         assert_eq!(error, ErrorCode::InvalidArgument, "{mime:?}");
         assert!(reason.contains("is not a MIME type (type/subtype"), "{reason}");
     }
     let after = alice.send_typed(BOB, png(), b"after".to_vec()).await.unwrap();
-    let after_id = answer(&mut alice, after).await.unwrap();
+    let after_id = answer_to(&mut alice, after).await.unwrap();
 
     // Bob gets the Send before the SendTyped, then Alice's good message: nothing between.
     let mut got = Vec::new();

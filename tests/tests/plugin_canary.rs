@@ -9,9 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hotline_client::Client;
-use hotline_protocol::{ErrorCode, MessageKind, ServerFrame};
-use hotline_tests::{bin, eventually, install, version_of, Broker};
+use hotline_protocol::{ErrorCode, MessageKind};
+use hotline_tests::{answer_to, bin, eventually, install, version_of, Broker};
 use sha2::Digest;
 
 const BOB: &str = "+15550950000";
@@ -46,17 +45,6 @@ fn png() -> MessageKind {
     MessageKind::Media { mime: "image/png".into() }
 }
 
-/// The answer to `client_id`: the stored id, or the refusal.
-async fn answer(client: &mut Client, client_id: u64) -> Result<u64, (ErrorCode, String)> {
-    loop {
-        match client.next_frame_within(T).await.unwrap() {
-            ServerFrame::Sent { client_id: c, id } if c == client_id => return Ok(id),
-            ServerFrame::SendFailed { client_id: c, error, reason } if c == client_id => return Err((error, reason)),
-            _ => {}
-        }
-    }
-}
-
 fn plugins_cli(broker: &Broker, args: &[&str]) -> std::process::Output {
     std::process::Command::new(bin("hotline")).args(["plugins", "--admin", &broker.admin.to_string()]).args(args).output().unwrap()
 }
@@ -78,7 +66,7 @@ async fn media_load(broker: &Broker, senders: &[(String, String)], rounds: usize
             for _ in 0..rounds {
                 let at = Instant::now();
                 let id = client.send_typed(BOB, png(), b"a descriptor".to_vec()).await.unwrap();
-                answers.push((phone.clone(), at, answer(&mut client, id).await));
+                answers.push((phone.clone(), at, answer_to(&mut client, id).await));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             answers
@@ -194,7 +182,7 @@ async fn a_failing_canary_dropped_as_a_file_is_rolled_back_under_load_and_a_cana
         tasks.push(tokio::spawn(async move {
             for _ in 0..10 {
                 let id = client.send(BOB, b"hello".to_vec()).await.unwrap();
-                answer(&mut client, id).await.expect("stored despite the failing canary");
+                answer_to(&mut client, id).await.expect("stored despite the failing canary");
             }
         }));
     }
