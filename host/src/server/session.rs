@@ -262,7 +262,6 @@ impl<'c> Session<'c> {
         while let Some(output) = core.poll_output(now_ms(), ports) {
             match output {
                 Output::Frame(frame) => {
-                    let metrics = self.broker.metrics.clone();
                     if let ServerFrame::LoggedIn { phone } = &frame {
                         self.conn.logged_in(phone);
                     }
@@ -276,7 +275,7 @@ impl<'c> Session<'c> {
                             }
                         }
                     }
-                    self.tally.frame_out(&metrics, &frame, written);
+                    self.tally.frame_out(&self.broker.metrics, &frame, written);
                 }
                 Output::Submit { ticket, job } => {
                     let counted = Counted::of(&job);
