@@ -66,6 +66,9 @@ pub struct ConnectOptions {
     /// `ErrorCode::QueueFull` offers `(1, 1)`; one that wants `Message` frames rather than
     /// `TypedMessage` (and sends no [`Client::send_typed`]) offers at most 2.
     pub versions: (u16, u16),
+    /// Local address to bind the client's UDP socket to. Default: any address of the
+    /// server's family, any port.
+    pub bind: Option<SocketAddr>,
 }
 
 impl ConnectOptions {
@@ -84,6 +87,7 @@ impl ConnectOptions {
             keep_alive: DEFAULT_KEEP_ALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             versions: (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
+            bind: None,
         }
     }
 }
@@ -198,7 +202,8 @@ impl Client {
     /// want to speak the protocol (or break it) by hand.
     pub async fn connect_raw(opts: &ConnectOptions) -> Result<Client, ClientError> {
         let connect_err = |detail: String| ClientError::Connect { server: opts.server, detail };
-        let bind: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+        let any: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+        let bind = opts.bind.unwrap_or(any);
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
         let mut config = client_config(&opts.ca)?;
         config.transport_config(Arc::new(transport_config(opts.keep_alive, opts.idle_timeout).map_err(connect_err)?));
