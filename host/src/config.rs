@@ -24,6 +24,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub alerts: AlertsConfig,
     pub media: MediaConfig,
+    pub sms: SmsConfig,
 }
 
 /// The media endpoint: files (pictures, voice notes) uploaded and downloaded over HTTPS by
@@ -178,7 +179,184 @@ impl Default for AdminConfig {
     }
 }
 
-/// A secret setting (the admin token): `***` wherever it is printed or serialized.
+/// How registration codes reach phones, and the host's limits on code requests (against
+/// SMS pumping), checked before the registrar plugin is asked (docs/operations.md, "SMS
+/// gateway").
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `outbox` (default): `<data>/sms-outbox.jsonl`, for development. `webhook`: a POST to
+    /// `[sms.webhook]`.
+    pub provider: SmsProvider,
+    /// The SMS gateway (`provider = "webhook"`).
+    pub webhook: Option<WebhookConfig>,
+    pub limits: SmsLimitsConfig,
+}
+
+/// Where texts go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    /// One JSON line per text in `<data>/sms-outbox.jsonl`.
+    #[default]
+    Outbox,
+    /// A JSON POST to `[sms.webhook]`.
+    Webhook,
+}
+
+/// Code requests allowed per hour (a sliding window), counted by the host. Unset, a limit
+/// is [`SmsLimitsConfig::DEFAULT_PER_ADDRESS`] / [`SmsLimitsConfig::DEFAULT_PER_PREFIX`]
+/// with the webhook provider and off with the outbox (development and tests register many
+/// numbers from one machine, and no text costs anything); `0` turns a limit off.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsLimitsConfig {
+    /// Per source address (IPv4 address; IPv6 /64 network).
+    pub per_address_per_hour: Option<u32>,
+    /// Per number prefix: the first `prefix_digits` digits after `+`.
+    pub per_prefix_per_hour: Option<u32>,
+    /// Digits of the number prefix, 1..=15.
+    pub prefix_digits: u8,
+}
+
+impl Default for SmsLimitsConfig {
+    fn default() -> Self {
+        SmsLimitsConfig { per_address_per_hour: None, per_prefix_per_hour: None, prefix_digits: 6 }
+    }
+}
+
+impl SmsLimitsConfig {
+    /// `per_address_per_hour` when unset with the webhook provider.
+    pub const DEFAULT_PER_ADDRESS: u32 = 10;
+    /// `per_prefix_per_hour` when unset with the webhook provider.
+    pub const DEFAULT_PER_PREFIX: u32 = 100;
+}
+
+impl SmsConfig {
+    /// The limits in force, per address and per prefix (`0`: none).
+    pub fn limits(&self) -> (u32, u32) {
+        let webhook = self.provider == SmsProvider::Webhook;
+        let or_default = |set: Option<u32>, default: u32| set.unwrap_or(if webhook { default } else { 0 });
+        (
+            or_default(self.limits.per_address_per_hour, SmsLimitsConfig::DEFAULT_PER_ADDRESS),
+            or_default(self.limits.per_prefix_per_hour, SmsLimitsConfig::DEFAULT_PER_PREFIX),
+        )
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (self.provider, &self.webhook) {
+            (SmsProvider::Webhook, None) => {
+                return Err(ConfigError::Invalid("sms.provider is \"webhook\" but [sms.webhook] is not set (its url at least)".into()));
+            }
+            (SmsProvider::Outbox, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "[sms.webhook] is set but sms.provider is \"outbox\": set provider = \"webhook\" to use it, or remove [sms.webhook]".into(),
+                ));
+            }
+            (_, Some(webhook)) => webhook.validate("sms.webhook")?,
+            (SmsProvider::Outbox, None) => {}
+        }
+        if !(1..=15).contains(&self.limits.prefix_digits) {
+            return Err(ConfigError::Invalid("sms.limits.prefix_digits must be 1..=15".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An outbound webhook (`[sms.webhook]`, `[push.webhook]`): where the broker POSTs JSON
+/// and how, see [`crate::outbound`] and docs/operations.md ("SMS gateway").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://…`; `http://` only for a loopback host (else a config error).
+    pub url: String,
+    /// PEM file of the root certificates the gateway's certificate must chain to, instead
+    /// of the built-in WebPKI (Mozilla) roots: a private gateway, a test's own CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A static header sent with every request, e.g. `{ name = "Authorization", value =
+    /// "Bearer …" }`.
+    #[serde(default)]
+    pub header: Option<WebhookHeader>,
+    /// Signs every request: `X-Hotline-Signature: sha256=<hex HMAC-SHA256(secret,
+    /// "<timestamp>.<body>")>`.
+    #[serde(default)]
+    pub hmac_secret: Option<Secret>,
+    /// Time limit of one attempt (connect, send, answer), in milliseconds.
+    #[serde(default = "WebhookConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per request, the first included (1 + retries).
+    #[serde(default = "WebhookConfig::default_attempts")]
+    pub attempts: u32,
+    /// Wait before the first retry, in milliseconds; doubling for each next one (at most a
+    /// minute).
+    #[serde(default = "WebhookConfig::default_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+/// A static header of a webhook; its value is a secret (never shown).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookHeader {
+    pub name: String,
+    pub value: Secret,
+}
+
+impl WebhookConfig {
+    fn default_timeout_ms() -> u64 {
+        5000
+    }
+
+    fn default_attempts() -> u32 {
+        4
+    }
+
+    fn default_backoff_ms() -> u64 {
+        200
+    }
+
+    /// A webhook to `url` with every other setting at its default.
+    pub fn new(url: impl Into<String>) -> WebhookConfig {
+        WebhookConfig {
+            url: url.into(),
+            ca_file: None,
+            header: None,
+            hmac_secret: None,
+            timeout_ms: Self::default_timeout_ms(),
+            attempts: Self::default_attempts(),
+            backoff_ms: Self::default_backoff_ms(),
+        }
+    }
+
+    /// Checks the settings of the webhook at `section` (`sms.webhook`); the CA file is
+    /// read when the webhook starts.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid(format!("{section}.{what}")));
+        if let Err(e) = crate::outbound::check_url(&self.url) {
+            return invalid(format!("url: {e}"));
+        }
+        if !(1..=120_000).contains(&self.timeout_ms) {
+            return invalid("timeout_ms must be 1..=120000".into());
+        }
+        if !(1..=20).contains(&self.attempts) {
+            return invalid("attempts must be 1..=20 (the first attempt included)".into());
+        }
+        if self.backoff_ms > 60_000 {
+            return invalid("backoff_ms must be at most 60000".into());
+        }
+        if let Some(h) = &self.header {
+            if let Err(e) = crate::outbound::check_header(&h.name, h.value.expose()) {
+                return invalid(format!("header: {e}"));
+            }
+        }
+        if self.hmac_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            return invalid("hmac_secret must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// A secret setting (the admin token, webhook secrets): `***` wherever it is printed or serialized.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -317,6 +495,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             alerts: AlertsConfig::default(),
             media: MediaConfig::default(),
+            sms: SmsConfig::default(),
         }
     }
 }
@@ -429,6 +608,7 @@ impl Config {
             None => {}
         }
         self.media.validate()?;
+        self.sms.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
             return Err(ConfigError::Invalid(format!(
@@ -585,6 +765,38 @@ mod tests {
         assert!(!media.enabled);
         assert_eq!(Config::default().media.max_upload_bytes, 64 << 20);
         assert_eq!(Config::default().media.listen.port(), 4443);
+    }
+
+    #[test]
+    fn sms_settings_are_checked_and_secrets_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        for (text, says) in [
+            ("[sms]\nprovider = \"webhook\"\n", "[sms.webhook] is not set"),
+            ("[sms.webhook]\nurl = \"https://sms.example.com/\"\n", "sms.provider is \"outbox\""),
+            ("[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"http://sms.example.com/\"\n", "sms.webhook.url"),
+            ("[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"https://s.example/\"\nattempts = 0\n", "sms.webhook.attempts"),
+            ("[sms]\nprovider = \"pigeon\"\n", "unknown variant"),
+            ("[sms.limits]\nprefix_digits = 0\n", "sms.limits.prefix_digits"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", anyhow::Error::from(Config::load(&path).unwrap_err()));
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        assert_eq!(Config::default().sms.limits(), (0, 0), "no limits with the outbox unless set");
+        std::fs::write(
+            &path,
+            "[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"https://sms.example.com/send\"\nhmac_secret = \"whsec_hidden\"\n\
+             header = { name = \"Authorization\", value = \"Bearer hidden-token\" }\n[sms.limits]\nper_prefix_per_hour = 0\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.sms.limits(), (SmsLimitsConfig::DEFAULT_PER_ADDRESS, 0));
+        let webhook = config.sms.webhook.as_ref().unwrap();
+        assert_eq!((webhook.timeout_ms, webhook.attempts, webhook.backoff_ms), (5000, 4, 200));
+        for shown in [config.to_toml(), serde_json::to_string(&config).unwrap(), format!("{config:?}")] {
+            assert!(!shown.contains("hidden") && shown.contains("***"), "{shown}");
+        }
     }
 
     #[test]
