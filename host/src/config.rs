@@ -141,6 +141,8 @@ pub struct PluginsConfig {
     pub router_config: String,
     pub registrar_config: String,
     pub receipts_config: String,
+    /// The notifier's (push wake-ups; the default reads `min_interval_secs = N`).
+    pub notifier_config: String,
 }
 
 impl Default for PluginsConfig {
@@ -157,6 +159,7 @@ impl Default for PluginsConfig {
             router_config: String::new(),
             registrar_config: String::new(),
             receipts_config: String::new(),
+            notifier_config: String::new(),
         }
     }
 }
