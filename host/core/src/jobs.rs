@@ -4,7 +4,7 @@
 
 use hotline_protocol::{MessageKind, ReceiptStatus};
 
-use crate::records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
+use crate::records::{Account, DeliveredRecord, IdempotencyRecord, PushToken, StoredItem};
 use crate::txn::Txn;
 
 /// One storage job. Every variant but [`Job::CheckDelivered`] writes.
@@ -25,8 +25,14 @@ pub enum Job {
     /// `reader` read message `id` from `sender`: consume the delivered record and queue a
     /// read receipt if policy allowed it; nothing if the record is gone (a second `Read`).
     Read { reader: String, id: u64, sender: String, receipt: bool, at_ms: u64 },
-    /// Store the account of a newly registered device (replacing the old device's).
+    /// Store the account of a newly registered device (replacing the old device's), and
+    /// remove the old device's push token in the same batch: it would wake the wrong phone.
     Register { phone: String, account: Account },
+    /// Store `phone`'s push token (protocol version 4; an empty `token` removes it), set by
+    /// a session logged in with the key whose hash is `key_hash`. Refused, storing nothing
+    /// ([`JobOutcome::KeyRevoked`]), when that is no longer the account's key: a token of
+    /// the old device must not replace the new device's.
+    SetPushToken { phone: String, token: String, key_hash: [u8; 32], at_ms: u64 },
 }
 
 /// What an [`Job::Ack`] of a message needs besides the item.
@@ -53,13 +59,16 @@ pub enum JobOutcome {
     /// limit. Nothing was staged (no item, no idempotency record), so the same send may be
     /// tried again later.
     QueueFull { recipient: String, items: u64 },
+    /// A [`Job::SetPushToken`] refused: the session's key is no longer the account's (the
+    /// number was registered again, or removed). Nothing was staged.
+    KeyRevoked,
 }
 
 impl JobOutcome {
     /// Whether the job refused and staged nothing although it is a writing job: the
     /// driver answers it at once, without a commit.
     pub fn refused(&self) -> bool {
-        matches!(self, JobOutcome::QueueFull { .. })
+        matches!(self, JobOutcome::QueueFull { .. } | JobOutcome::KeyRevoked)
     }
 }
 
@@ -122,6 +131,15 @@ impl Job {
             }
             Job::Register { phone, account } => {
                 txn.put_account(&phone, &account);
+                txn.put_push_token(&phone, None);
+                Ok(JobOutcome::Done)
+            }
+            Job::SetPushToken { phone, token, key_hash, at_ms } => {
+                if txn.account(&phone)?.is_none_or(|account| account.key_hash != key_hash) {
+                    return Ok(JobOutcome::KeyRevoked);
+                }
+                let record = PushToken { token, key_hash, set_at_ms: at_ms };
+                txn.put_push_token(&phone, Some(&record).filter(|r| !r.token.is_empty()));
                 Ok(JobOutcome::Done)
             }
         }

@@ -29,7 +29,7 @@ pub use close::Close;
 pub use commit::{commit_group, Durability, GroupReport, Journal, Staged};
 pub use jobs::{Job, JobOutcome};
 pub use ports::{Accounts, KeyMaker, Ports, Queues, StorageFailure};
-pub use records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
+pub use records::{Account, DeliveredRecord, IdempotencyRecord, PushToken, StoredItem};
 pub use session::{Input, Output, Session, SessionConfig, Ticket};
 pub use txn::Txn;
 pub use window::DeliveryWindow;

@@ -12,7 +12,7 @@ use hotline_protocol::ErrorCode;
 use crate::commit::{Journal, Staged};
 use crate::policy::{MessageMeta, Policy, PolicyError, ReceiptMeta, Refusal, Route, Slot};
 use crate::ports::{Accounts, KeyMaker, Queues, StorageFailure};
-use crate::records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
+use crate::records::{Account, DeliveredRecord, IdempotencyRecord, PushToken, StoredItem};
 use crate::txn::Txn;
 
 /// A failure of the in-memory journal.
@@ -33,6 +33,8 @@ pub struct Tables {
     pub queues: BTreeMap<(String, u64), StoredItem>,
     pub idempotency: BTreeMap<(String, u64), IdempotencyRecord>,
     pub delivered: BTreeMap<(String, u64), DeliveredRecord>,
+    /// Push tokens by number.
+    pub push: BTreeMap<String, PushToken>,
     /// Highest item id allocated.
     pub last_id: u64,
 }
@@ -107,6 +109,7 @@ enum Write {
     Idempotency(String, u64, IdempotencyRecord),
     PutDelivered(String, u64, DeliveredRecord),
     DeleteDelivered(String, u64),
+    PushToken(String, Option<PushToken>),
 }
 
 /// A transaction of the [`MemoryStore`].
@@ -133,6 +136,10 @@ impl Txn for MemoryTxn<'_> {
 
     fn delivered(&self, reader: &str, id: u64) -> Result<Option<DeliveredRecord>, MemoryError> {
         Ok(self.store.visible.delivered.get(&(reader.to_string(), id)).cloned())
+    }
+
+    fn account(&self, phone: &str) -> Result<Option<Account>, MemoryError> {
+        Ok(self.store.visible.accounts.get(phone).cloned())
     }
 
     fn queue_len(&self, user: &str) -> Result<u64, MemoryError> {
@@ -172,6 +179,10 @@ impl Txn for MemoryTxn<'_> {
     fn delete_delivered(&mut self, reader: &str, id: u64) {
         self.writes.push(Write::DeleteDelivered(reader.to_string(), id));
     }
+
+    fn put_push_token(&mut self, phone: &str, token: Option<&PushToken>) {
+        self.writes.push(Write::PushToken(phone.to_string(), token.cloned()));
+    }
 }
 
 impl Journal for MemoryStore {
@@ -210,6 +221,12 @@ impl Journal for MemoryStore {
                 }
                 Write::DeleteDelivered(reader, id) => {
                     t.delivered.remove(&(reader, id));
+                }
+                Write::PushToken(phone, Some(token)) => {
+                    t.push.insert(phone, token);
+                }
+                Write::PushToken(phone, None) => {
+                    t.push.remove(&phone);
                 }
             }
         }

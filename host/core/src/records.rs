@@ -76,6 +76,19 @@ impl DeliveredRecord {
     }
 }
 
+/// A device's push token (protocol version 4, `SetPushToken`): where the push gateway can
+/// wake the number's device. Stored under the number; valid only while `key_hash` is the
+/// account's current key hash (a re-registration, a new device, makes it stale).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushToken {
+    /// The token as the device gave it (1 to 4096 bytes, no control characters).
+    pub token: String,
+    /// The key hash of the account when the token was set.
+    pub key_hash: [u8; 32],
+    /// When it was set, in Unix milliseconds.
+    pub set_at_ms: u64,
+}
+
 /// Remembers that `(sender, client_id)` was stored as message `id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {

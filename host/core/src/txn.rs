@@ -1,7 +1,7 @@
 //! The view a storage job has while it runs on the committer: reads that see every job
 //! committed before it, id allocation, and writes staged into one atomic batch.
 
-use crate::records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
+use crate::records::{Account, DeliveredRecord, IdempotencyRecord, PushToken, StoredItem};
 
 /// One job's transaction. Implemented by the fjall journal and the in-memory one.
 pub trait Txn {
@@ -16,6 +16,8 @@ pub trait Txn {
     fn idempotency(&self, sender: &str, client_id: u64) -> Result<Option<IdempotencyRecord>, Self::Error>;
     /// The record that `reader` accepted message `id` and has not reported it read.
     fn delivered(&self, reader: &str, id: u64) -> Result<Option<DeliveredRecord>, Self::Error>;
+    /// The account registered for `phone`, as every job committed before this one left it.
+    fn account(&self, phone: &str) -> Result<Option<Account>, Self::Error>;
     /// Items in `user`'s queue (messages and receipts), counting every job committed
     /// before this one and this transaction's staged writes.
     fn queue_len(&self, user: &str) -> Result<u64, Self::Error>;
@@ -33,4 +35,6 @@ pub trait Txn {
     fn put_delivered(&mut self, reader: &str, id: u64, record: &DeliveredRecord);
     /// Stages the removal of that record.
     fn delete_delivered(&mut self, reader: &str, id: u64);
+    /// Stages `phone`'s push token (`None`: its removal).
+    fn put_push_token(&mut self, phone: &str, token: Option<&PushToken>);
 }

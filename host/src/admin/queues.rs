@@ -111,6 +111,7 @@ pub(super) async fn accounts(State(broker): State<Arc<Broker>>, Query(params): Q
                 "registered_at_ms": a.registered_at_ms,
                 "online": broker.sessions.is_online(&a.phone),
                 "queued": broker.store.queues().len(&a.phone),
+                "push_token": a.push_token,
             })
         })
         .collect();

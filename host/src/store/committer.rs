@@ -27,7 +27,7 @@ use hotline_core::{commit_group, Job as CoreJob, JobOutcome, Journal, Staged};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queues::QueueDeltas;
-use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, StoredItem};
+use super::records::{encode, Account, DeliveredRecord, IdempotencyRecord, PushToken, StoredItem};
 use super::{keys, maintenance, Compacted, Durability, Health, Store, StoreError};
 
 /// Called with each user whose queue gained durable items, after the fsync.
@@ -240,6 +240,21 @@ impl Txn<'_> {
         let key = keys::queue_key(reader, id);
         self.staged(key.len(), 0, Some(Compacted::Delivered));
         self.batch.remove(&self.store.delivered, key);
+    }
+
+    /// Stages `phone`'s push token (`None`: its removal; see `push.rs`).
+    pub fn put_push_token(&mut self, phone: &str, token: Option<&PushToken>) {
+        match token {
+            Some(token) => {
+                let value = encode(token);
+                self.staged(phone.len(), value.len(), None);
+                self.batch.insert(&self.store.push, phone, value);
+            }
+            None => {
+                self.staged(phone.len(), 0, None);
+                self.batch.remove(&self.store.push, phone);
+            }
+        }
     }
 }
 
@@ -492,6 +507,10 @@ impl hotline_core::Txn for Txn<'_> {
         self.store.delivered(reader, id)
     }
 
+    fn account(&self, phone: &str) -> Result<Option<Account>, StoreError> {
+        self.store.account(phone)
+    }
+
     fn enqueue(&mut self, user: &str, id: u64, item: &StoredItem) {
         Txn::enqueue(self, user, id, item)
     }
@@ -518,6 +537,10 @@ impl hotline_core::Txn for Txn<'_> {
 
     fn delete_delivered(&mut self, reader: &str, id: u64) {
         Txn::delete_delivered(self, reader, id)
+    }
+
+    fn put_push_token(&mut self, phone: &str, token: Option<&PushToken>) {
+        Txn::put_push_token(self, phone, token)
     }
 }
 

@@ -8,7 +8,7 @@
 //! `maintenance.rs` gives disk back once writes pause (and at shutdown). `queues.rs` is the
 //! live per-recipient queue index ([`Store::queues`]); `operator.rs` the operator's actions
 //! (purge a queue, remove an account, list accounts); `media.rs` the media endpoint's
-//! upload records.
+//! upload records; `push.rs` devices' push tokens.
 
 mod committer;
 mod health;
@@ -17,6 +17,7 @@ mod maintenance;
 mod media;
 mod operator;
 mod ports;
+mod push;
 mod queues;
 mod records;
 
@@ -33,7 +34,7 @@ use maintenance::{Activity, Compacted};
 pub use media::MediaRecord;
 pub use operator::{AccountEntry, AccountsPage};
 pub use queues::QueueIndex;
-pub use records::{Account, DeliveredRecord, IdempotencyRecord, StoredItem};
+pub use records::{Account, DeliveredRecord, IdempotencyRecord, PushToken, StoredItem};
 
 /// What can go wrong in storage.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -109,6 +110,8 @@ pub struct Store {
     delivered: Keyspace,
     /// Media uploads: `id (16 bytes)` → [`MediaRecord`].
     media: Keyspace,
+    /// Devices' push tokens: `number` → [`PushToken`] (`push.rs`).
+    push: Keyspace,
     /// Highest item id whose commit is durable; sessions deliver only up to it.
     durable_id: Arc<AtomicU64>,
     /// Whether writes are accepted (set by the committer).
@@ -163,6 +166,7 @@ impl Store {
             meta: ks("meta")?,
             delivered: ks("delivered")?,
             media: ks("media")?,
+            push: ks("push")?,
             db,
             durable_id: Arc::new(AtomicU64::new(0)),
             health: Arc::new(Health::default()),

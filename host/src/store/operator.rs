@@ -1,6 +1,6 @@
 //! Operators' actions on stored data, for the admin API: purge one recipient's stored
-//! queue, remove an account (its record, queue and delivered records), and list accounts
-//! a page at a time. Writes go through the committer like every other write, so the queue
+//! queue, remove an account (its record, queue, delivered records and push token), and
+//! list accounts a page at a time. Writes go through the committer like every other write, so the queue
 //! index stays exact and sessions see them in commit order.
 
 use std::ops::Bound;
@@ -18,6 +18,9 @@ pub struct AccountEntry {
     pub phone: String,
     /// When its current device registered, Unix milliseconds.
     pub registered_at_ms: u64,
+    /// Whether its current device has set a push token (a stale one does not count). The
+    /// token itself is not shown to operators.
+    pub push_token: bool,
 }
 
 /// A page of [`Store::list_accounts`].
@@ -47,7 +50,8 @@ impl Store {
             }
             let account: Account = records::decode(&v, "accounts")?;
             let phone = String::from_utf8_lossy(&k).into_owned();
-            accounts.push(AccountEntry { phone, registered_at_ms: account.registered_at_ms });
+            let push_token = self.push_record(&phone)?.is_some_and(|token| super::push::valid(&token, &account));
+            accounts.push(AccountEntry { phone, registered_at_ms: account.registered_at_ms, push_token });
         }
         let next = if more { accounts.last().map(|a| a.phone.clone()) } else { None };
         Ok(AccountsPage { accounts, next })
@@ -71,9 +75,9 @@ impl Committer {
         }
     }
 
-    /// Removes `number`'s account record, its stored queue and its delivered records, and
-    /// returns how many queue items went; `None` (nothing done) if no account is registered
-    /// under it. The record and the first [`PURGE_CHUNK`] items go in one batch. The
+    /// Removes `number`'s account record, its stored queue, its delivered records and its
+    /// push token, and returns how many queue items went; `None` (nothing done) if no
+    /// account is registered under it. The record and the first [`PURGE_CHUNK`] items go in one batch. The
     /// number's online session is not closed here (the caller kicks it). A send routed to
     /// the number just before may still queue an item after the purge; it expires with
     /// `storage.message_ttl_secs` (or goes with a later purge).
@@ -85,6 +89,7 @@ impl Committer {
                     return Ok(None);
                 }
                 txn.delete_account(&user);
+                txn.put_push_token(&user, None);
                 let prefix = keys::queue_prefix(&user);
                 let delivered: Vec<u64> = txn
                     .store()

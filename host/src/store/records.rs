@@ -2,7 +2,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-pub use hotline_core::records::{Account, DeliveredRecord, DeliveredRecordV1, IdempotencyRecord, StoredItem};
+pub use hotline_core::records::{Account, DeliveredRecord, DeliveredRecordV1, IdempotencyRecord, PushToken, StoredItem};
 
 use super::StoreError;
 
