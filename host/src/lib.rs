@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod plugins;
 pub mod policy;
+pub mod push;
 pub mod scaffold;
 pub mod server;
 pub mod sessions;
