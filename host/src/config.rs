@@ -181,7 +181,100 @@ impl Default for AdminConfig {
     }
 }
 
-/// A secret setting (the admin token): `***` wherever it is printed or serialized.
+/// An outbound webhook (`[sms.webhook]`, `[push.webhook]`): where the broker POSTs JSON
+/// and how, see [`crate::outbound`] and docs/operations.md ("SMS gateway").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://…`; `http://` only for a loopback host (else a config error).
+    pub url: String,
+    /// PEM file of the root certificates the gateway's certificate must chain to, instead
+    /// of the built-in WebPKI (Mozilla) roots: a private gateway, a test's own CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A static header sent with every request, e.g. `{ name = "Authorization", value =
+    /// "Bearer …" }`.
+    #[serde(default)]
+    pub header: Option<WebhookHeader>,
+    /// Signs every request: `X-Hotline-Signature: sha256=<hex HMAC-SHA256(secret,
+    /// "<timestamp>.<body>")>`.
+    #[serde(default)]
+    pub hmac_secret: Option<Secret>,
+    /// Time limit of one attempt (connect, send, answer), in milliseconds.
+    #[serde(default = "WebhookConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per request, the first included (1 + retries).
+    #[serde(default = "WebhookConfig::default_attempts")]
+    pub attempts: u32,
+    /// Wait before the first retry, in milliseconds; doubling for each next one (at most a
+    /// minute).
+    #[serde(default = "WebhookConfig::default_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+/// A static header of a webhook; its value is a secret (never shown).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookHeader {
+    pub name: String,
+    pub value: Secret,
+}
+
+impl WebhookConfig {
+    fn default_timeout_ms() -> u64 {
+        5000
+    }
+
+    fn default_attempts() -> u32 {
+        4
+    }
+
+    fn default_backoff_ms() -> u64 {
+        200
+    }
+
+    /// A webhook to `url` with every other setting at its default.
+    pub fn new(url: impl Into<String>) -> WebhookConfig {
+        WebhookConfig {
+            url: url.into(),
+            ca_file: None,
+            header: None,
+            hmac_secret: None,
+            timeout_ms: Self::default_timeout_ms(),
+            attempts: Self::default_attempts(),
+            backoff_ms: Self::default_backoff_ms(),
+        }
+    }
+
+    /// Checks the settings of the webhook at `section` (`sms.webhook`); the CA file is
+    /// read when the webhook starts.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid(format!("{section}.{what}")));
+        if let Err(e) = crate::outbound::check_url(&self.url) {
+            return invalid(format!("url: {e}"));
+        }
+        if !(1..=120_000).contains(&self.timeout_ms) {
+            return invalid("timeout_ms must be 1..=120000".into());
+        }
+        if !(1..=20).contains(&self.attempts) {
+            return invalid("attempts must be 1..=20 (the first attempt included)".into());
+        }
+        if self.backoff_ms > 60_000 {
+            return invalid("backoff_ms must be at most 60000".into());
+        }
+        if let Some(h) = &self.header {
+            if let Err(e) = crate::outbound::check_header(&h.name, h.value.expose()) {
+                return invalid(format!("header: {e}"));
+            }
+        }
+        if self.hmac_secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            return invalid("hmac_secret must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// A secret setting (the admin token, webhook secrets): `***` wherever it is printed or serialized.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);

@@ -16,6 +16,7 @@ pub mod media;
 pub mod memory;
 pub mod metrics;
 pub mod monitor;
+pub mod outbound;
 pub mod plugins;
 pub mod policy;
 pub mod push;
