@@ -24,6 +24,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub alerts: AlertsConfig,
     pub media: MediaConfig,
+    pub push: PushConfig,
 }
 
 /// The media endpoint: files (pictures, voice notes) uploaded and downloaded over HTTPS by
@@ -57,6 +58,42 @@ impl Default for MediaConfig {
             sweep_secs: 60,
             public_url: None,
         }
+    }
+}
+
+/// Push wake-ups (docs/operations.md, "Push wake-ups"): a number with no connection and a
+/// new message is woken through the notifier plugin and this gateway. Off without
+/// `webhook`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// The push gateway: wake-ups are POSTed there in batches (retries and signature as
+    /// for SMS). Absent: push is off.
+    pub webhook: Option<WebhookConfig>,
+    /// A batch is posted this long after its first wake-up (or at 100 wake-ups), in ms.
+    pub batch_ms: u64,
+    /// Numbers waiting for the push worker; beyond, they are dropped (and counted).
+    pub queue: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig { webhook: None, batch_ms: 100, queue: 4096 }
+    }
+}
+
+impl PushConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(webhook) = &self.webhook {
+            webhook.validate("push.webhook")?;
+        }
+        if !(1..=60_000).contains(&self.batch_ms) {
+            return Err(ConfigError::Invalid("push.batch_ms must be 1..=60000".into()));
+        }
+        if !(1..=1_000_000).contains(&self.queue) {
+            return Err(ConfigError::Invalid("push.queue must be 1..=1000000".into()));
+        }
+        Ok(())
     }
 }
 
@@ -413,6 +450,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             alerts: AlertsConfig::default(),
             media: MediaConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }
@@ -525,6 +563,7 @@ impl Config {
             None => {}
         }
         self.media.validate()?;
+        self.push.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
             return Err(ConfigError::Invalid(format!(
