@@ -110,7 +110,7 @@ async fn the_broker_says_in_words_why_a_frame_is_malformed() {
     match client.next_frame_within(Duration::from_secs(10)).await {
         Err(ClientError::Closed { code, reason }) => {
             assert_eq!(code, close_code::MALFORMED_FRAME);
-            assert_eq!(reason, "malformed frame: unknown frame type 200 (known: 0 to 9)");
+            assert_eq!(reason, "malformed frame: unknown frame type 200 (known: 0 to 10)");
         }
         other => panic!("expected a close, got {other:?}"),
     }

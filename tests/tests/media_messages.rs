@@ -154,7 +154,7 @@ async fn the_library_uploads_sends_receives_and_fetches_and_names_http_errors() 
     let sent = alice_media.prepare(&png_path, None).await.unwrap();
     assert_eq!((sent.mime.as_str(), sent.size, sent.sha256.as_str()), ("image/png", png.len() as u64, sha256(&png).as_str()));
     let mut alice = broker.connect().await.unwrap();
-    assert_eq!(alice.version(), 3);
+    assert_eq!(alice.version(), 4);
     alice.login(ALICE, &alice_key).await.unwrap();
     alice.send_typed(BOB, sent.kind(), sent.to_body()).await.unwrap();
     match alice.next_frame_within(T).await.unwrap() {

@@ -39,9 +39,9 @@ async fn version_3_recipients_get_each_message_with_its_kind_and_version_2_ones_
     let dan_profile = dir.path().join("dan");
     broker.register_chat(&dan_profile, DAN, 5).unwrap();
 
-    // Alice's client offers 1 to 3 (the default) and speaks 3.
+    // Alice's client offers 1 to 4 (the default) and speaks 4, which has the kinds of 3.
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
-    assert_eq!(alice.version(), 3);
+    assert_eq!(alice.version(), 4);
     let text = alice.send_typed(BOB, MessageKind::Text, b"hello bob".to_vec()).await.unwrap();
     let media = alice.send_typed(BOB, png(), b"descriptor for bob".to_vec()).await.unwrap();
     let plain = alice.send(BOB, b"plain send".to_vec()).await.unwrap();
@@ -53,9 +53,9 @@ async fn version_3_recipients_get_each_message_with_its_kind_and_version_2_ones_
         ids.push(answer_to(&mut alice, client_id).await.expect("stored"));
     }
 
-    // Bob (version 3): TypedMessage, each with the kind it was sent with (a plain Send is Text).
+    // Bob (version 4, which has version 3's TypedMessage): TypedMessage, each with the kind it was sent with (a plain Send is Text).
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
-    assert_eq!(bob.version(), 3);
+    assert_eq!(bob.version(), 4);
     for (id, kind, body) in [(ids[0], MessageKind::Text, &b"hello bob"[..]), (ids[1], png(), b"descriptor for bob"), (ids[2], MessageKind::Text, b"plain send")] {
         match bob.next_frame_within(T).await.unwrap() {
             ServerFrame::TypedMessage { id: got, from, kind: got_kind, body: got_body, .. } => {

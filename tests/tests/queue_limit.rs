@@ -62,9 +62,9 @@ async fn the_sixth_send_to_a_full_queue_is_refused_the_five_arrive_and_after_ack
     let bob_key = broker.register(BOB).await.unwrap();
     let carol_key = broker.register(CAROL).await.unwrap();
 
-    // Alice's client offers versions 1 to 3 (the default) and gets 3, which has `QueueFull`.
+    // Alice's client offers versions 1 to 4 (the default) and gets 4, which has `QueueFull`.
     let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
-    assert_eq!(alice.version(), 3);
+    assert_eq!(alice.version(), 4);
     // Bob is offline: five messages fill his queue.
     let mut stored = Vec::new();
     for n in 1..=5 {
@@ -98,16 +98,16 @@ async fn the_sixth_send_to_a_full_queue_is_refused_the_five_arrive_and_after_ack
 #[tokio::test]
 async fn hello_gets_the_highest_common_version_and_a_range_without_one_closes_with_code_4() {
     let broker = Broker::start().unwrap();
-    for ((min_version, max_version), want) in [((1, 1), 1), ((1, 2), 2), ((2, 7), 3), ((3, 3), 3)] {
+    for ((min_version, max_version), want) in [((1, 1), 1), ((1, 2), 2), ((1, 3), 3), ((2, 7), 4), ((3, 3), 3), ((4, 4), 4)] {
         let mut client = Client::connect_raw(&broker.options()).await.unwrap();
         client.send_frame(&ClientFrame::Hello { min_version, max_version }).await.unwrap();
         assert_eq!(client.next_frame_within(T).await.unwrap(), ServerFrame::Welcome { version: want });
     }
     let mut client = Client::connect_raw(&broker.options()).await.unwrap();
-    client.send_frame(&ClientFrame::Hello { min_version: 4, max_version: 5 }).await.unwrap();
+    client.send_frame(&ClientFrame::Hello { min_version: 5, max_version: 6 }).await.unwrap();
     match client.next_frame_within(T).await {
         Err(hotline_client::ClientError::Closed { code, reason }) => {
-            assert_eq!((code, reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 3"));
+            assert_eq!((code, reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 4"));
         }
         other => panic!("expected close 4, got {other:?}"),
     }

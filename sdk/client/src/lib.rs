@@ -61,10 +61,11 @@ pub struct ConnectOptions {
     /// the broker. Keep it several times `keep_alive`. Default [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// The protocol versions offered in `Hello` (`min_version`, `max_version`). Default
-    /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`] (1 to 3); the broker answers the
+    /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`] (1 to 4); the broker answers the
     /// highest it speaks, which [`Client::version`] reports. A client that cannot handle
     /// `ErrorCode::QueueFull` offers `(1, 1)`; one that wants `Message` frames rather than
-    /// `TypedMessage` (and sends no [`Client::send_typed`]) offers at most 2.
+    /// `TypedMessage` (and sends no [`Client::send_typed`]) offers at most 2; one that sets
+    /// no push token ([`Client::set_push_token`]) may offer 3.
     pub versions: (u16, u16),
 }
 
@@ -282,6 +283,25 @@ impl Client {
         self.tx.send_typed_with_id(client_id, to, kind, body).await
     }
 
+    /// Sets this device's push token (`SetPushToken`, protocol version 4; after
+    /// [`Client::login`]), where the operator's push gateway can wake the device while it is
+    /// not connected; the empty string removes it. Waits for `PushTokenSet` (the token is
+    /// stored durably) and returns the frames pushed meanwhile (messages, receipts), for the
+    /// caller to handle. The broker's `Error` (a token over 4096 bytes or with a control
+    /// character, not logged in) is [`ClientError::Refused`]. Refused here, sending nothing,
+    /// in a session of an older version (the broker would close it).
+    pub async fn set_push_token(&mut self, token: &str) -> Result<Vec<ServerFrame>, ClientError> {
+        self.tx.set_push_token(token).await?;
+        let mut other = Vec::new();
+        loop {
+            match self.next_frame().await? {
+                ServerFrame::PushTokenSet => return Ok(other),
+                ServerFrame::Error { error, reason } => return Err(ClientError::Refused { error, reason }),
+                frame => other.push(frame),
+            }
+        }
+    }
+
     /// Acknowledges item `id`: the broker deletes it. `Ack` has no answer; see [`Client::close`].
     pub async fn ack(&mut self, id: u64) -> Result<(), ClientError> {
         self.tx.ack(id).await
@@ -388,15 +408,27 @@ impl ClientSender {
     /// Sends a message of `kind` with a chosen client id. Needs a session of protocol
     /// version 3 or later: refused with [`ClientError::Protocol`] otherwise.
     pub async fn send_typed_with_id(&mut self, client_id: u64, to: &str, kind: MessageKind, body: Vec<u8>) -> Result<(), ClientError> {
-        let frame = ClientFrame::SendTyped { client_id, to: to.into(), kind, body };
+        self.send_in_version(&ClientFrame::SendTyped { client_id, to: to.into(), kind, body }).await
+    }
+
+    /// Sends `SetPushToken` (its answer, `PushTokenSet` or `Error`, comes in request order).
+    /// Needs a session of protocol version 4 or later: refused with [`ClientError::Protocol`]
+    /// otherwise.
+    pub async fn set_push_token(&mut self, token: &str) -> Result<(), ClientError> {
+        self.send_in_version(&ClientFrame::SetPushToken { token: token.into() }).await
+    }
+
+    /// Writes `frame` if it exists in the session's protocol version.
+    async fn send_in_version(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         if self.version != 0 && self.version < frame.since_version() {
             return Err(ClientError::Protocol(format!(
-                "SendTyped needs protocol version {}; this session speaks version {}",
+                "{} needs protocol version {}; this session speaks version {}",
+                frame.name(),
                 frame.since_version(),
                 self.version
             )));
         }
-        self.send_frame(&frame).await
+        self.send_frame(frame).await
     }
 
     /// Acknowledges item `id`: the broker deletes it.

@@ -199,7 +199,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{is_mime_type, ClientFrame, ErrorCode, MessageKind, ReceiptStatus, ServerFrame};
+    use crate::{is_mime_type, is_push_token, ClientFrame, ErrorCode, MessageKind, ReceiptStatus, ServerFrame, MAX_PUSH_TOKEN_LEN};
 
     fn roundtrip_all<T>(frames: Vec<T>)
     where
@@ -233,6 +233,8 @@ mod tests {
             ClientFrame::Command { request_id: 9, slot: "router".into(), name: "group-add".into(), args: vec!["#t".into(), "+1555".into()] },
             ClientFrame::SendTyped { client_id: 1, to: "+1555".into(), kind: MessageKind::Text, body: vec![] },
             ClientFrame::SendTyped { client_id: 2, to: "#t".into(), kind: MessageKind::Media { mime: "image/png".into() }, body: vec![1] },
+            ClientFrame::SetPushToken { token: "apns:0a1b".into() },
+            ClientFrame::SetPushToken { token: String::new() },
         ]);
         roundtrip_all(vec![
             ServerFrame::Welcome { version: 1 },
@@ -245,6 +247,7 @@ mod tests {
             ServerFrame::SendFailed { client_id: 4, error: ErrorCode::QueueFull, reason: "full".into() },
             ServerFrame::TypedMessage { id: 1, from: "+1".into(), sent_at_ms: 5, kind: MessageKind::Text, body: b"hi".to_vec() },
             ServerFrame::TypedMessage { id: 2, from: "+1".into(), sent_at_ms: 5, kind: MessageKind::Media { mime: "audio/ogg".into() }, body: vec![] },
+            ServerFrame::PushTokenSet,
         ]);
     }
 
@@ -317,6 +320,39 @@ mod tests {
     }
 
     #[test]
+    fn documented_bytes_of_version_4_frames() {
+        // docs/protocol.md §5 shows these exact examples; keep them in step.
+        let set = encode(&ClientFrame::SetPushToken { token: "fcm:abc".into() });
+        assert_eq!(set, [0, 0, 0, 9, 10, 7, b'f', b'c', b'm', b':', b'a', b'b', b'c']);
+        let clear = encode(&ClientFrame::SetPushToken { token: String::new() });
+        assert_eq!(clear, [0, 0, 0, 2, 10, 0]);
+        // The longest token: its length is the two-byte varint 80 20.
+        let longest = encode(&ClientFrame::SetPushToken { token: "a".repeat(MAX_PUSH_TOKEN_LEN) });
+        assert_eq!(longest[..7], [0, 0, 0x10, 0x03, 10, 0x80, 0x20]);
+        assert_eq!(longest.len(), 4 + 3 + 4096);
+        assert_eq!(encode(&ServerFrame::PushTokenSet), [0, 0, 0, 1, 12]);
+        assert_eq!(ClientFrame::SetPushToken { token: String::new() }.since_version(), 4);
+        assert_eq!(ClientFrame::SetPushToken { token: String::new() }.name(), "SetPushToken");
+        assert_eq!(ServerFrame::PushTokenSet.name(), "PushTokenSet");
+        assert_eq!(crate::PROTOCOL_VERSION, 4);
+        // Earlier frames keep their bytes (the version-3 test pins them).
+        assert_eq!(encode(&ServerFrame::Welcome { version: 4 }), [0, 0, 0, 2, 0, 4]);
+    }
+
+    #[test]
+    fn push_tokens_are_at_most_4096_bytes_without_control_characters() {
+        for good in ["", "0a1b2c", "fcm:APA91bH-x_y", "ünïcödé token with spaces", &"x".repeat(MAX_PUSH_TOKEN_LEN)] {
+            assert!(is_push_token(good), "{good:?}");
+        }
+        let long = "x".repeat(MAX_PUSH_TOKEN_LEN + 1);
+        for bad in [long.as_str(), "a\nb", "tab\t", "nul\0", "del\u{7f}", "c1\u{85}"] {
+            assert!(!is_push_token(bad), "{bad:?}");
+        }
+        // 4096 bytes, not characters: 2049 two-byte characters are too many.
+        assert!(!is_push_token(&"é".repeat(2049)) && is_push_token(&"é".repeat(2048)));
+    }
+
+    #[test]
     fn mime_types_are_type_slash_subtype_of_token_characters() {
         for good in ["image/png", "video/mp4", "application/vnd.api+json", "audio/x-wav", "a/b", "text/plain", "image/svg+xml"] {
             assert!(is_mime_type(good), "{good}");
@@ -353,8 +389,8 @@ mod tests {
     fn malformed_frames_are_described_in_words() {
         let send = encode(&ClientFrame::Send { client_id: 300, to: "+1555".into(), body: b"hi".to_vec() });
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (vec![200, 1], "unknown frame type 200 (known: 0 to 9)"),
-            (vec![0xFF, 0xFF, 0x7F], "unknown frame type 2097151 (known: 0 to 9)"),
+            (vec![200, 1], "unknown frame type 200 (known: 0 to 10)"),
+            (vec![0xFF, 0xFF, 0x7F], "unknown frame type 2097151 (known: 0 to 10)"),
             (vec![0xFF, 0xFF, 0xFF], "the frame type is not a valid varint"),
             (vec![0xFF; 6], "the frame type is not a valid varint"),
             (vec![], "the frame is empty (it has no frame type)"),
@@ -364,7 +400,8 @@ mod tests {
             (vec![7, 1, 0], "1 byte after the end of the frame"),
             ([&send[4..], &[0, 0][..]].concat(), "2 bytes after the end of the frame"),
             // The examples of docs/protocol.md §5.
-            (vec![0x0a], "unknown frame type 10 (known: 0 to 9)"),
+            (vec![0x0b], "unknown frame type 11 (known: 0 to 10)"),
+            (vec![0x0a], "the SetPushToken frame ends before its fields do"),
             (vec![0x08, 0x01], "the Command frame ends before its fields do"),
             (vec![0x05, 0x80], "the Ack frame ends before its fields do"),
             (vec![0x01, 0x02, 0xff, 0xfe], "a text field of the RequestCode frame is not valid UTF-8"),
@@ -378,10 +415,10 @@ mod tests {
             "a field of the Error frame has an unknown value (an error code, receipt status or message kind out of range)"
         );
         assert_eq!(malformed::<ServerFrame>(&[10, 1, 2, 0]), "a true/false field of the CommandResult frame is neither 0 nor 1");
-        assert_eq!(malformed::<ServerFrame>(&[12]), "unknown frame type 12 (known: 0 to 11)");
+        assert_eq!(malformed::<ServerFrame>(&[13]), "unknown frame type 13 (known: 0 to 12)");
         // The words reach the error's text (what the broker's close reason carries).
         let error = FrameError::Malformed(malformed::<ClientFrame>(&[200, 1]));
-        assert_eq!(error.to_string(), "malformed frame: unknown frame type 200 (known: 0 to 9)");
+        assert_eq!(error.to_string(), "malformed frame: unknown frame type 200 (known: 0 to 10)");
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub enum ClientFrame {
     /// 9. `Send` with the message's kind, which policy plugins see (protocol version 3).
     ///    Same rules, limits, idempotency and answers as `Send`, which means kind `Text`.
     SendTyped { client_id: u64, to: String, kind: MessageKind, body: Vec<u8> },
+    /// 10. The device's push token, where the operator's push gateway can wake it while it
+    ///     is not connected (protocol version 4; only after `Login`). At most
+    ///     [`MAX_PUSH_TOKEN_LEN`] bytes without control characters ([`is_push_token`]); the
+    ///     empty string removes the token. Answered by [`ServerFrame::PushTokenSet`] once
+    ///     stored durably, or [`ServerFrame::Error`].
+    SetPushToken { token: String },
 }
 
 /// A frame sent by the broker.
@@ -65,6 +71,9 @@ pub enum ServerFrame {
     ///     is pushed this way; older sessions get [`ServerFrame::Message`]). Acknowledge it
     ///     with [`ClientFrame::Ack`].
     TypedMessage { id: u64, from: String, sent_at_ms: u64, kind: MessageKind, body: Vec<u8> },
+    /// 12. Answer to [`ClientFrame::SetPushToken`]: the token (or its removal) is durably
+    ///     stored (protocol version 4).
+    PushTokenSet,
 }
 
 /// What a message carries, told to policy plugins without the broker reading the body
@@ -112,6 +121,17 @@ pub fn is_mime_type(mime: &str) -> bool {
             && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
     }
     mime.len() <= MAX_MIME_LEN && mime.split_once('/').is_some_and(|(ty, sub)| name(ty) && name(sub))
+}
+
+/// Longest push token a [`ClientFrame::SetPushToken`] may carry, in bytes.
+pub const MAX_PUSH_TOKEN_LEN: usize = 4096;
+
+/// Whether `token` may be stored as a push token: at most [`MAX_PUSH_TOKEN_LEN`] bytes and
+/// no control character (U+0000 to U+001F, U+007F to U+009F); any other UTF-8 is allowed
+/// (APNs tokens are hex, FCM tokens base64url with `:`). The empty string is valid: it
+/// removes the token.
+pub fn is_push_token(token: &str) -> bool {
+    token.len() <= MAX_PUSH_TOKEN_LEN && !token.chars().any(char::is_control)
 }
 
 /// What a receipt reports.
@@ -162,6 +182,7 @@ impl ClientFrame {
             ClientFrame::Ping { .. } => "Ping",
             ClientFrame::Command { .. } => "Command",
             ClientFrame::SendTyped { .. } => "SendTyped",
+            ClientFrame::SetPushToken { .. } => "SetPushToken",
         }
     }
 
@@ -170,6 +191,7 @@ impl ClientFrame {
     pub fn since_version(&self) -> u16 {
         match self {
             ClientFrame::SendTyped { .. } => 3,
+            ClientFrame::SetPushToken { .. } => 4,
             _ => 1,
         }
     }
@@ -191,6 +213,7 @@ impl ServerFrame {
             ServerFrame::Pong { .. } => "Pong",
             ServerFrame::CommandResult { .. } => "CommandResult",
             ServerFrame::TypedMessage { .. } => "TypedMessage",
+            ServerFrame::PushTokenSet => "PushTokenSet",
         }
     }
 }

@@ -18,7 +18,9 @@ pub const ALPN: &[u8] = b"hotline/1";
 /// Version 2 adds [`ErrorCode::QueueFull`]; nothing else differs from version 1. Version 3
 /// adds a message's [`MessageKind`]: [`ClientFrame::SendTyped`] and
 /// [`ServerFrame::TypedMessage`], which replaces [`ServerFrame::Message`] in its sessions.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4 adds the device's push token: [`ClientFrame::SetPushToken`], answered by
+/// [`ServerFrame::PushTokenSet`].
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest protocol version this crate (and the broker) still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

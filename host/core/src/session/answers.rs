@@ -20,6 +20,8 @@ pub(super) enum Answer {
     ReadChecked { ticket: Ticket, id: u64, sender: String },
     /// A `Verify` whose new account is being stored: `Registered` with `key` once durable.
     Registered { ticket: Ticket, phone: String, key: String },
+    /// A `SetPushToken` whose job was submitted: `PushTokenSet` once durable.
+    PushTokenSet { ticket: Ticket },
     /// A request waiting for policy's reply to the question `ticket` (one per message of a
     /// routed batch, in order).
     Asked { ticket: Ticket },
@@ -32,6 +34,7 @@ impl Answer {
             Answer::Sent { ticket, .. }
             | Answer::ReadChecked { ticket, .. }
             | Answer::Registered { ticket, .. }
+            | Answer::PushTokenSet { ticket }
             | Answer::Asked { ticket } => Some(*ticket),
         }
     }

@@ -26,7 +26,7 @@ impl Session {
             return false;
         }
         let version = self.version;
-        let Stage::Online { phone, window } = &mut self.stage else { return false };
+        let Stage::Online { phone, window, .. } = &mut self.stage else { return false };
         // The planted bug the simulator must catch (`--features mutation-push-before-durable`):
         // reading past the durable watermark, so items not yet durable are pushed.
         let durable = if cfg!(feature = "mutation-push-before-durable") { u64::MAX } else { ports.queues.durable_id() };
@@ -55,7 +55,7 @@ impl Session {
             return;
         }
         let ids = std::mem::take(&mut self.unacked);
-        let Stage::Online { phone, window } = &mut self.stage else { return };
+        let Stage::Online { phone, window, .. } = &mut self.stage else { return };
         let user = phone.clone();
         let mut items = Vec::with_capacity(ids.len());
         let mut metas = Vec::new();

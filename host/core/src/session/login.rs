@@ -58,6 +58,7 @@ impl Session {
         }
         tracing::debug!(%phone, "logged in");
         self.answers.ready(ServerFrame::LoggedIn { phone: phone.clone() });
-        self.stage = Stage::Online { phone, window: DeliveryWindow::new(self.config.delivery_window) };
+        let key_hash = hash_key(&key);
+        self.stage = Stage::Online { phone, key_hash, window: DeliveryWindow::new(self.config.delivery_window) };
     }
 }

@@ -19,6 +19,7 @@ mod ask;
 mod command;
 mod delivery;
 mod login;
+mod push;
 mod read;
 mod register;
 mod send;
@@ -128,8 +129,9 @@ enum Stage {
     Anonymous,
     /// Key checked; waiting for the directory ([`Input::Registered`]) to check it again.
     LoggingIn { phone: String, key: String },
-    /// Logged in; messaging frames allowed, items pushed through the window.
-    Online { phone: String, window: DeliveryWindow },
+    /// Logged in with the key whose hash is `key_hash`; messaging frames allowed, items
+    /// pushed through the window.
+    Online { phone: String, key_hash: [u8; 32], window: DeliveryWindow },
 }
 
 /// One client's session.
@@ -360,7 +362,7 @@ impl Session {
 
     fn dispatch(&mut self, now: Millis, input: Input, ports: &Ports<'_>) {
         match input {
-            Input::Frame(frame) => self.frame(frame, ports),
+            Input::Frame(frame) => self.frame(now, frame, ports),
             Input::BadFrame(e) => {
                 // Nothing after it is taken: the driver reads nothing more after bytes that
                 // are not a frame, and a frame of a later version is one in this session.
@@ -388,7 +390,7 @@ impl Session {
     }
 
     /// Which frame is allowed when.
-    fn frame(&mut self, frame: ClientFrame, ports: &Ports<'_>) {
+    fn frame(&mut self, now: Millis, frame: ClientFrame, ports: &Ports<'_>) {
         match (&self.stage, frame) {
             (Stage::New { .. }, ClientFrame::Hello { min_version, max_version }) => {
                 // The highest version in both ranges.
@@ -407,12 +409,14 @@ impl Session {
             (Stage::Anonymous, ClientFrame::RequestCode { phone }) => self.request_code(phone),
             (Stage::Anonymous, ClientFrame::Verify { phone, code }) => self.verify(phone, code),
             (Stage::Anonymous, ClientFrame::Login { phone, key }) => self.login(phone, key, ports),
+            (Stage::Anonymous, ClientFrame::SetPushToken { .. }) => self.answers.ready(push::not_logged_in()),
             (Stage::Anonymous, other) => self.close(Close::unexpected(&other, "before Login")),
             (Stage::Online { phone, .. }, ClientFrame::Command { request_id, slot, name, args }) => {
                 let from = phone.clone();
                 self.command(from, request_id, slot, name, args);
             }
             (Stage::Online { .. }, ClientFrame::Read { id, from }) => self.read(id, from),
+            (Stage::Online { .. }, ClientFrame::SetPushToken { token }) => self.set_push_token(now, token),
             (Stage::Online { .. }, frame @ (ClientFrame::Send { .. } | ClientFrame::SendTyped { .. } | ClientFrame::Ack { .. })) => {
                 unreachable!("`take` batches {} before dispatch", frame.name())
             }
@@ -440,6 +444,7 @@ impl Session {
             }
             Answer::ReadChecked { id, sender, .. } => self.read_checked(id, sender, result),
             Answer::Registered { phone, key, .. } => Some(Answer::Ready(self.account_stored(phone, key, result))),
+            Answer::PushTokenSet { .. } => Some(Answer::Ready(push::outcome(result))),
             other @ (Answer::Ready(_) | Answer::Asked { .. }) => Some(other),
         };
         if let Some(answer) = answer {

@@ -597,7 +597,7 @@ fn send_failed(frames: &[ServerFrame], client_id: u64) -> (ErrorCode, String) {
 
 #[test]
 fn hello_agrees_on_the_highest_common_version_or_closes_with_code_4() {
-    for ((min_version, max_version), agreed) in [((1, 1), Some(1)), ((1, 2), Some(2)), ((2, 2), Some(2)), ((1, 9), Some(3)), ((3, 9), Some(3)), ((4, 9), None), ((0, 0), None), ((2, 1), None)] {
+    for ((min_version, max_version), agreed) in [((1, 1), Some(1)), ((1, 2), Some(2)), ((2, 2), Some(2)), ((1, 3), Some(3)), ((1, 9), Some(4)), ((3, 9), Some(4)), ((4, 9), Some(4)), ((5, 9), None), ((0, 0), None), ((2, 1), None)] {
         let mut w = World::new();
         let config = SessionConfig { delivery_window: 8, max_body_bytes: 1024, hello_timeout_ms: 10_000, max_queue_items: 100 };
         w.clients.push(Client { session: Session::new(w.now, config), received: Vec::new(), closed: None });
@@ -609,7 +609,7 @@ fn hello_agrees_on_the_highest_common_version_or_closes_with_code_4() {
             }
             None => {
                 let close = w.clients[0].closed.clone().expect("not closed");
-                assert_eq!((close.code, close.reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 3"));
+                assert_eq!((close.code, close.reason.as_str()), (close_code::UNSUPPORTED_VERSION, "this broker speaks versions 1 to 4"));
             }
         }
     }
@@ -841,4 +841,121 @@ fn a_media_kind_without_a_mime_type_is_invalid_argument_and_stores_nothing() {
     assert_eq!(send_failed(&frames, 1).1, "\"image\" is not a MIME type (type/subtype, at most 127 bytes of letters, digits and !#$&-^_.+)");
     assert!(w.queued(BOB).is_empty());
     assert!(asked_kinds(&w).0.is_empty(), "a refused kind was routed");
+}
+
+fn set_push_token(w: &mut World, c: usize, token: &str) {
+    w.frame(c, ClientFrame::SetPushToken { token: token.into() });
+}
+
+#[test]
+fn a_push_token_is_answered_once_durable_in_request_order_and_an_empty_one_removes_it() {
+    let mut w = World::new();
+    w.versions = (1, 4);
+    let a = w.login(ALICE);
+    w.send(a, 1, BOB, b"hi");
+    set_push_token(&mut w, a, "apns:0a1b2c");
+    w.frame(a, ClientFrame::Ping { nonce: 7 });
+    assert!(w.take(a).is_empty(), "answered before durable");
+    w.commit();
+    let frames = w.take(a);
+    assert!(matches!(&frames[..], [ServerFrame::Sent { client_id: 1, .. }, ServerFrame::PushTokenSet, ServerFrame::Pong { nonce: 7 }]), "{frames:?}");
+    let stored = w.store.durable().push[ALICE].clone();
+    assert_eq!((stored.token.as_str(), stored.key_hash, stored.set_at_ms), ("apns:0a1b2c", hash_key(&format!("key of {ALICE}")), 1_000));
+    // A new token replaces it; the empty one removes it.
+    set_push_token(&mut w, a, "apns:ffff");
+    w.commit();
+    assert_eq!(w.store.durable().push[ALICE].token, "apns:ffff");
+    set_push_token(&mut w, a, "");
+    w.commit();
+    assert_eq!(w.take(a), vec![ServerFrame::PushTokenSet, ServerFrame::PushTokenSet]);
+    assert!(w.store.durable().push.is_empty());
+}
+
+#[test]
+fn a_bad_push_token_or_one_before_login_gets_an_error_and_the_session_goes_on() {
+    let mut w = World::new();
+    w.versions = (1, 4);
+    let c = w.connect();
+    set_push_token(&mut w, c, "tok");
+    let frames = w.take(c);
+    assert!(
+        matches!(&frames[..], [ServerFrame::Error { error: ErrorCode::Rejected, reason }] if reason == "SetPushToken is allowed only after Login; log in first"),
+        "{frames:?}"
+    );
+    assert!(w.clients[c].closed.is_none());
+    w.frame(c, ClientFrame::Login { phone: ALICE.into(), key: format!("key of {ALICE}") });
+    assert_eq!(w.take(c), vec![ServerFrame::LoggedIn { phone: ALICE.into() }]);
+
+    let too_long = "x".repeat(4097);
+    set_push_token(&mut w, c, &too_long);
+    set_push_token(&mut w, c, "line\nbreak");
+    set_push_token(&mut w, c, &"y".repeat(4096));
+    assert!(w.jobs.len() == 1, "a refused token was submitted");
+    w.commit();
+    let frames = w.take(c);
+    let [ServerFrame::Error { error: e1, reason: r1 }, ServerFrame::Error { error: e2, reason: r2 }, ServerFrame::PushTokenSet] = &frames[..] else {
+        panic!("{frames:?}")
+    };
+    assert_eq!((*e1, r1.as_str()), (ErrorCode::InvalidArgument, "the push token is 4097 bytes long; at most 4096 are allowed"));
+    assert_eq!((*e2, r2.as_str()), (ErrorCode::InvalidArgument, "\"line\\nbreak\" is not a push token: it contains a control character"));
+    assert!(w.clients[c].closed.is_none());
+    assert_eq!(w.store.durable().push[ALICE].token.len(), 4096);
+}
+
+#[test]
+fn set_push_token_in_a_version_3_session_answers_what_came_before_then_closes_as_malformed() {
+    let mut w = World::new();
+    w.versions = (1, 3);
+    let a = w.login(ALICE);
+    w.send(a, 1, BOB, b"before");
+    set_push_token(&mut w, a, "tok");
+    assert!(w.clients[a].closed.is_none(), "closed before answering");
+    w.commit();
+    assert!(matches!(&w.take(a)[..], [ServerFrame::Sent { client_id: 1, .. }]));
+    let close = w.clients[a].closed.clone().expect("not closed");
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (close_code::MALFORMED_FRAME, "malformed frame: SetPushToken is a frame of protocol version 4; this session speaks version 3")
+    );
+    assert!(w.store.visible().push.is_empty());
+}
+
+#[test]
+fn a_new_device_drops_the_old_token_and_the_old_key_cannot_set_one() {
+    let mut w = World::new();
+    w.versions = (1, 4);
+    let old = w.login(ALICE);
+    set_push_token(&mut w, old, "old phone");
+    w.commit();
+    assert_eq!(w.take(old), vec![ServerFrame::PushTokenSet]);
+    // The old device's next token is in flight when the number is registered again.
+    set_push_token(&mut w, old, "old phone again");
+    let new = w.connect();
+    w.frame(new, ClientFrame::Verify { phone: ALICE.into(), code: "123456".into() });
+    w.commit();
+    // Its job ran before the re-registration's, whose batch then removed the token.
+    assert!(w.store.durable().push.is_empty(), "{:?}", w.store.durable().push);
+    assert_eq!(w.clients[old].closed.as_ref().map(|c| c.code), Some(close_code::KEY_REVOKED));
+
+    // A token of a key no longer the account's is refused in commit order, storing nothing.
+    let stale = w.login(BOB);
+    w.store.put_account(BOB, Account { key_hash: [7; 32], registered_at_ms: 5 });
+    set_push_token(&mut w, stale, "stale");
+    w.commit();
+    let frames = w.take(stale);
+    assert!(matches!(&frames[..], [ServerFrame::Error { error: ErrorCode::Rejected, reason }] if reason.contains("no longer holds the number")), "{frames:?}");
+    assert!(w.store.durable().push.is_empty());
+}
+
+#[test]
+fn a_push_token_whose_fsync_failed_is_answered_retryable() {
+    let mut w = World::new();
+    w.versions = (1, 4);
+    let a = w.login(ALICE);
+    w.store.fail_fsync_at(1);
+    set_push_token(&mut w, a, "tok");
+    w.commit();
+    assert!(matches!(&w.take(a)[..], [ServerFrame::Error { error: ErrorCode::Retryable, .. }]));
+    w.store.crash();
+    assert!(w.store.durable().push.is_empty());
 }

@@ -103,6 +103,17 @@ enum Command {
     /// Send any command to a plugin: SLOT (router, registrar, receipts), NAME, ARGS.
     /// Example: `command receipts read-receipts off`.
     Command { slot: String, name: String, args: Vec<String> },
+    /// Set this device's push token (protocol version 4), where the operator's push gateway
+    /// wakes it while it is not connected: TOKEN as the platform's push service gave it
+    /// (at most 4096 bytes, no control characters); `--clear` removes it.
+    PushToken {
+        /// The token (an APNs device token, an FCM registration token, …).
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        token: Option<String>,
+        /// Remove the stored token instead: the device is no longer woken.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Print incoming messages and receipts as JSON lines, acknowledging each. A media
     /// message (`"kind": "media"`) shows its url, mime, size, sha256, name, caption and
     /// thumbnail (its bytes and size in pixels); fetch it with `fetch URL -o FILE --sha256 HASH`.
@@ -304,6 +315,27 @@ async fn run(cli: Cli) -> Result<()> {
             plugin_command(&cli.profile, &profile, &opts, "router", name, args).await
         }
         Command::Command { slot, name, args } => plugin_command(&cli.profile, &profile, &opts, &slot, &name, args).await,
+        Command::PushToken { token, clear: _ } => {
+            let (phone, key) = profile.account(&cli.profile)?;
+            let mut client = Client::connect(&opts).await?;
+            let version = client.version();
+            if version < 4 {
+                client.close().await;
+                bail!("the broker speaks protocol version {version}; push tokens need version 4");
+            }
+            client.login(&phone, &key).await?;
+            // Items pushed meanwhile are not acknowledged: they stay queued for `listen`.
+            let token = token.unwrap_or_default();
+            let result = client.set_push_token(&token).await;
+            client.close().await;
+            result?;
+            if token.is_empty() {
+                println!("push token of {phone} removed");
+            } else {
+                println!("push token of {phone} set ({} bytes)", token.len());
+            }
+            Ok(())
+        }
         Command::Listen { count, timeout, read } => {
             let (phone, key) = profile.account(&cli.profile)?;
             let mut client = Client::connect(&opts).await?;
