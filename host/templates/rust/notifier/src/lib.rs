@@ -47,7 +47,7 @@ impl notifying::Guest for Plugin {
     fn notify(item: Queued) -> Decision {
         if item.waiting == 1 {
             metrics::counter_add("woken", 1);
-            Decision::Wake(format!("{{\"waiting\":{}}}", item.waiting))
+            Decision::Wake(["{\"waiting\":", &item.waiting.to_string(), "}"].concat())
         } else {
             Decision::Skip
         }
