@@ -21,7 +21,8 @@ use crate::monitor::{Figures, Monitor, QueueKind, QueueLen, Sources, Webhook};
 use crate::plugins::PluginHost;
 use crate::policy::PolicyThreads;
 use crate::sessions::Sessions;
-use crate::sms::{OutboxFile, SmsSender};
+use crate::sms::limits::CodeLimits;
+use crate::sms::SmsGateway;
 use crate::store::{Committer, Store, WakeHook};
 
 /// Everything a session's driver needs. Shared by all connections.
@@ -48,6 +49,8 @@ pub struct Broker {
     pub monitor: Arc<Monitor>,
     /// How often the monitor samples (`alerts.sample_ms`).
     pub sample_every: Duration,
+    /// The host's limits on code requests (`sms.limits`), checked by the session driver.
+    pub code_limits: CodeLimits,
 }
 
 /// Bytes held by all connections together, each kind bounded per connection.
@@ -82,7 +85,8 @@ impl Broker {
             })
         };
         let committer = Committer::start(store.clone(), config.storage.durability, wake)?;
-        let sms: Arc<dyn SmsSender> = Arc::new(OutboxFile::new(config.sms_outbox_path()));
+        let provider = crate::sms::provider(&config.sms, config.sms_outbox_path()).context("starting the SMS provider")?;
+        let sms = SmsGateway::start(provider, metrics.sms.clone()).context("starting the SMS threads")?;
         let plugins = Arc::new(PluginHost::start(
             config.plugins.clone(),
             config.plugin_dir(),
@@ -103,7 +107,7 @@ impl Broker {
             };
             crate::push::start(pending, worker, post).context("starting the push threads")?;
         }
-        let policy = PolicyThreads::start(config.plugins.threads, plugins.clone(), Arc::new(RegistrationLocks::default()))
+        let policy = PolicyThreads::start(config.plugins.threads, plugins.clone(), Arc::new(RegistrationLocks::default()), sms)
             .context("starting the plugin threads")?;
         let webhook = match &config.alerts.webhook {
             Some(url) => Some(Webhook::start(url.clone(), Duration::from_secs(1)).context("starting the alert webhook thread")?),
@@ -123,6 +127,10 @@ impl Broker {
             connections: Arc::default(),
             monitor: Monitor::new(queue_sources(broker.clone()), config.alerts.rules(), webhook),
             sample_every: Duration::from_millis(config.alerts.sample_ms),
+            code_limits: {
+                let (per_address, per_prefix) = config.sms.limits();
+                CodeLimits::new(per_address, per_prefix, config.sms.limits.prefix_digits)
+            },
         }))
     }
 

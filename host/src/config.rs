@@ -25,6 +25,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub media: MediaConfig,
     pub push: PushConfig,
+    pub sms: SmsConfig,
 }
 
 /// The media endpoint: files (pictures, voice notes) uploaded and downloaded over HTTPS by
@@ -215,6 +216,90 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig { listen: "127.0.0.1:9464".parse().unwrap(), token: None }
+    }
+}
+
+/// How registration codes reach phones, and the host's limits on code requests (against
+/// SMS pumping), checked before the registrar plugin is asked (docs/operations.md, "SMS
+/// gateway").
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `outbox` (default): `<data>/sms-outbox.jsonl`, for development. `webhook`: a POST to
+    /// `[sms.webhook]`.
+    pub provider: SmsProvider,
+    /// The SMS gateway (`provider = "webhook"`).
+    pub webhook: Option<WebhookConfig>,
+    pub limits: SmsLimitsConfig,
+}
+
+/// Where texts go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    /// One JSON line per text in `<data>/sms-outbox.jsonl`.
+    #[default]
+    Outbox,
+    /// A JSON POST to `[sms.webhook]`.
+    Webhook,
+}
+
+/// Code requests allowed per hour (a sliding window), counted by the host. Unset, a limit
+/// is [`SmsLimitsConfig::DEFAULT_PER_ADDRESS`] / [`SmsLimitsConfig::DEFAULT_PER_PREFIX`]
+/// with the webhook provider and off with the outbox (development and tests register many
+/// numbers from one machine, and no text costs anything); `0` turns a limit off.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsLimitsConfig {
+    /// Per source address (IPv4 address; IPv6 /64 network).
+    pub per_address_per_hour: Option<u32>,
+    /// Per number prefix: the first `prefix_digits` digits after `+`.
+    pub per_prefix_per_hour: Option<u32>,
+    /// Digits of the number prefix, 1..=15.
+    pub prefix_digits: u8,
+}
+
+impl Default for SmsLimitsConfig {
+    fn default() -> Self {
+        SmsLimitsConfig { per_address_per_hour: None, per_prefix_per_hour: None, prefix_digits: 6 }
+    }
+}
+
+impl SmsLimitsConfig {
+    /// `per_address_per_hour` when unset with the webhook provider.
+    pub const DEFAULT_PER_ADDRESS: u32 = 10;
+    /// `per_prefix_per_hour` when unset with the webhook provider.
+    pub const DEFAULT_PER_PREFIX: u32 = 100;
+}
+
+impl SmsConfig {
+    /// The limits in force, per address and per prefix (`0`: none).
+    pub fn limits(&self) -> (u32, u32) {
+        let webhook = self.provider == SmsProvider::Webhook;
+        let or_default = |set: Option<u32>, default: u32| set.unwrap_or(if webhook { default } else { 0 });
+        (
+            or_default(self.limits.per_address_per_hour, SmsLimitsConfig::DEFAULT_PER_ADDRESS),
+            or_default(self.limits.per_prefix_per_hour, SmsLimitsConfig::DEFAULT_PER_PREFIX),
+        )
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (self.provider, &self.webhook) {
+            (SmsProvider::Webhook, None) => {
+                return Err(ConfigError::Invalid("sms.provider is \"webhook\" but [sms.webhook] is not set (its url at least)".into()));
+            }
+            (SmsProvider::Outbox, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "[sms.webhook] is set but sms.provider is \"outbox\": set provider = \"webhook\" to use it, or remove [sms.webhook]".into(),
+                ));
+            }
+            (_, Some(webhook)) => webhook.validate("sms.webhook")?,
+            (SmsProvider::Outbox, None) => {}
+        }
+        if !(1..=15).contains(&self.limits.prefix_digits) {
+            return Err(ConfigError::Invalid("sms.limits.prefix_digits must be 1..=15".into()));
+        }
+        Ok(())
     }
 }
 
@@ -451,6 +536,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             media: MediaConfig::default(),
             push: PushConfig::default(),
+            sms: SmsConfig::default(),
         }
     }
 }
@@ -564,6 +650,7 @@ impl Config {
         }
         self.media.validate()?;
         self.push.validate()?;
+        self.sms.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
             return Err(ConfigError::Invalid(format!(
@@ -720,6 +807,38 @@ mod tests {
         assert!(!media.enabled);
         assert_eq!(Config::default().media.max_upload_bytes, 64 << 20);
         assert_eq!(Config::default().media.listen.port(), 4443);
+    }
+
+    #[test]
+    fn sms_settings_are_checked_and_secrets_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        for (text, says) in [
+            ("[sms]\nprovider = \"webhook\"\n", "[sms.webhook] is not set"),
+            ("[sms.webhook]\nurl = \"https://sms.example.com/\"\n", "sms.provider is \"outbox\""),
+            ("[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"http://sms.example.com/\"\n", "sms.webhook.url"),
+            ("[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"https://s.example/\"\nattempts = 0\n", "sms.webhook.attempts"),
+            ("[sms]\nprovider = \"pigeon\"\n", "unknown variant"),
+            ("[sms.limits]\nprefix_digits = 0\n", "sms.limits.prefix_digits"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", anyhow::Error::from(Config::load(&path).unwrap_err()));
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        assert_eq!(Config::default().sms.limits(), (0, 0), "no limits with the outbox unless set");
+        std::fs::write(
+            &path,
+            "[sms]\nprovider = \"webhook\"\n[sms.webhook]\nurl = \"https://sms.example.com/send\"\nhmac_secret = \"whsec_hidden\"\n\
+             header = { name = \"Authorization\", value = \"Bearer hidden-token\" }\n[sms.limits]\nper_prefix_per_hour = 0\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.sms.limits(), (SmsLimitsConfig::DEFAULT_PER_ADDRESS, 0));
+        let webhook = config.sms.webhook.as_ref().unwrap();
+        assert_eq!((webhook.timeout_ms, webhook.attempts, webhook.backoff_ms), (5000, 4, 200));
+        for shown in [config.to_toml(), serde_json::to_string(&config).unwrap(), format!("{config:?}")] {
+            assert!(!shown.contains("hidden") && shown.contains("***"), "{shown}");
+        }
     }
 
     #[test]

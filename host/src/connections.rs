@@ -143,6 +143,11 @@ impl ConnectionHandle {
         self.id
     }
 
+    /// The client's address and port.
+    pub fn remote(&self) -> SocketAddr {
+        self.entry.remote
+    }
+
     /// The counters of the connection's outbound mailbox (handed to `mailbox::channel`).
     pub fn mailbox(&self) -> Arc<MailboxLoad> {
         self.entry.mailbox.clone()

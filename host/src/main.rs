@@ -358,6 +358,7 @@ fn check_config(file: &std::path::Path) -> Result<()> {
     let overrides = Overrides::default().with_env_token();
     let config = Config::resolve(Some(file), &overrides)?;
     let tls = hotline::tls::check(&config)?;
+    hotline::sms::provider(&config.sms, config.sms_outbox_path()).context("sms.webhook")?;
     let mut out = format!("# {}: fine. Effective settings (defaults filled in):\n", file.display());
     let _ = writeln!(out, "# TLS: {tls}");
     out.push_str(&config.to_toml());

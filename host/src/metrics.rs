@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hotline_protocol::{close_code, ErrorCode, ReceiptStatus};
@@ -28,6 +28,11 @@ pub const LOGIN_FAILURES: &[&str] = &["auth_failed", "internal"];
 /// `cut_off`: the body ended early or the client went silent; `busy`: too many uploads at
 /// once; `storage`: writing the file or its record failed.
 pub const MEDIA_REFUSALS: &[&str] = &["unauthorized", "too_large", "bad_request", "cut_off", "busy", "storage"];
+
+/// Why a text was not sent (`hotline_sms_failed_total`); these series exist from start.
+/// `rejected`: the gateway refused it (a 4xx); `gave_up`: every attempt failed; `outbox`:
+/// the outbox file could not be written; `queue_full`: too many texts waited already.
+pub const SMS_FAILURES: &[&str] = &["rejected", "gave_up", "outbox", "queue_full"];
 
 /// The `code` label of a connection that ended without a close code of the broker's: the
 /// client went silent (idle timeout), reset it, or the transport failed.
@@ -89,6 +94,51 @@ pub struct Metrics {
     pub media: MediaMetrics,
     /// Push wake-ups (`crate::push`), shared with the push threads.
     pub push: std::sync::Arc<crate::push::PushMetrics>,
+    /// Registration texts and the host's limits on them.
+    pub sms: Arc<SmsMetrics>,
+}
+
+/// Registration texts: sent, failed, and code requests the host's limits refused.
+pub struct SmsMetrics {
+    /// Texts the provider took (a 2xx from the gateway, or a line in the outbox).
+    pub sent: AtomicU64,
+    /// Texts not sent, by [`SMS_FAILURES`] reason.
+    failed: Labelled,
+    /// Code requests refused by a host limit, by limit (`address`, `prefix`).
+    refused: Labelled,
+}
+
+impl Default for SmsMetrics {
+    fn default() -> SmsMetrics {
+        SmsMetrics {
+            sent: AtomicU64::new(0),
+            failed: Labelled::new(SMS_FAILURES),
+            refused: Labelled::new(&crate::sms::limits::Limit::ALL.map(|l| l.name())),
+        }
+    }
+}
+
+impl SmsMetrics {
+    /// A text was not sent for `reason` (one of [`SMS_FAILURES`]).
+    pub fn failed(&self, reason: &str) {
+        self.failed.inc(reason);
+    }
+
+    /// A code request was refused by `limit`.
+    pub fn refused(&self, limit: crate::sms::limits::Limit) {
+        self.refused.inc(limit.name());
+    }
+
+    /// Texts not sent for `reason`.
+    pub fn failed_count(&self, reason: &str) -> u64 {
+        self.failed.get(reason)
+    }
+
+    fn expose(&self, out: &mut Exposition) {
+        out.counter("hotline_sms_sent_total", "Registration texts the SMS provider took (the gateway answered 2xx, or the outbox line was written).", self.sent.load(Ordering::Relaxed));
+        self.failed.expose(out, "hotline_sms_failed_total", "Registration texts not sent, by reason (rejected: the gateway refused, a 4xx; gave_up: every attempt failed; outbox: the file could not be written; queue_full: too many texts waited); the client got an error.", "reason");
+        self.refused.expose(out, "hotline_sms_refused_total", "Code requests refused by the host's limits (sms.limits) before the registrar was asked, by limit (address, prefix).", "limit");
+    }
 }
 
 /// The media endpoint's counters and what it holds on disk.
@@ -173,6 +223,7 @@ impl Default for Metrics {
             delivery_seconds: Histogram::new(DELIVERY_BUCKETS),
             media: MediaMetrics::default(),
             push: Default::default(),
+            sms: Arc::default(),
         }
     }
 }
@@ -244,6 +295,7 @@ impl Metrics {
         self.delivery_seconds.expose(out, "hotline_delivery_seconds", "Time from a message's timestamp (the broker accepted its Send) to the commit of the recipient's acknowledgement; messages to phones that were offline land in the big buckets.");
         self.media.expose(out);
         self.push.expose(out);
+        self.sms.expose(out);
     }
 }
 
@@ -307,7 +359,6 @@ impl Labelled {
         }
     }
 
-    #[cfg(test)]
     fn get(&self, value: &str) -> u64 {
         self.series.lock().unwrap_or_else(|p| p.into_inner()).get(value).copied().unwrap_or(0)
     }
@@ -418,6 +469,9 @@ mod tests {
             "hotline_send_seconds_count 0",
             "hotline_media_uploads_refused_total{reason=\"too_large\"} 0",
             "hotline_media_disk_bytes 0",
+            "hotline_sms_sent_total 0",
+            "hotline_sms_failed_total{reason=\"gave_up\"} 0",
+            "hotline_sms_refused_total{limit=\"prefix\"} 0",
         ] {
             assert!(out.text.lines().any(|l| l == line), "no line {line:?} in\n{}", out.text);
         }

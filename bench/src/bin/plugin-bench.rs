@@ -25,7 +25,7 @@ use hotline::config::PluginsConfig;
 use hotline::plugins::PluginHost;
 use hotline::broker::RegistrationLocks;
 use hotline::policy::{MessageMeta, Policy, PolicyThreads, Question, Reply, Route};
-use hotline::sms::OutboxFile;
+use hotline::sms::{OutboxFile, SmsGateway};
 use hotline::store::Store;
 use hotline_tests::{install, version_of, with_marker, Broker};
 
@@ -106,7 +106,7 @@ fn swaps(args: &Args) -> Result<()> {
 fn calls(args: &Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("store"))?;
-    let sms = Arc::new(OutboxFile::new(dir.path().join("sms.jsonl")));
+    let sms = SmsGateway::start(Arc::new(OutboxFile::new(dir.path().join("sms.jsonl"))), Arc::default())?;
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
     let name = match &args.router {
@@ -116,7 +116,7 @@ fn calls(args: &Args) -> Result<()> {
         }
         None => "default router".to_string(),
     };
-    let host = PluginHost::start(PluginsConfig::default(), plugins, dir.path().join("cache"), store, sms)?;
+    let host = PluginHost::start(PluginsConfig::default(), plugins, dir.path().join("cache"), store, sms.clone())?;
     let meta = |i: usize| MessageMeta { from: "+15550000001".into(), to: format!("+1555{:07}", i % 1000 + 1_000_000), size: 100, at_ms: 0, kind: hotline_protocol::MessageKind::Text };
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!("plugin-bench: router call ({name}, direct messages; compiled in {:.1} ms)", router_info(&host).load.compile_us as f64 / 1000.0);
@@ -136,7 +136,7 @@ fn calls(args: &Args) -> Result<()> {
     // As a session asks it: from a tokio task, handed to a plugin thread, the reply awaited.
     let host = Arc::new(host);
     let host_report = host.clone();
-    let threads = PolicyThreads::start(1, host, Arc::new(RegistrationLocks::default()))?;
+    let threads = PolicyThreads::start(1, host, Arc::new(RegistrationLocks::default()), sms)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
     let total = args.calls;
     let per = rt.block_on(async move {

@@ -47,8 +47,8 @@ use version::{CallFailure, Instance, Version};
 pub use watcher::Watcher;
 
 use crate::config::PluginsConfig;
-use crate::policy::{MessageMeta, Policy, PolicyError, ReceiptMeta, Refusal, Route, Slot};
-use crate::sms::SmsSender;
+use crate::policy::{HostPolicy, MessageMeta, Policy, PolicyError, ReceiptMeta, Refusal, Route, Slot};
+use crate::sms::{SmsGateway, Text};
 use crate::store::Store;
 
 /// Limits every plugin instance runs under.
@@ -68,7 +68,8 @@ pub struct PluginContext {
     /// Component files of the loaded versions, on disk (`<cache>/versions/`).
     sources: Arc<sources::Sources>,
     store: Store,
-    sms: Arc<dyn SmsSender>,
+    /// Where texts of calls other than `request-code` go (nobody waits for them).
+    sms: SmsGateway,
     counters: [Arc<PluginCounters>; 4],
     limits: Limits,
     config: PluginsConfig,
@@ -153,7 +154,7 @@ impl PluginHost {
     /// Prepares the plugin folder (writing the built-in plugins on first start), compiles
     /// and loads one version per slot. A slot whose file cannot be loaded starts with its
     /// built-in plugin, and the refusal is logged and listed.
-    pub fn start(config: PluginsConfig, dir: PathBuf, cache_dir: PathBuf, store: Store, sms: Arc<dyn SmsSender>) -> anyhow::Result<PluginHost> {
+    pub fn start(config: PluginsConfig, dir: PathBuf, cache_dir: PathBuf, store: Store, sms: SmsGateway) -> anyhow::Result<PluginHost> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating plugin folder {}", dir.display()))?;
         let limits = Limits {
             call_timeout: Duration::from_millis(config.call_timeout_ms),
@@ -794,13 +795,20 @@ impl Policy for PluginHost {
             .collect()
     }
 
+    /// The text is sent without waiting for it; the plugin threads ask
+    /// [`HostPolicy::request_code_texts`] instead, to answer once it is sent.
     fn request_code(&self, phone: &str) -> Result<Result<u32, Refusal>, PolicyError> {
-        let answer = self.call(Slot::Registrar, phone, |store, instance| instance.request_code(store, phone))?;
-        Ok(answer.map_err(from_wit_refusal))
+        let (answer, text) = self.request_code_texts(phone)?;
+        self.send_unwatched(text);
+        Ok(answer)
     }
 
     fn verify_code(&self, phone: &str, code: &str) -> Result<Result<(), Refusal>, PolicyError> {
-        let answer = self.call(Slot::Registrar, phone, |store, instance| instance.verify_code(store, phone, code))?;
+        let (answer, text) = self.call(Slot::Registrar, phone, |store, instance| {
+            let answer = instance.verify_code(store, phone, code)?;
+            Ok((answer, store.data_mut().text.take()))
+        })?;
+        self.send_unwatched(text);
         Ok(answer.map_err(from_wit_refusal))
     }
 
@@ -821,7 +829,32 @@ impl Policy for PluginHost {
 
     fn command(&self, slot: Slot, from: &str, name: &str, args: Vec<String>) -> Result<Result<String, String>, PolicyError> {
         let command = types::Command { from: from.to_string(), name: name.to_string(), args };
-        self.call(slot, from, |store, instance| instance.handle_command(store, &command))
+        let (answer, text) = self.call(slot, from, |store, instance| {
+            let answer = instance.handle_command(store, &command)?;
+            Ok((answer, store.data_mut().text.take()))
+        })?;
+        self.send_unwatched(text);
+        Ok(answer)
+    }
+}
+
+impl HostPolicy for PluginHost {
+    fn request_code_texts(&self, phone: &str) -> Result<(Result<u32, Refusal>, Option<Text>), PolicyError> {
+        let (answer, text) = self.call(Slot::Registrar, phone, |store, instance| {
+            let answer = instance.request_code(store, phone)?;
+            Ok((answer, store.data_mut().text.take()))
+        })?;
+        Ok((answer.map_err(from_wit_refusal), text))
+    }
+}
+
+impl PluginHost {
+    /// Sends a text no client waits for (one recorded outside `request-code`, or by a
+    /// refused request); its result is logged and counted.
+    fn send_unwatched(&self, text: Option<Text>) {
+        if let Some(text) = text {
+            self.ctx.sms.send(text, |_| {});
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::metrics::PluginCounters;
 use crate::policy::Slot;
-use crate::sms::SmsSender;
+use crate::sms::Text;
 use crate::store::Store;
 
 /// Data of one plugin instance's wasmtime store.
@@ -20,7 +20,9 @@ pub struct PluginState {
     /// The version's short hash, for log lines.
     pub(crate) version: String,
     pub(crate) store: Store,
-    pub(crate) sms: Arc<dyn SmsSender>,
+    /// The text the running call asked to send (`sms.send`, at most one per call): the
+    /// host sends it once the call returned (see [`crate::sms`]).
+    pub(crate) text: Option<Text>,
     pub(crate) counters: Arc<PluginCounters>,
     pub(crate) limits: MemoryLimiter,
     /// When the running call (or `init`) reaches its time limit: a WASI call that blocks
@@ -43,7 +45,6 @@ impl PluginState {
         slot: Slot,
         version: String,
         store: Store,
-        sms: Arc<dyn SmsSender>,
         counters: Arc<PluginCounters>,
         memory_limit: usize,
     ) -> Self {
@@ -51,7 +52,7 @@ impl PluginState {
             slot,
             version,
             store,
-            sms,
+            text: None,
             counters,
             limits: MemoryLimiter {
                 limits: StoreLimitsBuilder::new().memory_size(memory_limit).instances(64).tables(64).memories(16).build(),

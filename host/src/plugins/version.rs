@@ -161,7 +161,6 @@ impl Version {
             self.slot,
             self.short().to_string(),
             ctx.store.clone(),
-            ctx.sms.clone(),
             ctx.counters(self.slot),
             ctx.limits.memory_bytes,
         );
@@ -207,6 +206,7 @@ impl Version {
         loaded.store.set_epoch_deadline(ticks(ctx.limits.call_timeout));
         loaded.store.data_mut().deadline = Some(Instant::now() + ctx.limits.call_timeout);
         loaded.store.data_mut().limits.refused_growth = false;
+        loaded.store.data_mut().text = None;
         match f(&mut loaded.store, &loaded.instance) {
             Ok(result) => {
                 self.consecutive_errors.store(0, Ordering::Relaxed);

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hotline_core::session::MAX_SEND_BATCH;
-use hotline_core::policy::{PolicyError, Reply, Slot};
+use hotline_core::policy::{PolicyError, Question, Refusal, Reply, Slot};
 use hotline_core::{Input, Job, JobOutcome, Output, Ports, SessionConfig, StorageFailure, Ticket};
 use tokio::sync::oneshot;
 use hotline_protocol::{close_code, encode, ClientFrame, ErrorCode, FrameError, ReceiptStatus, ServerFrame, MAX_FRAME_LEN};
@@ -286,7 +286,11 @@ impl<'c> Session<'c> {
                 }
                 Output::Ask { ticket, question } => {
                     let slot = question.slot();
-                    self.asking = Some(Asking { ticket, slot, reply: self.broker.policy.ask(question) });
+                    let reply = match self.code_limit(&question) {
+                        Some(refused) => refused,
+                        None => self.broker.policy.ask(question),
+                    };
+                    self.asking = Some(Asking { ticket, slot, reply });
                 }
                 Output::Register { phone, replaces } => {
                     self.signals = Some(self.broker.sessions.register(&phone, replaces));
@@ -372,6 +376,19 @@ impl<'c> Session<'c> {
             _ => {}
         }
         input
+    }
+
+    /// The host's limits on code requests (`sms.limits`, by this connection's address and
+    /// the number's prefix): a refused `RequestCode` is answered here, without asking the
+    /// registrar, and counted. `None`: ask policy.
+    fn code_limit(&self, question: &Question) -> Option<oneshot::Receiver<Result<Reply, PolicyError>>> {
+        let Question::RequestCode { phone } = question else { return None };
+        let refused = self.broker.code_limits.check(self.conn.remote().ip(), phone).err()?;
+        self.broker.metrics.sms.refused(refused.limit);
+        tracing::info!(remote = %self.conn.remote(), %phone, limit = refused.limit.name(), "code request refused by sms.limits");
+        let (reply_to, reply) = oneshot::channel();
+        let _ = reply_to.send(Ok(Reply::RequestCode(Err(Refusal { error: ErrorCode::RateLimited, reason: refused.reason }))));
+        Some(reply)
     }
 
     /// Keeps the broker's gauge of uncommitted body bytes at this session's share.

@@ -67,6 +67,9 @@ pub struct ConnectOptions {
     /// `TypedMessage` (and sends no [`Client::send_typed`]) offers at most 2; one that sets
     /// no push token ([`Client::set_push_token`]) may offer 3.
     pub versions: (u16, u16),
+    /// Local address to bind the client's UDP socket to. Default: any address of the
+    /// server's family, any port.
+    pub bind: Option<SocketAddr>,
 }
 
 impl ConnectOptions {
@@ -85,6 +88,7 @@ impl ConnectOptions {
             keep_alive: DEFAULT_KEEP_ALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             versions: (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
+            bind: None,
         }
     }
 }
@@ -199,7 +203,8 @@ impl Client {
     /// want to speak the protocol (or break it) by hand.
     pub async fn connect_raw(opts: &ConnectOptions) -> Result<Client, ClientError> {
         let connect_err = |detail: String| ClientError::Connect { server: opts.server, detail };
-        let bind: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+        let any: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+        let bind = opts.bind.unwrap_or(any);
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
         let mut config = client_config(&opts.ca)?;
         config.transport_config(Arc::new(transport_config(opts.keep_alive, opts.idle_timeout).map_err(connect_err)?));
