@@ -810,6 +810,30 @@ mod tests {
     }
 
     #[test]
+    fn push_settings_are_checked_and_push_is_off_without_a_webhook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        for (text, says) in [
+            ("[push.webhook]\nurl = \"http://push.example.com/\"\n", "push.webhook.url"),
+            ("[push.webhook]\nurl = \"https://p.example/\"\nattempts = 0\n", "push.webhook.attempts"),
+            ("[push]\nbatch_ms = 0\n", "push.batch_ms"),
+            ("[push]\nqueue = 0\n", "push.queue"),
+            ("[push]\nwebhooks = 1\n", "unknown field"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", anyhow::Error::from(Config::load(&path).unwrap_err()));
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        assert!(Config::default().push.webhook.is_none(), "push is off by default");
+        std::fs::write(&path, "[push.webhook]\nurl = \"https://push.example.com/wake\"\nhmac_secret = \"whsec_hidden\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!((config.push.batch_ms, config.push.queue), (100, 4096));
+        for shown in [config.to_toml(), serde_json::to_string(&config).unwrap(), format!("{config:?}")] {
+            assert!(!shown.contains("hidden") && shown.contains("***"), "{shown}");
+        }
+    }
+
+    #[test]
     fn sms_settings_are_checked_and_secrets_never_shown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hotline.toml");
