@@ -3,7 +3,8 @@
 //! backlog (its number, its token, `{"waiting":1}`, never the body or the sender), none for
 //! ten more within the interval, and one again for a message after it connected and drained
 //! its queue; receipts for an offline sender wake nobody; a gateway that hangs never delays
-//! `Sent`; a notifier plugin that traps wakes nobody and the broker keeps serving.
+//! `Sent`, and one that is down fails the wake-up (counted) and nothing else; a notifier
+//! plugin that traps wakes nobody and the broker keeps serving.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -260,4 +261,24 @@ async fn a_notifier_that_traps_wakes_nobody_and_the_broker_keeps_serving() {
     let report = broker.plugins().unwrap();
     let current = report["versions"].as_array().unwrap().iter().find(|v| v["slot"] == "notifier" && v["state"] != "previous").cloned().unwrap();
     assert!(current["error_kinds"]["trap"].as_u64().unwrap() >= 1, "{current}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_is_down_fails_the_wakeup_and_nothing_else() {
+    // A port nobody listens on: every attempt is refused at once.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let broker = Broker::start_with_config(&config(port, "")).unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    set_token_and_leave(&broker, BOB, &bob_key, "tok-bob", 0.0).await;
+
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    let took = send(&mut alice, BOB, "hello").await;
+    assert!(took < Duration::from_secs(1), "Sent took {took:?}");
+    let failed = "hotline_push_wakeups_total{outcome=\"failed\"}";
+    eventually(T, || (metric(&broker, failed) >= 1.0).then_some(())).expect("the wake-up failed");
+    assert_eq!(metric(&broker, "hotline_outbound_requests_total{gateway=\"push\",outcome=\"gave_up\"}"), 1.0);
+    // The message itself is unaffected: Bob gets it.
+    let mut bob = broker.login(BOB, &bob_key).await.unwrap();
+    assert_eq!(take_messages(&mut bob, 1).await.len(), 1);
 }
