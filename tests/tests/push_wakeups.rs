@@ -4,7 +4,8 @@
 //! ten more within the interval, and one again for a message after it connected and drained
 //! its queue; receipts for an offline sender wake nobody; a gateway that hangs never delays
 //! `Sent`, and one that is down fails the wake-up (counted) and nothing else; a notifier
-//! plugin that traps wakes nobody and the broker keeps serving.
+//! plugin that traps wakes nobody and the broker keeps serving, and one in probation is
+//! rolled back to the built-in notifier, which wakes again.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -285,4 +286,31 @@ async fn a_gateway_that_is_down_fails_the_wakeup_and_nothing_else() {
     // The message itself is unaffected: Bob gets it.
     let mut bob = broker.login(BOB, &bob_key).await.unwrap();
     assert_eq!(take_messages(&mut bob, 1).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_notifier_in_probation_is_rolled_back_and_wake_ups_resume() {
+    let (port, rx) = receiver(Answer::Ok);
+    let broker = Broker::start_with_config(&config(port, "")).unwrap();
+    let trap = std::fs::read(env!("HOTLINE_TEST_PLUGIN_NOTIFIER_TRAP")).unwrap();
+    let built_in = broker.current_version("notifier").unwrap();
+    broker.load_plugin("notifier", &trap, T).unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let others = ["+15550920011", "+15550920012", "+15550920013", "+15550920014"];
+    for (i, phone) in others.iter().enumerate() {
+        let key = broker.register(phone).await.unwrap();
+        set_token_and_leave(&broker, phone, &key, &format!("tok-{i}"), 0.0).await;
+    }
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    // Three numbers, three failed calls in probation (plugins.probation_failures = 3).
+    for phone in &others[..3] {
+        send(&mut alice, phone, "to a sleeping phone").await;
+    }
+    eventually(T, || (metric(&broker, "hotline_plugin_rollbacks_total") >= 1.0).then_some(())).expect("the notifier was rolled back");
+    assert_eq!(broker.current_version("notifier").unwrap(), built_in);
+    assert!(next_wakeups(&rx, Duration::from_millis(300)).is_none(), "a trapping notifier woke someone");
+    // The built-in notifier serves again: the fourth number is woken.
+    send(&mut alice, others[3], "after the rollback").await;
+    let (_, wakeups) = next_wakeups(&rx, T).expect("woken by the built-in notifier");
+    assert_eq!(wakeups[0]["number"], others[3]);
 }
