@@ -131,7 +131,14 @@ impl Worker {
                     let mut todo = BTreeSet::from([number]);
                     todo.extend(numbers.try_iter().take(4 * MAX_PER_POST));
                     for number in todo {
-                        if let Some(wakeup) = self.check(&number) {
+                        // A panic in the host while checking one number (a bug) loses that
+                        // wake-up only, not the worker.
+                        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.check(&number)));
+                        let checked = checked.unwrap_or_else(|_| {
+                            tracing::error!(%number, "push: checking a number panicked (a bug); no wake-up");
+                            None
+                        });
+                        if let Some(wakeup) = checked {
                             batch.push(wakeup);
                             due.get_or_insert_with(|| Instant::now() + self.batch_every);
                             if batch.len() >= MAX_PER_POST {
