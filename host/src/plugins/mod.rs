@@ -1,5 +1,6 @@
 //! WebAssembly plugins: the runtime that loads components into slots, swaps them while the
-//! broker runs, and answers the core's [`Policy`] calls with them.
+//! broker runs, and answers the core's [`Policy`] calls with them (and the push worker's
+//! [`PluginHost::notify`], the notifier slot, which the core never asks).
 //!
 //! Code map: `bindings/` (the WIT contract, host side: one module per served contract
 //! version and the conversions into the newest), `host_api/` (one file per host interface),
