@@ -42,7 +42,7 @@ fn build_plugin(package: &str) -> std::path::PathBuf {
 fn rerun_if_plugin_sources_change() {
     let workspace = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     // Not all of plugins/: the examples' builds (node_modules, .wasm) must not rebuild the host.
-    for dir in ["plugins/router", "plugins/registrar", "plugins/receipts", "plugins/testing", "plugins/build_wasm.rs", "sdk/plugin", "wit"] {
+    for dir in ["plugins/router", "plugins/registrar", "plugins/receipts", "plugins/notifier", "plugins/testing", "plugins/build_wasm.rs", "sdk/plugin", "wit"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 }

@@ -70,12 +70,21 @@ impl Broker {
         let path = config.store_path();
         let store = Store::open(&path).with_context(|| format!("opening storage at {}", path.display()))?;
         let sessions = Arc::new(Sessions::default());
+        let metrics: Arc<Metrics> = Arc::default();
+        // Push wake-ups: a number with no session is handed to the push worker (never
+        // waiting: a full queue drops it), only when `[push.webhook]` is configured.
+        let push = crate::push::trigger(&config.push, sessions.clone(), metrics.push.clone());
         let wake: WakeHook = {
             let sessions = sessions.clone();
-            Arc::new(move |user: &str| sessions.wake(user))
+            let trigger = push.as_ref().map(|(trigger, _)| trigger.clone());
+            Arc::new(move |user: &str| {
+                sessions.wake(user);
+                if let Some(trigger) = &trigger {
+                    trigger.offer(user);
+                }
+            })
         };
         let committer = Committer::start(store.clone(), config.storage.durability, wake)?;
-        let metrics: Arc<Metrics> = Arc::default();
         let provider = crate::sms::provider(&config.sms, config.sms_outbox_path()).context("starting the SMS provider")?;
         let sms = SmsGateway::start(provider, metrics.sms.clone()).context("starting the SMS threads")?;
         let plugins = Arc::new(PluginHost::start(
@@ -85,6 +94,19 @@ impl Broker {
             store.clone(),
             sms.clone(),
         )?);
+        if let Some((_, pending)) = push {
+            let webhook = config.push.webhook.as_ref().expect("push is on only with a webhook");
+            let webhook = crate::outbound::Webhook::new("push", webhook).context("starting the push gateway webhook")?;
+            let post: crate::push::Post = Box::new(move |request_id, body| webhook.post_json(request_id, body).map(|_| ()).map_err(|e| e.to_string()));
+            let worker = crate::push::Worker {
+                store: store.clone(),
+                plugins: plugins.clone(),
+                sessions: sessions.clone(),
+                metrics: metrics.push.clone(),
+                batch_every: Duration::from_millis(config.push.batch_ms),
+            };
+            crate::push::start(pending, worker, post).context("starting the push threads")?;
+        }
         let policy = PolicyThreads::start(config.plugins.threads, plugins.clone(), Arc::new(RegistrationLocks::default()), sms)
             .context("starting the plugin threads")?;
         let webhook = match &config.alerts.webhook {

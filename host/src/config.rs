@@ -24,6 +24,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub alerts: AlertsConfig,
     pub media: MediaConfig,
+    pub push: PushConfig,
     pub sms: SmsConfig,
 }
 
@@ -58,6 +59,42 @@ impl Default for MediaConfig {
             sweep_secs: 60,
             public_url: None,
         }
+    }
+}
+
+/// Push wake-ups (docs/operations.md, "Push wake-ups"): a number with no connection and a
+/// new message is woken through the notifier plugin and this gateway. Off without
+/// `webhook`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// The push gateway: wake-ups are POSTed there in batches (retries and signature as
+    /// for SMS). Absent: push is off.
+    pub webhook: Option<WebhookConfig>,
+    /// A batch is posted this long after its first wake-up (or at 100 wake-ups), in ms.
+    pub batch_ms: u64,
+    /// Numbers waiting for the push worker; beyond, they are dropped (and counted).
+    pub queue: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig { webhook: None, batch_ms: 100, queue: 4096 }
+    }
+}
+
+impl PushConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(webhook) = &self.webhook {
+            webhook.validate("push.webhook")?;
+        }
+        if !(1..=60_000).contains(&self.batch_ms) {
+            return Err(ConfigError::Invalid("push.batch_ms must be 1..=60000".into()));
+        }
+        if !(1..=1_000_000).contains(&self.queue) {
+            return Err(ConfigError::Invalid("push.queue must be 1..=1000000".into()));
+        }
+        Ok(())
     }
 }
 
@@ -142,6 +179,8 @@ pub struct PluginsConfig {
     pub router_config: String,
     pub registrar_config: String,
     pub receipts_config: String,
+    /// The notifier's (push wake-ups; the default reads `min_interval_secs = N`).
+    pub notifier_config: String,
 }
 
 impl Default for PluginsConfig {
@@ -158,6 +197,7 @@ impl Default for PluginsConfig {
             router_config: String::new(),
             registrar_config: String::new(),
             receipts_config: String::new(),
+            notifier_config: String::new(),
         }
     }
 }
@@ -495,6 +535,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             alerts: AlertsConfig::default(),
             media: MediaConfig::default(),
+            push: PushConfig::default(),
             sms: SmsConfig::default(),
         }
     }
@@ -608,6 +649,7 @@ impl Config {
             None => {}
         }
         self.media.validate()?;
+        self.push.validate()?;
         self.sms.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
@@ -765,6 +807,30 @@ mod tests {
         assert!(!media.enabled);
         assert_eq!(Config::default().media.max_upload_bytes, 64 << 20);
         assert_eq!(Config::default().media.listen.port(), 4443);
+    }
+
+    #[test]
+    fn push_settings_are_checked_and_push_is_off_without_a_webhook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        for (text, says) in [
+            ("[push.webhook]\nurl = \"http://push.example.com/\"\n", "push.webhook.url"),
+            ("[push.webhook]\nurl = \"https://p.example/\"\nattempts = 0\n", "push.webhook.attempts"),
+            ("[push]\nbatch_ms = 0\n", "push.batch_ms"),
+            ("[push]\nqueue = 0\n", "push.queue"),
+            ("[push]\nwebhooks = 1\n", "unknown field"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", anyhow::Error::from(Config::load(&path).unwrap_err()));
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        assert!(Config::default().push.webhook.is_none(), "push is off by default");
+        std::fs::write(&path, "[push.webhook]\nurl = \"https://push.example.com/wake\"\nhmac_secret = \"whsec_hidden\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!((config.push.batch_ms, config.push.queue), (100, 4096));
+        for shown in [config.to_toml(), serde_json::to_string(&config).unwrap(), format!("{config:?}")] {
+            assert!(!shown.contains("hidden") && shown.contains("***"), "{shown}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod outbound;
 pub mod plugins;
 pub mod policy;
+pub mod push;
 pub mod scaffold;
 pub mod server;
 pub mod sessions;

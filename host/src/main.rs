@@ -38,7 +38,7 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make the previous version of SLOT (router, registrar, receipts) current again; while
+    /// Make the previous version of SLOT (router, registrar, receipts, notifier) current again; while
     /// a canary runs in SLOT, end the canary instead (the current version stays).
     Rollback { slot: String },
     /// Start a canary: FILE serves PERCENT of the users of SLOT (chosen by a hash of their
@@ -62,7 +62,7 @@ enum PluginsCommand {
         lang: hotline::scaffold::Lang,
         /// Project name: lowercase letters, digits and '-', e.g. my-router.
         name: String,
-        /// The slot the plugin fills: router, registrar or receipts.
+        /// The slot the plugin fills: router, registrar, receipts or notifier (rust only).
         #[arg(default_value = "router")]
         slot: String,
         /// Folder to create (default: ./NAME). Must not exist or be empty.

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub delivery_seconds: Histogram,
     /// The media endpoint's figures.
     pub media: MediaMetrics,
+    /// Push wake-ups (`crate::push`), shared with the push threads.
+    pub push: std::sync::Arc<crate::push::PushMetrics>,
     /// Registration texts and the host's limits on them.
     pub sms: Arc<SmsMetrics>,
 }
@@ -220,6 +222,7 @@ impl Default for Metrics {
             send_seconds: Histogram::new(SEND_BUCKETS),
             delivery_seconds: Histogram::new(DELIVERY_BUCKETS),
             media: MediaMetrics::default(),
+            push: Default::default(),
             sms: Arc::default(),
         }
     }
@@ -291,6 +294,7 @@ impl Metrics {
         self.send_seconds.expose(out, "hotline_send_seconds", "Time from a Send frame decoded to its answer (Sent once durable, or SendFailed) queued for the client.");
         self.delivery_seconds.expose(out, "hotline_delivery_seconds", "Time from a message's timestamp (the broker accepted its Send) to the commit of the recipient's acknowledgement; messages to phones that were offline land in the big buckets.");
         self.media.expose(out);
+        self.push.expose(out);
         self.sms.expose(out);
     }
 }

@@ -61,14 +61,14 @@ pub enum ScaffoldError {
     /// The name is not lowercase letters, digits and dashes starting with a letter.
     #[error("invalid project name {0:?}: use lowercase letters, digits and '-', starting with a letter (like my-router)")]
     BadName(String),
-    /// The slot is not one of router, registrar, receipts.
-    #[error("unknown slot {0:?}: choose router, registrar or receipts")]
+    /// The slot is not one of router, registrar, receipts, notifier.
+    #[error("unknown slot {0:?}: choose router, registrar, receipts or notifier")]
     BadSlot(String),
     /// The target folder exists and is not empty; nothing is overwritten.
     #[error("{0} already exists and is not empty; choose another name or --dir")]
     NotEmpty(PathBuf),
-    /// The templates for this language and slot are missing from the binary (a build bug).
-    #[error("no {lang} template for the {slot} slot in this build of hotline")]
+    /// There is no template for this language and slot (the notifier has a Rust one only).
+    #[error("no {lang} template for the {slot} slot in this build of hotline (the notifier slot has a rust template only)")]
     NoTemplate { lang: Lang, slot: Slot },
     /// Writing a file failed.
     #[error("writing {path}")]
@@ -81,7 +81,7 @@ pub struct Placeholders {
     /// `{{name}}`: the project name, e.g. `my-router`; `{{ident}}`: the same with `-` as
     /// `_` (a Rust crate's library name).
     pub name: String,
-    /// `{{slot}}`: router, registrar or receipts (the WIT world).
+    /// `{{slot}}`: router, registrar, receipts or notifier (the WIT world).
     pub slot: Slot,
     /// `{{lang}}`: rust, c, python or js. (`{{api_version}}` is [`CONTRACT_VERSION`].)
     pub lang: Lang,
@@ -188,6 +188,11 @@ mod tests {
     fn every_language_and_slot_gets_a_complete_project_with_no_placeholder_left() {
         for lang in Lang::ALL {
             for slot in Slot::ALL {
+                if slot == Slot::Notifier && lang != Lang::Rust {
+                    let err = create(lang, "my-plugin", slot.name(), &tempfile::tempdir().unwrap().path().join("p")).unwrap_err();
+                    assert!(matches!(err, ScaffoldError::NoTemplate { .. }), "{lang} {slot}: {err}");
+                    continue;
+                }
                 let dir = tempfile::tempdir().unwrap();
                 let project = dir.path().join("my-plugin");
                 let files = create(lang, "my-plugin", slot.name(), &project).unwrap();

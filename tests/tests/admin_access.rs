@@ -142,7 +142,7 @@ fn status_summarizes_a_running_broker() -> Result<()> {
     assert!(s["storage"]["disk_bytes"].as_u64().unwrap() > 0, "{s}");
     let mut slots: Vec<&str> = s["plugins"].as_array().unwrap().iter().map(|p| p["slot"].as_str().unwrap()).collect();
     slots.sort();
-    assert_eq!(slots, ["receipts", "registrar", "router"], "{s}");
+    assert_eq!(slots, ["notifier", "receipts", "registrar", "router"], "{s}");
     let kinds: Vec<&str> = s["queues"]["kinds"].as_array().unwrap().iter().map(|k| k["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"commit"), "{s}");
     let text = ok(Command::new(bin("hotline")).args(["status", "--admin", &broker.admin.to_string()]).output()?);

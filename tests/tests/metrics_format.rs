@@ -225,7 +225,19 @@ async fn metrics_parse_as_prometheus_text_and_counters_never_go_down() -> Result
     // state is on the info series, one current version per slot.
     let calls = first.labels_of("hotline_plugin_calls_total");
     let infos = first.labels_of("hotline_plugin_version_info");
-    assert_eq!(calls.len(), 3, "one version per slot: {calls:?}");
+    assert_eq!(calls.len(), 4, "one version per slot: {calls:?}");
+    // The notifier is loaded (and listed) though push is off: it is never called then.
+    let notifier: Vec<_> = infos.iter().filter(|l| l["slot"] == "notifier" && l["state"] == "current").collect();
+    assert_eq!(notifier.len(), 1, "notifier: {infos:?}");
+    assert_eq!(first.value("hotline_plugin_calls_total", &[("slot", "notifier"), ("version", notifier[0]["version"].as_str())]), 0.0);
+    // Push wake-ups: every series exists from start, at 0 with push off.
+    for outcome in ["sent", "failed", "no_token", "dropped"] {
+        assert_eq!(first.value("hotline_push_wakeups_total", &[("outcome", outcome)]), 0.0);
+    }
+    for decision in ["wake", "skip", "failed"] {
+        assert_eq!(first.value("hotline_push_notifier_decisions_total", &[("decision", decision)]), 0.0);
+    }
+    assert_eq!(first.value("hotline_push_dropped_total", &[]), 0.0);
     for slot in ["router", "registrar", "receipts"] {
         let current: Vec<_> = infos.iter().filter(|l| l["slot"] == slot && l["state"] == "current").collect();
         assert_eq!(current.len(), 1, "{slot}: {infos:?}");

@@ -110,3 +110,20 @@ fn python_projects_build_and_load() {
 fn js_projects_build_and_load() {
     scaffolded_plugins_work("js");
 }
+
+/// The notifier slot has a Rust template only: it builds (its `build.sh` checks the
+/// `notifying` export), loads into the notifier slot and answers commands; the other
+/// languages refuse the slot with a clear error.
+#[test]
+fn a_rust_notifier_project_builds_and_loads() {
+    let scratch = tempfile::tempdir().unwrap();
+    let profiles = tempfile::tempdir().unwrap();
+    let broker = Broker::start().unwrap();
+    broker.register_chat(&profiles.path().join("alice"), ALICE, 5).unwrap();
+    let notifier = new_and_build("rust", "rust-notifier", "notifier", scratch.path());
+    broker.load_plugin("notifier", &notifier, BIG_PLUGIN_LOAD).unwrap();
+    let said = ok(broker.chat(&profiles.path().join("alice")).args(["command", "notifier", "hello"]).output().unwrap());
+    assert_eq!(said.trim(), "hello from rust-notifier (rust notifier)");
+    let why = refused(Command::new(bin("hotline")).args(["plugins", "new", "--lang", "python", "py-notifier", "notifier", "--dir"]).arg(scratch.path().join("py")).output().unwrap());
+    assert!(why.contains("no python template for the notifier slot"), "{why}");
+}

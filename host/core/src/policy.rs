@@ -6,17 +6,20 @@
 
 use hotline_protocol::{ErrorCode, MessageKind, ReceiptStatus};
 
-/// The policy slots, one plugin each.
+/// The plugin slots, one plugin each. The core asks the first three (a [`Question`]); the
+/// host alone calls the `Notifier` (push wake-ups for numbers with no connection), which
+/// is listed here so that every slot shares one name space and one set of tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Slot {
     Router,
     Registrar,
     Receipts,
+    Notifier,
 }
 
 impl Slot {
-    pub const ALL: [Slot; 3] = [Slot::Router, Slot::Registrar, Slot::Receipts];
+    pub const ALL: [Slot; 4] = [Slot::Router, Slot::Registrar, Slot::Receipts, Slot::Notifier];
 
     /// The slot's name: also its plugin file's stem and its key-value space.
     pub fn name(self) -> &'static str {
@@ -24,6 +27,7 @@ impl Slot {
             Slot::Router => "router",
             Slot::Registrar => "registrar",
             Slot::Receipts => "receipts",
+            Slot::Notifier => "notifier",
         }
     }
 

@@ -6,6 +6,7 @@ use crate::policy::Slot;
 const ROUTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/router.wasm"));
 const REGISTRAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/registrar.wasm"));
 const RECEIPTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/receipts.wasm"));
+const NOTIFIER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/notifier.wasm"));
 
 /// The built-in component for `slot`.
 pub fn bytes(slot: Slot) -> &'static [u8] {
@@ -13,5 +14,6 @@ pub fn bytes(slot: Slot) -> &'static [u8] {
         Slot::Router => ROUTER,
         Slot::Registrar => REGISTRAR,
         Slot::Receipts => RECEIPTS,
+        Slot::Notifier => NOTIFIER,
     }
 }

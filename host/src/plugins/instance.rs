@@ -6,6 +6,7 @@ use wasmtime::component::InstancePre;
 use wasmtime::Store;
 
 use super::bindings::{latest, types, v0_1_0, ContractVersion};
+use latest::notifier::exports::hotline::plugin::notifying;
 use super::state::PluginState;
 use crate::policy::Slot;
 
@@ -14,6 +15,7 @@ pub enum Instance {
     Router(latest::router::Router),
     Registrar(latest::registrar::Registrar),
     Receipts(latest::receipts::Receipts),
+    Notifier(latest::notifier::Notifier),
     RouterV0_1_0(v0_1_0::router::Router),
     RegistrarV0_1_0(v0_1_0::registrar::Registrar),
     ReceiptsV0_1_0(v0_1_0::receipts::Receipts),
@@ -24,6 +26,7 @@ pub enum Pre {
     Router(latest::router::RouterPre<PluginState>),
     Registrar(latest::registrar::RegistrarPre<PluginState>),
     Receipts(latest::receipts::ReceiptsPre<PluginState>),
+    Notifier(latest::notifier::NotifierPre<PluginState>),
     RouterV0_1_0(v0_1_0::router::RouterPre<PluginState>),
     RegistrarV0_1_0(v0_1_0::registrar::RegistrarPre<PluginState>),
     ReceiptsV0_1_0(v0_1_0::receipts::ReceiptsPre<PluginState>),
@@ -36,9 +39,13 @@ impl Pre {
             (ContractVersion::V0_2_0, Slot::Router) => Pre::Router(latest::router::RouterPre::new(pre)?),
             (ContractVersion::V0_2_0, Slot::Registrar) => Pre::Registrar(latest::registrar::RegistrarPre::new(pre)?),
             (ContractVersion::V0_2_0, Slot::Receipts) => Pre::Receipts(latest::receipts::ReceiptsPre::new(pre)?),
+            (ContractVersion::V0_2_0, Slot::Notifier) => Pre::Notifier(latest::notifier::NotifierPre::new(pre)?),
             (ContractVersion::V0_1_0, Slot::Router) => Pre::RouterV0_1_0(v0_1_0::router::RouterPre::new(pre)?),
             (ContractVersion::V0_1_0, Slot::Registrar) => Pre::RegistrarV0_1_0(v0_1_0::registrar::RegistrarPre::new(pre)?),
             (ContractVersion::V0_1_0, Slot::Receipts) => Pre::ReceiptsV0_1_0(v0_1_0::receipts::ReceiptsPre::new(pre)?),
+            (ContractVersion::V0_1_0, Slot::Notifier) => {
+                return Err(wasmtime::Error::msg("contract 0.1.0 has no notifier world: build a notifier against 0.2.0"))
+            }
         })
     }
 
@@ -47,6 +54,7 @@ impl Pre {
             Pre::Router(pre) => Instance::Router(pre.instantiate(store)?),
             Pre::Registrar(pre) => Instance::Registrar(pre.instantiate(store)?),
             Pre::Receipts(pre) => Instance::Receipts(pre.instantiate(store)?),
+            Pre::Notifier(pre) => Instance::Notifier(pre.instantiate(store)?),
             Pre::RouterV0_1_0(pre) => Instance::RouterV0_1_0(pre.instantiate(store)?),
             Pre::RegistrarV0_1_0(pre) => Instance::RegistrarV0_1_0(pre.instantiate(store)?),
             Pre::ReceiptsV0_1_0(pre) => Instance::ReceiptsV0_1_0(pre.instantiate(store)?),
@@ -65,6 +73,7 @@ impl Instance {
             Instance::Router(i) => i.hotline_plugin_lifecycle().call_init(store, config),
             Instance::Registrar(i) => i.hotline_plugin_lifecycle().call_init(store, config),
             Instance::Receipts(i) => i.hotline_plugin_lifecycle().call_init(store, config),
+            Instance::Notifier(i) => i.hotline_plugin_lifecycle().call_init(store, config),
             Instance::RouterV0_1_0(i) => i.hotline_plugin_lifecycle().call_init(store, config),
             Instance::RegistrarV0_1_0(i) => i.hotline_plugin_lifecycle().call_init(store, config),
             Instance::ReceiptsV0_1_0(i) => i.hotline_plugin_lifecycle().call_init(store, config),
@@ -78,6 +87,7 @@ impl Instance {
             Instance::Router(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
             Instance::Registrar(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
             Instance::Receipts(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
+            Instance::Notifier(i) => i.hotline_plugin_lifecycle().call_handle_command(store, command),
             Instance::RouterV0_1_0(i) => i.hotline_plugin_lifecycle().call_handle_command(store, &old()),
             Instance::RegistrarV0_1_0(i) => i.hotline_plugin_lifecycle().call_handle_command(store, &old()),
             Instance::ReceiptsV0_1_0(i) => i.hotline_plugin_lifecycle().call_handle_command(store, &old()),
@@ -132,6 +142,14 @@ impl Instance {
         match self {
             Instance::Receipts(i) => i.hotline_plugin_receipting().call_allow(store, receipt),
             Instance::ReceiptsV0_1_0(i) => i.hotline_plugin_receipting().call_allow(store, &receipt.clone().into()),
+            _ => wrong_slot(),
+        }
+    }
+
+    /// `notifying.notify` (contract 0.2.0 and later).
+    pub fn notify(&self, store: &mut Store<PluginState>, item: &notifying::Queued) -> wasmtime::Result<notifying::Decision> {
+        match self {
+            Instance::Notifier(i) => i.hotline_plugin_notifying().call_notify(store, item),
             _ => wrong_slot(),
         }
     }

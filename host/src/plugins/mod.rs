@@ -1,5 +1,6 @@
 //! WebAssembly plugins: the runtime that loads components into slots, swaps them while the
-//! broker runs, and answers the core's [`Policy`] calls with them.
+//! broker runs, and answers the core's [`Policy`] calls with them (and the push worker's
+//! [`PluginHost::notify`], the notifier slot, which the core never asks).
 //!
 //! Code map: `bindings/` (the WIT contract, host side: one module per served contract
 //! version and the conversions into the newest), `host_api/` (one file per host interface),
@@ -70,7 +71,7 @@ pub struct PluginContext {
     store: Store,
     /// Where texts of calls other than `request-code` go (nobody waits for them).
     sms: SmsGateway,
-    counters: [Arc<PluginCounters>; 3],
+    counters: [Arc<PluginCounters>; 4],
     limits: Limits,
     config: PluginsConfig,
 }
@@ -85,14 +86,15 @@ impl PluginContext {
             Slot::Router => self.config.router_config.clone(),
             Slot::Registrar => self.config.registrar_config.clone(),
             Slot::Receipts => self.config.receipts_config.clone(),
+            Slot::Notifier => self.config.notifier_config.clone(),
         }
     }
 }
 
-/// The plugin runtime: three slots, each with its current version.
+/// The plugin runtime: four slots, each with its current version.
 pub struct PluginHost {
     ctx: PluginContext,
-    slots: [SlotState; 3],
+    slots: [SlotState; 4],
     dir: PathBuf,
     /// Held while a file is set aside and the serving bytes put back (the watcher and an
     /// automatic rollback may both do it).
@@ -191,7 +193,7 @@ impl PluginHost {
                 }
             }
         };
-        let slots = [load_slot(Slot::Router)?, load_slot(Slot::Registrar)?, load_slot(Slot::Receipts)?];
+        let slots = [load_slot(Slot::Router)?, load_slot(Slot::Registrar)?, load_slot(Slot::Receipts)?, load_slot(Slot::Notifier)?];
         let host = PluginHost {
             ctx,
             slots,
@@ -724,6 +726,44 @@ fn from_wit_refusal(r: types::Refusal) -> Refusal {
         types::RefusalKind::Unavailable => ErrorCode::Retryable,
     };
     Refusal { error, reason: r.reason }
+}
+
+/// What the notifier is told about an item queued for a number with no connection:
+/// metadata only, never the body nor the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The number the item waits for.
+    pub number: String,
+    /// How many items wait for it now, this one included.
+    pub waiting: u32,
+    /// The kind of the queued message.
+    pub kind: MessageKind,
+    /// When the item was queued, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// The notifier's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notify {
+    /// Do nothing.
+    Skip,
+    /// Wake the device with this payload.
+    Wake(String),
+}
+
+impl PluginHost {
+    /// Asks the notifier (its canary for the numbers in the canary's share) whether to wake
+    /// the device of `item.number`. Called by the push worker, on its own thread, under the
+    /// per-call time limit; a failure is counted and rolled back like any slot's.
+    pub fn notify(&self, item: Queued) -> Result<Notify, PolicyError> {
+        use bindings::latest::notifier::exports::hotline::plugin::notifying;
+        let queued = notifying::Queued { number: item.number, waiting: item.waiting, kind: to_wit_kind(item.kind), at_ms: item.at_ms };
+        let decision = self.call(Slot::Notifier, &queued.number, |store, instance| instance.notify(store, &queued))?;
+        Ok(match decision {
+            notifying::Decision::Skip => Notify::Skip,
+            notifying::Decision::Wake(payload) => Notify::Wake(payload),
+        })
+    }
 }
 
 impl Policy for PluginHost {

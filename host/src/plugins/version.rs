@@ -112,6 +112,9 @@ impl Version {
     ) -> anyhow::Result<Arc<Version>> {
         let rt: &Runtime = &ctx.runtime;
         let contract = ContractVersion::detect(&compiled.component, &rt.engine)?;
+        if slot == Slot::Notifier && contract < ContractVersion::V0_2_0 {
+            anyhow::bail!("built against contract {contract}, which has no notifier world: build a notifier against 0.2.0 or later");
+        }
         let instance_pre = rt.linker(slot, contract).instantiate_pre(&compiled.component).map_err(|e| {
             anyhow::anyhow!("imports something the {slot} world of contract {contract} does not offer (wrong world?): {e:#}")
         })?;

@@ -21,6 +21,10 @@ pub use hotline_core::policy::*;
 use crate::broker::RegistrationLocks;
 use crate::sms::{SmsGateway, Text};
 
+/// How many slots there are (the notifier is asked only its clients' commands here; the
+/// push worker calls it directly).
+const SLOTS: usize = Slot::ALL.len();
+
 /// A question and where its reply goes.
 type Asked = (Question, oneshot::Sender<Result<Reply, PolicyError>>);
 
@@ -49,7 +53,7 @@ pub struct PolicyThreads {
     queue: crossbeam_channel::Sender<Asked>,
     /// Questions handed in and not yet answered (waiting or being answered), per slot in
     /// [`Slot::ALL`] order: the plugin call queues the monitor watches.
-    pending: Arc<[AtomicUsize; 3]>,
+    pending: Arc<[AtomicUsize; SLOTS]>,
 }
 
 impl PolicyThreads {
@@ -59,7 +63,7 @@ impl PolicyThreads {
     pub fn start(threads: usize, policy: Arc<dyn HostPolicy>, locks: Arc<RegistrationLocks>, sms: SmsGateway) -> std::io::Result<PolicyThreads> {
         let threads = threads.max(1);
         let (queue, questions) = crossbeam_channel::unbounded::<Asked>();
-        let pending: Arc<[AtomicUsize; 3]> = Arc::default();
+        let pending: Arc<[AtomicUsize; SLOTS]> = Arc::default();
         for n in 0..threads {
             let (questions, policy, locks, pending, sms) = (questions.clone(), policy.clone(), locks.clone(), pending.clone(), sms.clone());
             std::thread::Builder::new().name(format!("hotline-plugin-{n}")).spawn(move || {
@@ -111,7 +115,7 @@ impl PolicyThreads {
     }
 
     /// Questions handed in and not yet answered, per slot.
-    pub fn pending_by_slot(&self) -> [(Slot, usize); 3] {
+    pub fn pending_by_slot(&self) -> [(Slot, usize); SLOTS] {
         Slot::ALL.map(|slot| (slot, self.pending[slot as usize].load(Ordering::Relaxed)))
     }
 }

@@ -225,6 +225,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest durable item of `user`'s queue (the highest id), if any: one reverse
+    /// step of a range read (the push worker's question "is the newest item a message?").
+    pub fn newest_item(&self, user: &str) -> Result<Option<(u64, StoredItem)>, StoreError> {
+        let range = keys::queue_key(user, 0)..=keys::queue_key(user, self.durable_id());
+        match self.queues.range(range).next_back() {
+            Some(guard) => {
+                let (k, v) = guard.into_inner()?;
+                Ok(Some((keys::queue_key_id(&k), records::decode(&v, "queues")?)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The record of message `id` acknowledged by `reader` and not yet reported read.
     pub fn delivered(&self, reader: &str, id: u64) -> Result<Option<DeliveredRecord>, StoreError> {
         match self.delivered.get(keys::queue_key(reader, id))? {

@@ -6,6 +6,13 @@ use crate::plugin::Plugin;
 use crate::types as plain;
 
 #[cfg(all(
+    feature = "notifier",
+    not(feature = "router"),
+    not(feature = "registrar"),
+    not(feature = "receipts")
+))]
+use crate::notifier_bindings as world;
+#[cfg(all(
     feature = "receipts",
     not(feature = "router"),
     not(feature = "registrar")
@@ -19,7 +26,7 @@ use crate::router_bindings as world;
 use world::hotline::plugin::types as wit;
 
 #[cfg_attr(
-    not(any(feature = "router", feature = "receipts")),
+    not(any(feature = "router", feature = "receipts", feature = "notifier")),
     allow(dead_code)
 )]
 fn kind(k: wit::MessageKind) -> plain::MessageKind {
@@ -146,3 +153,26 @@ mod receipts {
 }
 #[cfg(feature = "receipts")]
 pub use receipts::*;
+
+#[cfg(feature = "notifier")]
+mod notifier {
+    use super::{plain, WasmHost};
+    use crate::plugin::Notifier;
+
+    use super::world::exports::hotline::plugin::notifying as wit;
+
+    pub fn notify<T: Notifier + Default>(q: wit::Queued) -> wit::Decision {
+        let queued = plain::Queued {
+            number: q.number,
+            waiting: q.waiting,
+            kind: super::kind(q.kind),
+            at_ms: q.at_ms,
+        };
+        match T::default().notify(&WasmHost, queued) {
+            plain::Decision::Skip => wit::Decision::Skip,
+            plain::Decision::Wake(payload) => wit::Decision::Wake(payload),
+        }
+    }
+}
+#[cfg(feature = "notifier")]
+pub use notifier::*;

@@ -57,6 +57,14 @@ pub struct WasmHost;
 
 #[cfg(all(
     target_arch = "wasm32",
+    feature = "notifier",
+    not(feature = "router"),
+    not(feature = "registrar"),
+    not(feature = "receipts")
+))]
+use crate::notifier_bindings as world;
+#[cfg(all(
+    target_arch = "wasm32",
     feature = "receipts",
     not(feature = "router"),
     not(feature = "registrar")
@@ -70,7 +78,12 @@ use crate::router_bindings as world;
 
 #[cfg(all(
     target_arch = "wasm32",
-    any(feature = "router", feature = "registrar", feature = "receipts")
+    any(
+        feature = "router",
+        feature = "registrar",
+        feature = "receipts",
+        feature = "notifier"
+    )
 ))]
 impl Host for WasmHost {
     fn kv_get(&self, key: &[u8]) -> Option<Vec<u8>> {
@@ -130,7 +143,12 @@ impl Host for WasmHost {
 
 #[cfg(not(all(
     target_arch = "wasm32",
-    any(feature = "router", feature = "registrar", feature = "receipts")
+    any(
+        feature = "router",
+        feature = "registrar",
+        feature = "receipts",
+        feature = "notifier"
+    )
 )))]
 impl Host for WasmHost {
     fn kv_get(&self, _key: &[u8]) -> Option<Vec<u8>> {
@@ -178,12 +196,17 @@ impl Host for WasmHost {
 
 #[cfg(not(all(
     target_arch = "wasm32",
-    any(feature = "router", feature = "registrar", feature = "receipts")
+    any(
+        feature = "router",
+        feature = "registrar",
+        feature = "receipts",
+        feature = "notifier"
+    )
 )))]
 #[track_caller]
 fn outside() -> ! {
     panic!(
         "hotline_plugin::WasmHost only works inside a component built for wasm32 with one slot \
-         feature (router, registrar or receipts); use hotline_plugin::testing::TestHost in tests"
+         feature (router, registrar, receipts or notifier); use hotline_plugin::testing::TestHost in tests"
     )
 }

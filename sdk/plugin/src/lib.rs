@@ -3,9 +3,10 @@
 //! [`CONTRACT_VERSION`]), and a native test host.
 //!
 //! A Hotline plugin is a WebAssembly component that fills one slot of the broker: **router**
-//! (where messages go), **registrar** (registration by SMS code) or **receipts** (which
-//! receipts reach the sender). With this crate a plugin is a plain Rust type implementing
-//! [`Plugin`] plus one slot trait ([`Router`], [`Registrar`] or [`Receipts`]), written and
+//! (where messages go), **registrar** (registration by SMS code), **receipts** (which
+//! receipts reach the sender) or **notifier** (whether to wake a device that is not
+//! connected, contract 0.2.0). With this crate a plugin is a plain Rust type implementing
+//! [`Plugin`] plus one slot trait ([`Router`], [`Registrar`], [`Receipts`] or [`Notifier`]), written and
 //! unit-tested natively against [`testing::TestHost`], then exported with one macro line and
 //! built for `wasm32-wasip2`.
 //!
@@ -90,8 +91,9 @@
 //!
 //! # Features and targets
 //!
-//! The features `router`, `registrar` and `receipts` each generate the bindings of one WIT
-//! world (modules `router_bindings`, `registrar_bindings`, `receipts_bindings`). A plugin
+//! The features `router`, `registrar`, `receipts` and `notifier` each generate the bindings
+//! of one WIT world (modules `router_bindings`, `registrar_bindings`, `receipts_bindings`,
+//! `notifier_bindings`). A plugin
 //! enables exactly one: a wasm build with two slot features is refused at compile time (the
 //! worlds' generated export macros would clash, and a component must carry only its own
 //! world). The generated bindings exist only when compiling for `wasm32`; on a native target
@@ -113,6 +115,8 @@
 //!   `false`); [`Host::kv_keys_after`] pages through keys.
 //! - The key-value [`limits`]: the broker traps a call over them, [`testing::TestHost`]
 //!   panics.
+//! - The notifier slot: [`Notifier`] (`notify(queued) -> Decision`), [`Queued`],
+//!   [`Decision`], the `notifier` feature and [`export_notifier!`].
 
 // Lets the generated code and macros name this crate `hotline_plugin` from inside it too.
 extern crate self as hotline_plugin;
@@ -123,10 +127,10 @@ pub mod testing;
 mod types;
 
 pub use host::{Host, WasmHost};
-pub use plugin::{Plugin, Receipts, Registrar, Router};
+pub use plugin::{Notifier, Plugin, Receipts, Registrar, Router};
 pub use types::{
-    Command, Level, MessageKind, MessageMeta, ReceiptMeta, ReceiptStatus, Refusal, RefusalKind,
-    Route,
+    Command, Decision, Level, MessageKind, MessageMeta, Queued, ReceiptMeta, ReceiptStatus,
+    Refusal, RefusalKind, Route,
 };
 
 /// The newest version of the WIT contract (`hotline:plugin`), `wit/<CONTRACT_VERSION>/`: the
@@ -156,11 +160,14 @@ pub mod limits {
         all(feature = "router", feature = "registrar"),
         all(feature = "router", feature = "receipts"),
         all(feature = "registrar", feature = "receipts"),
+        all(feature = "notifier", feature = "router"),
+        all(feature = "notifier", feature = "registrar"),
+        all(feature = "notifier", feature = "receipts"),
     )
 ))]
 compile_error!(
     "hotline-plugin: a wasm build must enable exactly one of the features `router`, \
-     `registrar`, `receipts` (build each plugin crate in its own cargo invocation, so that \
+     `registrar`, `receipts`, `notifier` (build each plugin crate in its own cargo invocation, so that \
      feature unification does not merge them)"
 );
 
@@ -173,10 +180,18 @@ pub mod registrar_bindings;
 #[cfg(all(target_arch = "wasm32", feature = "receipts"))]
 pub mod receipts_bindings;
 
+#[cfg(all(target_arch = "wasm32", feature = "notifier"))]
+pub mod notifier_bindings;
+
 #[doc(hidden)]
 #[cfg(all(
     target_arch = "wasm32",
-    any(feature = "router", feature = "registrar", feature = "receipts")
+    any(
+        feature = "router",
+        feature = "registrar",
+        feature = "receipts",
+        feature = "notifier"
+    )
 ))]
 #[path = "glue.rs"]
 pub mod __private;
@@ -363,6 +378,52 @@ macro_rules! export_receipts {
     };
 }
 
+/// Exports `T: Notifier + Default` as this component's notifier: every call from the
+/// broker makes a `T::default()` and calls it with [`WasmHost`]. Use once, in the plugin
+/// crate's `lib.rs`: `hotline_plugin::export_notifier!(MyNotifier);`. Needs the `notifier`
+/// feature.
+#[cfg(all(target_arch = "wasm32", feature = "notifier"))]
+#[macro_export]
+macro_rules! export_notifier {
+    ($plugin:ty $(,)?) => {
+        const _: () = {
+            struct __HotlineNotifier;
+            $crate::__hotline_lifecycle!(notifier_bindings, __HotlineNotifier, $plugin);
+            impl $crate::notifier_bindings::exports::hotline::plugin::notifying::Guest
+                for __HotlineNotifier
+            {
+                fn notify(
+                    item: $crate::notifier_bindings::exports::hotline::plugin::notifying::Queued,
+                ) -> $crate::notifier_bindings::exports::hotline::plugin::notifying::Decision {
+                    $crate::__private::notify::<$plugin>(item)
+                }
+            }
+            $crate::notifier_bindings::export_notifier_world!(
+                __HotlineNotifier with_types_in $crate::notifier_bindings
+            );
+        };
+    };
+}
+
+/// Exports `T: Notifier + Default` as this component's notifier (native build: checks the
+/// type).
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! export_notifier {
+    ($plugin:ty $(,)?) => {
+        $crate::__hotline_check!($plugin, $crate::Notifier);
+    };
+}
+
+/// Exports a notifier (this wasm build lacks the `notifier` feature).
+#[cfg(all(target_arch = "wasm32", not(feature = "notifier")))]
+#[macro_export]
+macro_rules! export_notifier {
+    ($($t:tt)*) => {
+        ::core::compile_error!("export_notifier! needs hotline-plugin's `notifier` feature");
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,10 +438,12 @@ mod tests {
         }
     }
     impl Receipts for Minimal {}
+    impl Notifier for Minimal {}
 
     // The native export macros type-check and expand to nothing callable.
     export_router!(Minimal);
     export_receipts!(Minimal);
+    export_notifier!(Minimal);
 
     #[test]
     fn defaults_accept_config_refuse_commands_batch_routes_and_allow_receipts() {
@@ -412,6 +475,10 @@ mod tests {
             kind: MessageKind::Media("image/png".into()),
         };
         assert!(Minimal.allow(&host, receipt));
+        assert_eq!(
+            Minimal.notify(&host, Queued::new("+15550000002", 1)),
+            Decision::Skip
+        );
     }
 
     #[test]
@@ -429,6 +496,7 @@ mod tests {
             include_str!("router_bindings.rs"),
             include_str!("registrar_bindings.rs"),
             include_str!("receipts_bindings.rs"),
+            include_str!("notifier_bindings.rs"),
         ] {
             assert!(bindings.contains(&format!("\"../../wit/{CONTRACT_VERSION}\"")));
         }

@@ -1,8 +1,8 @@
 //! The traits a plugin implements: `Plugin` (lifecycle, every slot) and one slot trait each
-//! for `Router`, `Registrar` and `Receipts`, with sensible defaults.
+//! for `Router`, `Registrar`, `Receipts` and `Notifier`, with sensible defaults.
 
 use crate::host::Host;
-use crate::types::{Command, MessageMeta, ReceiptMeta, Refusal, Route};
+use crate::types::{Command, Decision, MessageMeta, Queued, ReceiptMeta, Refusal, Route};
 
 /// What every slot does: take its config and answer commands from clients.
 ///
@@ -53,5 +53,17 @@ pub trait Receipts: Plugin {
     fn allow(&self, host: &dyn Host, receipt: ReceiptMeta) -> bool {
         let _ = (host, receipt);
         true
+    }
+}
+
+/// The notifier slot (contract 0.2.0): decides whether to wake the device of a number with
+/// no connected session when an item is queued for it, and with what payload (the broker
+/// posts it to the configured push gateway; never put the body there: the plugin never
+/// sees it anyway).
+pub trait Notifier: Plugin {
+    /// An item was queued for `queued.number`, which has no connection. Default: skip.
+    fn notify(&self, host: &dyn Host, queued: Queued) -> Decision {
+        let _ = (host, queued);
+        Decision::Skip
     }
 }

@@ -166,6 +166,41 @@ impl Command {
     }
 }
 
+/// An item queued for a number with no connected session, as the notifier sees it:
+/// metadata only, never the body nor the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Queued {
+    /// The number the item waits for, E.164.
+    pub number: String,
+    /// How many items wait for it now, this one included.
+    pub waiting: u32,
+    /// The kind of the queued message.
+    pub kind: MessageKind,
+    /// When the item was queued, Unix milliseconds.
+    pub at_ms: u64,
+}
+
+impl Queued {
+    /// A text message queued for `number`, the `waiting`-th, at time 0 (handy in tests).
+    pub fn new(number: impl Into<String>, waiting: u32) -> Self {
+        Queued {
+            number: number.into(),
+            waiting,
+            kind: MessageKind::Text,
+            at_ms: 0,
+        }
+    }
+}
+
+/// What a notifier decides about a queued item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Do nothing (e.g. the device was woken a moment ago).
+    Skip,
+    /// Wake the device with this payload, for the push service (never the body).
+    Wake(String),
+}
+
 /// Log levels of the broker's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {

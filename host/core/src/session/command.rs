@@ -11,7 +11,7 @@ impl Session {
     /// Passes the command to the plugin in `slot`.
     pub(super) fn command(&mut self, from: String, request_id: u64, slot: String, name: String, args: Vec<String>) {
         let Some(slot) = Slot::from_name(&slot) else {
-            let output = format!("no plugin slot {}; slots are router, registrar, receipts", quote(&slot));
+            let output = format!("no plugin slot {}; slots are router, registrar, receipts, notifier", quote(&slot));
             return self.answers.ready(ServerFrame::CommandResult { request_id, ok: false, output });
         };
         self.ask(Question::Command { slot, from, name, args }, Asked::Command { request_id }, 1);

@@ -42,6 +42,7 @@ case {{slot}} in
     router) iface=routing ;;
     registrar) iface=registration ;;
     receipts) iface=receipting ;;
+    notifier) iface=notifying ;;
 esac
 if command -v "$wasm_tools" >/dev/null; then
     world=$("$wasm_tools" component wit out/{{slot}}.wasm)

@@ -100,7 +100,7 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
-    /// Send any command to a plugin: SLOT (router, registrar, receipts), NAME, ARGS.
+    /// Send any command to a plugin: SLOT (router, registrar, receipts, notifier), NAME, ARGS.
     /// Example: `command receipts read-receipts off`.
     Command { slot: String, name: String, args: Vec<String> },
     /// Set this device's push token (protocol version 4), where the operator's push gateway
