@@ -94,8 +94,11 @@ impl Store {
         }
     }
 
-    fn keyspaces(&self) -> [&Keyspace; 6] {
-        [&self.accounts, &self.queues, &self.idempotency, &self.plugin_kv, &self.meta, &self.delivered]
+    /// Every keyspace: a journal is deleted only once every keyspace it holds writes of has
+    /// flushed them, so one left out here (a token deleted by a registration, say) would
+    /// keep every journal after it on disk.
+    pub(super) fn keyspaces(&self) -> [&Keyspace; 8] {
+        [&self.accounts, &self.queues, &self.idempotency, &self.plugin_kv, &self.meta, &self.delivered, &self.media, &self.push]
     }
 
     /// Whether a checkpoint would do anything: journal written past [`JOURNAL_SLACK`], or a

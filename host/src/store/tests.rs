@@ -536,3 +536,13 @@ fn records_written_before_the_message_kind_still_decode() {
     // Bytes that are neither are still refused as corrupt.
     assert!(records::decode_delivered(&[12, b'+']).is_err());
 }
+
+/// Maintenance deletes a journal only once every keyspace flushed its writes: a keyspace it
+/// does not flush (the push tokens and media records were left out once) keeps every
+/// journal on disk after a drain and after a shutdown.
+#[test]
+fn maintenance_flushes_every_keyspace_the_database_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.keyspaces().len(), store.db.keyspace_count(), "keyspaces: {:?}", store.db.list_keyspace_names());
+}
