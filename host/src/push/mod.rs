@@ -173,7 +173,7 @@ impl Worker {
     }
 
     /// Whether to wake `number` now, and with what: `None` when it came online meanwhile,
-    /// its newest item is not a message, the notifier skips or fails, or no token is stored.
+    /// its newest item is not a message, no token is stored, or the notifier skips or fails.
     fn check(&self, number: &str) -> Option<Wakeup> {
         if self.sessions.is_online(number) {
             return None;
@@ -185,6 +185,20 @@ impl Worker {
             Ok(Some((_, StoredItem::Receipt { .. }))) | Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(%number, error = %e, "push: cannot read the queue");
+                return None;
+            }
+        };
+        // The token first: the notifier is asked only about a device that can be woken, so
+        // that a decision it records (the default's last wake-up) is about a real one.
+        let token = match self.store.push_token(number) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                self.metrics.outcome("no_token", 1);
+                return None;
+            }
+            Err(e) => {
+                self.metrics.outcome("no_token", 1);
+                tracing::warn!(%number, error = %e, "push: cannot read the push token");
                 return None;
             }
         };
@@ -206,18 +220,7 @@ impl Worker {
                 return None;
             }
         };
-        match self.store.push_token(number) {
-            Ok(Some(token)) => Some(Wakeup { number: number.to_string(), token, payload, waiting, at_ms }),
-            Ok(None) => {
-                self.metrics.outcome("no_token", 1);
-                None
-            }
-            Err(e) => {
-                self.metrics.outcome("no_token", 1);
-                tracing::warn!(%number, error = %e, "push: cannot read the push token");
-                None
-            }
-        }
+        Some(Wakeup { number: number.to_string(), token, payload, waiting, at_ms })
     }
 }
 
