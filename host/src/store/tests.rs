@@ -108,11 +108,17 @@ async fn a_query_sees_every_job_submitted_before_it_without_waiting_for_its_fsyn
     let (_store, committer, _) = open(dir.path());
     let record = DeliveredRecord { from: "+15550000001".into(), at_ms: 1, kind: MessageKind::Media { mime: "image/png".into() } };
     let stored = record.clone();
-    let pending = committer.submit(move |txn| Ok(txn.put_delivered("+15550000002", 7, &stored))).await.unwrap();
+    let pending = committer.submit(move |txn| {
+        txn.put_delivered("+15550000002", 7, &stored);
+        Ok(())
+    }).await.unwrap();
     let seen = committer.query(|store| store.delivered("+15550000002", 7)).await.unwrap();
     assert_eq!(seen, Some(record));
     pending.wait().await.unwrap();
-    committer.commit(|txn| Ok(txn.delete_delivered("+15550000002", 7))).await.unwrap();
+    committer.commit(|txn| {
+        txn.delete_delivered("+15550000002", 7);
+        Ok(())
+    }).await.unwrap();
     assert_eq!(committer.query(|store| store.delivered("+15550000002", 7)).await.unwrap(), None);
 }
 

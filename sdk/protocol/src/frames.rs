@@ -17,7 +17,7 @@ pub enum ClientFrame {
     /// 3. Authenticate with the key from registration. Starts delivery of queued items.
     Login { phone: String, key: String },
     /// 4. Send `body` to `to`. `client_id` is chosen by the client and makes retries safe:
-    /// the same `(sender, client_id)` is stored once.
+    ///    the same `(sender, client_id)` is stored once.
     Send { client_id: u64, to: String, body: Vec<u8> },
     /// 5. The client has accepted item `id` (a message or a receipt); the broker deletes it.
     Ack { id: u64 },
@@ -25,9 +25,9 @@ pub enum ClientFrame {
     Read { id: u64, from: String },
     /// 7. Keep-alive / round-trip probe; answered by [`ServerFrame::Pong`].
     Ping { nonce: u64 },
-    /// 8. A command for the plugin in `slot` (`router`, `registrar`, `receipts`), e.g.
-    /// `group-add` with args `["#team", "+15551230002"]`. Answered by
-    /// [`ServerFrame::CommandResult`] with the same `request_id`.
+    /// 8. A command for the plugin in `slot` (`router`, `registrar`, `receipts`, `notifier`), e.g.
+    ///    `group-add` with args `["#team", "+15551230002"]`. Answered by
+    ///    [`ServerFrame::CommandResult`] with the same `request_id`.
     Command { request_id: u64, slot: String, name: String, args: Vec<String> },
     /// 9. `Send` with the message's kind, which policy plugins see (protocol version 3).
     ///    Same rules, limits, idempotency and answers as `Send`, which means kind `Text`.
@@ -48,7 +48,7 @@ pub enum ServerFrame {
     /// 1. A code was sent by SMS; it expires in `expires_in_secs`.
     CodeSent { phone: String, expires_in_secs: u32 },
     /// 2. Registration succeeded. `key` authenticates every later `Login`; the broker keeps
-    /// only its hash, so it is shown exactly once.
+    ///    only its hash, so it is shown exactly once.
     Registered { phone: String, key: String },
     /// 3. `Login` succeeded; queued items follow.
     LoggedIn { phone: String },
@@ -59,7 +59,7 @@ pub enum ServerFrame {
     /// 6. A message for this user. Acknowledge it with [`ClientFrame::Ack`].
     Message { id: u64, from: String, sent_at_ms: u64, body: Vec<u8> },
     /// 7. A receipt for a message this user sent. `id` is the receipt's own queue id (ack it);
-    /// `message_id` is the id that [`ServerFrame::Sent`] returned.
+    ///    `message_id` is the id that [`ServerFrame::Sent`] returned.
     Receipt { id: u64, message_id: u64, by: String, status: ReceiptStatus, at_ms: u64 },
     /// 8. A request (`RequestCode`, `Verify`, `Read`) failed; the connection stays open.
     Error { error: ErrorCode, reason: String },

@@ -102,6 +102,8 @@ enum Command {
     },
     /// Send any command to a plugin: SLOT (router, registrar, receipts, notifier), NAME, ARGS.
     /// Example: `command receipts read-receipts off`.
+    // The subcommand is called `command`; clap names it after the variant.
+    #[allow(clippy::enum_variant_names)]
     Command { slot: String, name: String, args: Vec<String> },
     /// Set this device's push token (protocol version 4), where the operator's push gateway
     /// wakes it while it is not connected: TOKEN as the platform's push service gave it
