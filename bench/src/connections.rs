@@ -358,7 +358,7 @@ impl Devices {
 
 /// Receive buffer asked for each shared endpoint's socket: the default (about 208 KiB)
 /// overflows with hundreds of handshakes in flight on a few sockets.
-const SHARED_RECEIVE_BUFFER: libc::c_int = 8 << 20;
+const SHARED_RECEIVE_BUFFER: libc::c_int = 16 << 20;
 
 /// A client endpoint for many connections, its socket's receive buffer sized for a burst.
 fn shared_endpoint(bind: std::net::SocketAddr) -> Result<quinn::Endpoint> {

@@ -183,7 +183,7 @@ fn certified_key(cert: &Pem, key: &Pem) -> Result<CertifiedKey> {
 /// certificate `live` holds.
 ///
 /// Sessions resume: each handshake ends with one stateless ticket (encrypted with a key
-/// of this process, replaced every 6 hours), and a client that reconnects with it skips
+/// of this process, a new key every 6 hours, a ticket accepted up to 12), and a client that reconnects with it skips
 /// the certificate (none sent, signed or verified) while still agreeing a fresh key
 /// (x25519). rustls' default was two tickets per handshake kept in a table of 256
 /// sessions, which a broker with more clients than that only filled and evicted. No
