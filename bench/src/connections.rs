@@ -138,6 +138,9 @@ struct Round {
     broker_udp_drops: u64,
     /// Of those, dropped during the login burst.
     broker_udp_drops_logins: u64,
+    /// Packets dropped at the benchmark's shared endpoints' sockets during the login burst
+    /// (/proc/net/udp; 0 with `--endpoints 0`, whose sockets come and go).
+    bench_udp_drops_logins: u64,
     /// UDP receive-buffer errors of the whole system during the round (/proc/net/snmp):
     /// the broker's and the clients' sockets.
     system_udp_rcvbuf_errors: u64,
@@ -239,6 +242,7 @@ async fn run_round(
     let round_started = Instant::now();
     round.broker_rss_round_start_bytes = sys::rss_bytes(pid)?;
     let (drops_start, rcvbuf_start) = (sys::udp_drops(port)?, sys::udp_rcvbuf_errors()?);
+    let bench_drops_start = devices.udp_drops()?;
     let (bench_cpu_start, broker_cpu_start) = (sys::cpu_secs("self")?, sys::cpu_secs(pid)?);
 
     // Log in all, at most `concurrency` in flight.
@@ -281,6 +285,7 @@ async fn run_round(
     round.bench_cpu_login_secs = sys::cpu_secs("self")? - bench_cpu_start;
     round.broker_cpu_login_secs = sys::cpu_secs(pid)? - broker_cpu_start;
     round.broker_udp_drops_logins = sys::udp_drops(port)? - drops_start;
+    round.bench_udp_drops_logins = devices.udp_drops()?.saturating_sub(bench_drops_start);
     round.logged_in = clients.len();
     round.logins_per_sec = clients.len() as f64 / round.login_secs;
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
@@ -344,6 +349,15 @@ impl Devices {
             (0..n).map(|_| hotline_client::client_config(&base.ca).context("the client TLS config")).collect::<Result<_>>()?
         };
         Ok(Devices { base, endpoints, configs })
+    }
+
+    /// Datagrams dropped so far at the shared endpoints' sockets.
+    fn udp_drops(&self) -> Result<u64> {
+        let mut total = 0;
+        for endpoint in &self.endpoints {
+            total += sys::udp_drops(endpoint.local_addr()?.port())?;
+        }
+        Ok(total)
     }
 
     /// How client `i` connects.
@@ -442,7 +456,7 @@ fn print_report(r: &Report) {
         r.open_file_limit
     );
     type Cell = fn(&Round) -> String;
-    let rows: [(&str, Cell); 26] = [
+    let rows: [(&str, Cell); 27] = [
         ("logged in", |x| x.logged_in.to_string()),
         ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
         ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
@@ -462,6 +476,7 @@ fn print_report(r: &Report) {
         ("all client closes done (s)", |x| format!("{:.2}", x.clients_closed_secs)),
         ("broker UDP drops in logins", |x| x.broker_udp_drops_logins.to_string()),
         ("broker UDP drops in round", |x| x.broker_udp_drops.to_string()),
+        ("bench UDP drops in logins", |x| x.bench_udp_drops_logins.to_string()),
         ("system UDP RcvbufErrors", |x| x.system_udp_rcvbuf_errors.to_string()),
         ("bench CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.bench_cpu_login_secs, x.login_secs)),
         ("broker CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.broker_cpu_login_secs, x.login_secs)),
