@@ -168,7 +168,6 @@ pub async fn run(mut args: Args) -> Result<()> {
 
     let target = Target::new(&args.broker)?;
     let pid = target.pid.context("connections reads the broker's memory: --broker-pid PID")?.to_string();
-    let port = target.addr.port();
     let admin = target.admin();
     let broker_rss_start = sys::rss_bytes(&pid)?;
     let (bench_cpu_start, broker_cpu_start) = (sys::cpu_secs("self")?, sys::cpu_secs(&pid)?);
@@ -188,7 +187,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let mut rounds = Vec::new();
     for n in 1..=args.rounds {
         eprintln!("round {n}: {} logins, {} in flight...", args.connections, args.concurrency);
-        let round = run_round(n, &args, &target, &pid, port, &accounts, &devices, broker_rss_idle).await?;
+        let round = run_round(n, &args, &target, &pid, &accounts, &devices, broker_rss_idle).await?;
         eprintln!(
             "round {n}: {:.0} logins/s, p99 {:.1} ms, {} failed, drained in {}",
             round.logins_per_sec,
@@ -233,12 +232,12 @@ async fn run_round(
     args: &Args,
     target: &Target,
     pid: &str,
-    port: u16,
     accounts: &Arc<Vec<(String, String)>>,
     devices: &Arc<Devices>,
     broker_rss_idle: u64,
 ) -> Result<Round> {
     let mut round = Round { round: n, ..Round::default() };
+    let port = target.addr.port();
     let round_started = Instant::now();
     round.broker_rss_round_start_bytes = sys::rss_bytes(pid)?;
     let (drops_start, rcvbuf_start) = (sys::udp_drops(port)?, sys::udp_rcvbuf_errors()?);

@@ -234,7 +234,8 @@ async fn more_devices_than_a_session_cache_holds_all_resume() {
     for round in 0..2 {
         let permits = Arc::new(tokio::sync::Semaphore::new(32));
         let mut connects = tokio::task::JoinSet::new();
-        for options in devices.iter().cloned() {
+        for options in &devices {
+            let options = options.clone();
             let permit = permits.clone().acquire_owned().await.unwrap();
             connects.spawn(async move {
                 // Connect says Hello and waits for Welcome: the ticket came before it.
