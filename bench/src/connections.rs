@@ -46,6 +46,17 @@ pub struct Args {
     /// Seconds the connections are held (idle, authenticated) before they are closed.
     #[arg(long, default_value_t = 2)]
     pub hold_secs: u64,
+    /// QUIC endpoints (UDP sockets) the clients share, client i on endpoint i mod N; 0: one
+    /// per client, as phones have (the benchmark then spends more CPU per login than the
+    /// broker: a socket, a task and a receive buffer of a few MiB per client).
+    #[arg(long, default_value_t = 16)]
+    pub endpoints: usize,
+    /// A TLS config made anew for every login, as `Client::connect` without a kept config
+    /// does, so that every login is a full handshake. By default each number keeps its own
+    /// config across rounds, as an app keeps it, so its logins from round 2 on resume the
+    /// TLS session with the ticket the broker sent in the round before.
+    #[arg(long)]
+    pub fresh_tls: bool,
     /// A small run that checks the workload works (CI): 300 connections, concurrency 64,
     /// 2 rounds, no hold.
     #[arg(long)]
@@ -67,6 +78,10 @@ struct Report {
     concurrency: usize,
     rounds: usize,
     hold_secs: u64,
+    /// Endpoints the clients share (0: one per client).
+    endpoints: usize,
+    /// Whether each number kept its TLS config (and so its session tickets) across rounds.
+    tls_kept: bool,
     /// `debug` or `release` (of the benchmark; the broker beside it is the same profile).
     profile: &'static str,
     /// Soft open-file limit of the benchmark after raising it to the hard limit.
@@ -123,6 +138,9 @@ struct Round {
     broker_udp_drops: u64,
     /// Of those, dropped during the login burst.
     broker_udp_drops_logins: u64,
+    /// Packets dropped at the benchmark's shared endpoints' sockets during the login burst
+    /// (/proc/net/udp; 0 with `--endpoints 0`, whose sockets come and go).
+    bench_udp_drops_logins: u64,
     /// UDP receive-buffer errors of the whole system during the round (/proc/net/snmp):
     /// the broker's and the clients' sockets.
     system_udp_rcvbuf_errors: u64,
@@ -143,14 +161,13 @@ pub async fn run(mut args: Args) -> Result<()> {
     }
     sys::keep_large_allocations_mapped();
     let (soft_before, open_file_limit) = sys::raise_open_file_limit()?;
-    eprintln!("open-file limit: {open_file_limit} (soft limit was {soft_before}); each client holds one UDP socket");
+    eprintln!("open-file limit: {open_file_limit} (soft limit was {soft_before}); with --endpoints 0 each client holds one UDP socket");
     if args.connections + 256 > open_file_limit as usize {
         eprintln!("warning: {} connections may not fit in {open_file_limit} open files", args.connections);
     }
 
     let target = Target::new(&args.broker)?;
     let pid = target.pid.context("connections reads the broker's memory: --broker-pid PID")?.to_string();
-    let port = target.addr.port();
     let admin = target.admin();
     let broker_rss_start = sys::rss_bytes(&pid)?;
     let (bench_cpu_start, broker_cpu_start) = (sys::cpu_secs("self")?, sys::cpu_secs(&pid)?);
@@ -161,6 +178,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let keys = target.register(&phones, args.concurrency.min(64)).await?;
     let registration_secs = started.elapsed().as_secs_f64();
     let accounts: Arc<Vec<(String, String)>> = Arc::new(phones.into_iter().zip(keys).collect());
+    let devices = Arc::new(Devices::new(&args, &target, accounts.len())?);
     if let Some(left) = drain(admin, Instant::now() + DRAIN_LIMIT).await?.err() {
         bail!("{left} sessions still open {DRAIN_LIMIT:?} after registration");
     }
@@ -169,7 +187,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let mut rounds = Vec::new();
     for n in 1..=args.rounds {
         eprintln!("round {n}: {} logins, {} in flight...", args.connections, args.concurrency);
-        let round = run_round(n, &args, &target, &pid, port, &accounts, broker_rss_idle).await?;
+        let round = run_round(n, &args, &target, &pid, &accounts, &devices, broker_rss_idle).await?;
         eprintln!(
             "round {n}: {:.0} logins/s, p99 {:.1} ms, {} failed, drained in {}",
             round.logins_per_sec,
@@ -185,6 +203,8 @@ pub async fn run(mut args: Args) -> Result<()> {
         concurrency: args.concurrency,
         rounds: args.rounds,
         hold_secs: args.hold_secs,
+        endpoints: args.endpoints,
+        tls_kept: !args.fresh_tls,
         profile: if cfg!(debug_assertions) { "debug" } else { "release" },
         open_file_limit,
         registration_secs,
@@ -212,14 +232,16 @@ async fn run_round(
     args: &Args,
     target: &Target,
     pid: &str,
-    port: u16,
     accounts: &Arc<Vec<(String, String)>>,
+    devices: &Arc<Devices>,
     broker_rss_idle: u64,
 ) -> Result<Round> {
     let mut round = Round { round: n, ..Round::default() };
+    let port = target.addr.port();
     let round_started = Instant::now();
     round.broker_rss_round_start_bytes = sys::rss_bytes(pid)?;
     let (drops_start, rcvbuf_start) = (sys::udp_drops(port)?, sys::udp_rcvbuf_errors()?);
+    let bench_drops_start = devices.udp_drops()?;
     let (bench_cpu_start, broker_cpu_start) = (sys::cpu_secs("self")?, sys::cpu_secs(pid)?);
 
     // Log in all, at most `concurrency` in flight.
@@ -229,7 +251,7 @@ async fn run_round(
     let bar = crate::figures::progress(accounts.len() as u64, args.quick, &format!("round {n}"));
     for i in 0..accounts.len() {
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (options, accounts, bar) = (target.options(), accounts.clone(), bar.clone());
+        let (options, accounts, bar) = (devices.options(i), accounts.clone(), bar.clone());
         logins.spawn(async move {
             let started = Instant::now();
             let (phone, key) = &accounts[i];
@@ -262,6 +284,7 @@ async fn run_round(
     round.bench_cpu_login_secs = sys::cpu_secs("self")? - bench_cpu_start;
     round.broker_cpu_login_secs = sys::cpu_secs(pid)? - broker_cpu_start;
     round.broker_udp_drops_logins = sys::udp_drops(port)? - drops_start;
+    round.bench_udp_drops_logins = devices.udp_drops()?.saturating_sub(bench_drops_start);
     round.logged_in = clients.len();
     round.logins_per_sec = clients.len() as f64 / round.login_secs;
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
@@ -304,6 +327,66 @@ async fn run_round(
     round.broker_cpu_secs = sys::cpu_secs(pid)? - broker_cpu_start;
     round.round_secs = round_started.elapsed().as_secs_f64();
     Ok(round)
+}
+
+/// What the clients connect with: the shared endpoints, and each number's TLS config.
+struct Devices {
+    base: ConnectOptions,
+    endpoints: Vec<quinn::Endpoint>,
+    /// One per number (empty with `--fresh-tls`).
+    configs: Vec<quinn::ClientConfig>,
+}
+
+impl Devices {
+    fn new(args: &Args, target: &Target, n: usize) -> Result<Devices> {
+        let base = target.options();
+        let bind: std::net::SocketAddr = if base.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
+        let endpoints = (0..args.endpoints).map(|_| shared_endpoint(bind)).collect::<Result<_>>()?;
+        let configs = if args.fresh_tls {
+            Vec::new()
+        } else {
+            (0..n).map(|_| hotline_client::client_config(&base.ca).context("the client TLS config")).collect::<Result<_>>()?
+        };
+        Ok(Devices { base, endpoints, configs })
+    }
+
+    /// Datagrams dropped so far at the shared endpoints' sockets.
+    fn udp_drops(&self) -> Result<u64> {
+        let mut total = 0;
+        for endpoint in &self.endpoints {
+            total += sys::udp_drops(endpoint.local_addr()?.port())?;
+        }
+        Ok(total)
+    }
+
+    /// How client `i` connects.
+    fn options(&self, i: usize) -> ConnectOptions {
+        ConnectOptions {
+            endpoint: (!self.endpoints.is_empty()).then(|| self.endpoints[i % self.endpoints.len()].clone()),
+            config: self.configs.get(i).cloned(),
+            ..self.base.clone()
+        }
+    }
+}
+
+/// Receive buffer asked for each shared endpoint's socket: the default (about 208 KiB)
+/// overflows with hundreds of handshakes in flight on a few sockets.
+const SHARED_RECEIVE_BUFFER: libc::c_int = 16 << 20;
+
+/// A client endpoint for many connections, its socket's receive buffer sized for a burst.
+fn shared_endpoint(bind: std::net::SocketAddr) -> Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(bind).context("binding a client endpoint")?;
+    let size = &SHARED_RECEIVE_BUFFER as *const libc::c_int as *const libc::c_void;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and a pointer to a c_int of the given length.
+    let forced = unsafe { libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size, len) };
+    if forced != 0 {
+        // Without CAP_NET_ADMIN: capped at net.core.rmem_max.
+        unsafe { libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, size, len) };
+    }
+    let runtime = quinn::default_runtime().context("no async runtime for quinn")?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).context("making a client endpoint")
 }
 
 /// One login as the app does it: connect (QUIC handshake, `Hello`), then `Login`.
@@ -360,6 +443,11 @@ fn print_report(r: &Report) {
         r.connections, r.concurrency, r.rounds, r.hold_secs, r.profile
     );
     println!(
+        "  clients on {}; {}",
+        if r.endpoints == 0 { "an endpoint each".to_string() } else { format!("{} shared endpoints", r.endpoints) },
+        if r.tls_kept { "each number keeps its TLS config (logins after the first resume)" } else { "a new TLS config per login (full handshakes)" }
+    );
+    println!(
         "  registration {:.1} s; broker RSS at start {} MiB, idle before round 1 {} MiB; open-file limit {}",
         r.registration_secs,
         mib(r.broker_rss_start_bytes),
@@ -367,7 +455,7 @@ fn print_report(r: &Report) {
         r.open_file_limit
     );
     type Cell = fn(&Round) -> String;
-    let rows: [(&str, Cell); 26] = [
+    let rows: [(&str, Cell); 27] = [
         ("logged in", |x| x.logged_in.to_string()),
         ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
         ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
@@ -387,6 +475,7 @@ fn print_report(r: &Report) {
         ("all client closes done (s)", |x| format!("{:.2}", x.clients_closed_secs)),
         ("broker UDP drops in logins", |x| x.broker_udp_drops_logins.to_string()),
         ("broker UDP drops in round", |x| x.broker_udp_drops.to_string()),
+        ("bench UDP drops in logins", |x| x.bench_udp_drops_logins.to_string()),
         ("system UDP RcvbufErrors", |x| x.system_udp_rcvbuf_errors.to_string()),
         ("bench CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.bench_cpu_login_secs, x.login_secs)),
         ("broker CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.broker_cpu_login_secs, x.login_secs)),

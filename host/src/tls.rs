@@ -181,6 +181,13 @@ fn certified_key(cert: &Pem, key: &Pem) -> Result<CertifiedKey> {
 
 /// A rustls server config for QUIC with ALPN `hotline/1`, TLS 1.3 only, serving the
 /// certificate `live` holds.
+///
+/// Sessions resume: each handshake ends with one stateless ticket (encrypted with a key
+/// of this process, a new key every 6 hours, a ticket accepted up to 12), and a client that reconnects with it skips
+/// the certificate (none sent, signed or verified) while still agreeing a fresh key
+/// (x25519). rustls' default was two tickets per handshake kept in a table of 256
+/// sessions, which a broker with more clients than that only filled and evicted. No
+/// 0-RTT data (`max_early_data_size` stays 0): a login is never replayed.
 fn server_config(live: Arc<LiveCertificate>) -> Result<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -188,6 +195,9 @@ fn server_config(live: Arc<LiveCertificate>) -> Result<rustls::ServerConfig> {
         .with_cert_resolver(live);
     config.alpn_protocols = vec![hotline_protocol::ALPN.to_vec()];
     config.ignore_client_order = true;
+    config.ticketer = rustls::crypto::ring::Ticketer::new().context("making the TLS session ticket key")?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 1;
     Ok(config)
 }
 
@@ -231,5 +241,6 @@ mod tests {
         let first = config.crypto_provider().cipher_suites[0].suite();
         assert_eq!(first, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
         assert!(config.ignore_client_order);
+        assert!(config.ticketer.enabled() && config.send_tls13_tickets == 1, "one stateless ticket per handshake");
     }
 }

@@ -1,13 +1,17 @@
 //! The client library against the real broker: a restarted broker ends old connections at
 //! once (its stateless-reset key outlives the process), a split client pipelines thousands
 //! of sends from one task while another reads the answers, and the broker says in words why
-//! a frame is malformed.
+//! a frame is malformed. A client that keeps its TLS config resumes its TLS session on the
+//! next connect (the broker sends no certificate again); many clients share one endpoint.
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use hotline_client::{Client, ClientError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hotline_client::{Client, ClientError, ConnectOptions};
 use hotline_protocol::{close_code, ServerFrame};
 use hotline_tests::Broker;
 
@@ -114,4 +118,181 @@ async fn the_broker_says_in_words_why_a_frame_is_malformed() {
         }
         other => panic!("expected a close, got {other:?}"),
     }
+}
+
+/// A certificate verifier that counts the certificates it is asked to check, and checks
+/// them as the client library does (against the broker's development certificate).
+#[derive(Debug)]
+struct CountingVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    checked: AtomicUsize,
+}
+
+impl rustls::client::danger::ServerCertVerifier for CountingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.checked.fetch_add(1, Ordering::SeqCst);
+        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A client config as `hotline_client::client_config` makes it, checking the broker's
+/// certificate through `verifier`; each call has its own ticket store, as each device has.
+fn counting_config(verifier: &Arc<CountingVerifier>) -> quinn::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![hotline_protocol::ALPN.to_vec()];
+    quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap()))
+}
+
+fn counting_verifier(broker: &Broker) -> Arc<CountingVerifier> {
+    let pem = std::fs::read(broker.data.join("tls/cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pem) {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+    Arc::new(CountingVerifier { inner, checked: AtomicUsize::new(0) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_keeping_its_tls_config_resumes_without_a_certificate() {
+    let broker = Broker::start().unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let verifier = counting_verifier(&broker);
+    let options = ConnectOptions { config: Some(counting_config(&verifier)), ..broker.options() };
+
+    let mut first = Client::connect(&options).await.unwrap();
+    first.login(ALICE, &alice_key).await.unwrap();
+    first.close().await;
+    assert_eq!(verifier.checked.load(Ordering::SeqCst), 1, "the first handshake checks the broker's certificate");
+    for _ in 0..3 {
+        let mut again = Client::connect(&options).await.unwrap();
+        again.login(ALICE, &alice_key).await.unwrap();
+        again.close().await;
+    }
+    assert_eq!(
+        verifier.checked.load(Ordering::SeqCst),
+        1,
+        "the reconnects resumed the TLS session with the broker's ticket: no certificate was sent to check"
+    );
+    // A client without the kept config still makes a full handshake, and logs in.
+    let mut fresh = Client::connect(&broker.options()).await.unwrap();
+    fresh.login(ALICE, &alice_key).await.unwrap();
+    fresh.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_devices_than_a_session_cache_holds_all_resume() {
+    // rustls' default server keeps 256 sessions (two per handshake); the broker's tickets
+    // carry the session themselves, so 300 devices reconnecting all resume.
+    const DEVICES: usize = 300;
+    let broker = Broker::start().unwrap();
+    let verifier = counting_verifier(&broker);
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let devices: Vec<ConnectOptions> = (0..DEVICES)
+        .map(|_| ConnectOptions {
+            endpoint: Some(endpoint.clone()),
+            config: Some(counting_config(&verifier)),
+            ..broker.options()
+        })
+        .collect();
+    for round in 0..2 {
+        let permits = Arc::new(tokio::sync::Semaphore::new(32));
+        let mut connects = tokio::task::JoinSet::new();
+        for options in &devices {
+            let options = options.clone();
+            let permit = permits.clone().acquire_owned().await.unwrap();
+            connects.spawn(async move {
+                // Connect says Hello and waits for Welcome: the ticket came before it.
+                let client = Client::connect(&options).await.unwrap();
+                client.close().await;
+                drop(permit);
+            });
+        }
+        while let Some(done) = connects.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(verifier.checked.load(Ordering::SeqCst), DEVICES, "round {round}: one certificate check per device, in the first round only");
+    }
+}
+
+/// The certificates of a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem).map(|cert| cert.unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_sharing_one_endpoint_log_in_and_close_cleanly() {
+    let broker = Broker::start().unwrap();
+    let phones: Vec<String> = (0..40).map(|i| format!("+1555091{i:04}")).collect();
+    let keys = broker.register_many(&phones, 8).await.unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let config = hotline_client::client_config(&broker.data.join("tls/cert.pem")).unwrap();
+    let options = ConnectOptions { endpoint: Some(endpoint.clone()), config: Some(config), ..broker.options() };
+    let mut logins = tokio::task::JoinSet::new();
+    for (phone, key) in phones.iter().cloned().zip(keys) {
+        let options = options.clone();
+        logins.spawn(async move {
+            let mut client = Client::connect(&options).await?;
+            client.login(&phone, &key).await?;
+            Ok::<_, ClientError>(client)
+        });
+    }
+    let mut clients = Vec::new();
+    while let Some(client) = logins.join_next().await {
+        clients.push(client.unwrap().unwrap());
+    }
+    assert_eq!(clients.len(), 40);
+    assert_eq!(endpoint.open_connections(), 40, "every client on the one socket");
+    assert_eq!(broker.metric("hotline_sessions").unwrap(), 40.0);
+    let closes: Vec<_> = clients.into_iter().map(|c| tokio::spawn(c.close())).collect();
+    let started = Instant::now();
+    for close in closes {
+        close.await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "a close waits for its own connection, not the shared endpoint");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.metric("hotline_sessions").unwrap() > 0.0 {
+        assert!(Instant::now() < deadline, "sessions left after the closes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The shared endpoint still serves a new connection after the others closed.
+    let client = Client::connect(&options).await.unwrap();
+    client.close().await;
 }

@@ -68,8 +68,19 @@ pub struct ConnectOptions {
     /// no push token ([`Client::set_push_token`]) may offer 3.
     pub versions: (u16, u16),
     /// Local address to bind the client's UDP socket to. Default: any address of the
-    /// server's family, any port.
+    /// server's family, any port. Not used with a shared [`ConnectOptions::endpoint`].
     pub bind: Option<SocketAddr>,
+    /// The endpoint (UDP socket and its driver) to connect through. None (the default): a
+    /// new one for this connection, released by [`Client::close`], as an app has. Many
+    /// connections may share one (a load generator simulating many devices does): each
+    /// endpoint costs a socket, a task and a receive buffer of a few MiB.
+    pub endpoint: Option<quinn::Endpoint>,
+    /// The QUIC and TLS settings, from [`client_config`]. None (the default): made from
+    /// `ca` at every connect. Made once and kept, it spares reading and parsing `ca` each
+    /// time, and its TLS session store keeps the tickets the broker sends, so the next
+    /// connect with it resumes the TLS session (no certificate to send, sign or verify).
+    /// Its transport settings are replaced by `keep_alive` and `idle_timeout`.
+    pub config: Option<quinn::ClientConfig>,
 }
 
 impl ConnectOptions {
@@ -89,6 +100,8 @@ impl ConnectOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             versions: (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
             bind: None,
+            endpoint: None,
+            config: None,
         }
     }
 }
@@ -169,6 +182,8 @@ pub struct ClientSender {
 /// The receiving half of a connection: reads frames. From [`Client::split`].
 pub struct ClientReceiver {
     endpoint: quinn::Endpoint,
+    /// Whether the endpoint was made for this connection (not [`ConnectOptions::endpoint`]).
+    own_endpoint: bool,
     conn: quinn::Connection,
     recv: quinn::RecvStream,
     decoder: FrameDecoder,
@@ -203,21 +218,29 @@ impl Client {
     /// want to speak the protocol (or break it) by hand.
     pub async fn connect_raw(opts: &ConnectOptions) -> Result<Client, ClientError> {
         let connect_err = |detail: String| ClientError::Connect { server: opts.server, detail };
-        let any: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
-        let bind = opts.bind.unwrap_or(any);
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
-        let mut config = client_config(&opts.ca)?;
+        let endpoint = match &opts.endpoint {
+            Some(shared) => shared.clone(),
+            None => {
+                let any: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+                let bind = opts.bind.unwrap_or(any);
+                quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?
+            }
+        };
+        let mut config = match &opts.config {
+            Some(config) => config.clone(),
+            None => client_config(&opts.ca)?,
+        };
         config.transport_config(Arc::new(transport_config(opts.keep_alive, opts.idle_timeout).map_err(connect_err)?));
-        endpoint.set_default_client_config(config);
         let conn = endpoint
-            .connect(opts.server, &opts.server_name)
+            .connect_with(config, opts.server, &opts.server_name)
             .map_err(|e| connect_err(e.to_string()))?
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
+        let own_endpoint = opts.endpoint.is_none();
         Ok(Client {
             tx: ClientSender { endpoint: endpoint.clone(), conn: conn.clone(), send, version: 0 },
-            rx: ClientReceiver { endpoint, conn, recv, decoder: FrameDecoder::new(), buf: vec![0; 16 * 1024] },
+            rx: ClientReceiver { endpoint, own_endpoint, conn, recv, decoder: FrameDecoder::new(), buf: vec![0; 16 * 1024] },
         })
     }
 
@@ -373,7 +396,8 @@ impl Client {
 
     /// Ends the session cleanly: finishes the stream, so the broker handles everything sent
     /// so far (acks included: `Ack` has no answer, and this is how a client knows they were
-    /// applied), waits for the broker to close the connection, then releases the socket.
+    /// applied), waits for the broker to close the connection, then releases the socket (an
+    /// endpoint given in [`ConnectOptions::endpoint`] stays open, and sends the close).
     pub async fn close(mut self) {
         self.tx.finish();
         let drain = async {
@@ -381,7 +405,9 @@ impl Client {
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
         self.rx.conn.close(0u32.into(), b"bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.rx.endpoint.wait_idle()).await;
+        if self.rx.own_endpoint {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.rx.endpoint.wait_idle()).await;
+        }
     }
 }
 
