@@ -73,14 +73,16 @@ impl Broker {
         let metrics: Arc<Metrics> = Arc::default();
         // Push wake-ups: a number with no session is handed to the push worker (never
         // waiting: a full queue drops it), only when `[push.webhook]` is configured.
-        let push = crate::push::trigger(&config.push, sessions.clone(), metrics.push.clone());
+        let push = crate::push::trigger(&config.push, metrics.push.clone());
         let wake: WakeHook = {
             let sessions = sessions.clone();
             let trigger = push.as_ref().map(|(trigger, _)| trigger.clone());
             Arc::new(move |user: &str| {
-                sessions.wake(user);
-                if let Some(trigger) = &trigger {
-                    trigger.offer(user);
+                // One look-up per woken user: the session if online, else the push worker.
+                if !sessions.wake(user) {
+                    if let Some(trigger) = &trigger {
+                        trigger.offer(user);
+                    }
                 }
             })
         };

@@ -50,10 +50,14 @@ impl Sessions {
         self.map.remove_if(phone, |_, e| e.id == id);
     }
 
-    /// Tells `phone`'s session, if online, that new items are queued.
-    pub fn wake(&self, phone: &str) {
-        if let Some(e) = self.map.get(phone) {
-            e.wake.notify_one();
+    /// Tells `phone`'s session, if online, that new items are queued; whether it was.
+    pub fn wake(&self, phone: &str) -> bool {
+        match self.map.get(phone) {
+            Some(e) => {
+                e.wake.notify_one();
+                true
+            }
+            None => false,
         }
     }
 

@@ -41,17 +41,14 @@ const POST_QUEUE: usize = 16;
 #[derive(Clone)]
 pub struct Trigger {
     queue: Sender<String>,
-    sessions: Arc<Sessions>,
     metrics: Arc<PushMetrics>,
 }
 
 impl Trigger {
-    /// Items became durable for `number`: if it has no connected session, queue it for the
-    /// worker (or drop and count it if the queue is full). Called on the committer thread.
+    /// Items became durable for `number`, which has no connected session (the wake hook
+    /// found none to wake): queue it for the worker, or drop and count it if the queue is
+    /// full. Called on the committer thread.
     pub fn offer(&self, number: &str) {
-        if self.sessions.is_online(number) {
-            return;
-        }
         match self.queue.try_send(number.to_string()) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -67,10 +64,10 @@ impl Trigger {
 pub struct Pending(Receiver<String>);
 
 /// The trigger and the queue it fills; `None` when push is off (no `[push.webhook]`).
-pub fn trigger(config: &PushConfig, sessions: Arc<Sessions>, metrics: Arc<PushMetrics>) -> Option<(Trigger, Pending)> {
+pub fn trigger(config: &PushConfig, metrics: Arc<PushMetrics>) -> Option<(Trigger, Pending)> {
     config.webhook.as_ref()?;
     let (queue, pending) = crossbeam_channel::bounded(config.queue.max(1));
-    Some((Trigger { queue, sessions, metrics }, Pending(pending)))
+    Some((Trigger { queue, metrics }, Pending(pending)))
 }
 
 /// One wake-up as the gateway receives it: never the body, never the sender.
