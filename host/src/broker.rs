@@ -67,6 +67,9 @@ pub struct ConnectionGauges {
 impl Broker {
     /// Opens storage in the configured data folder and starts the committer.
     pub fn open(config: &Config) -> Result<Arc<Broker>> {
+        if config.cluster.enabled() {
+            anyhow::bail!("cluster mode (--cluster, [cluster] nats) is not served by this build yet");
+        }
         let path = config.store_path();
         let store = Store::open(&path).with_context(|| format!("opening storage at {}", path.display()))?;
         let sessions = Arc::new(Sessions::default());

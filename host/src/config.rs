@@ -26,6 +26,81 @@ pub struct Config {
     pub media: MediaConfig,
     pub push: PushConfig,
     pub sms: SmsConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes over NATS JetStream (docs/cluster.md). Off while `nats` is empty: one node
+/// on fjall, no NATS needed. `--cluster` and `--node-id` override `nats` and `node_id`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://127.0.0.1:4222`, …); several for failover.
+    pub nats: Vec<String>,
+    /// This node's name, unique in the cluster: `[A-Za-z0-9_-]`, 1 to 32 characters.
+    pub node_id: Option<String>,
+    /// Mailbox streams; a recipient's items live in partition `hash(number) % partitions`.
+    /// Fixed for the life of the cluster's data (changing it strands stored items).
+    pub partitions: u16,
+    /// JetStream replicas of every stream and bucket (1 or 3; 3 needs 3 NATS servers).
+    pub replicas: usize,
+    /// Prefix of every stream, bucket and subject the cluster uses, so two clusters can
+    /// share one NATS deployment.
+    pub prefix: String,
+    /// How often a node looks through its online users' partitions for items whose
+    /// wake-up was lost, in ms.
+    pub sweep_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { nats: Vec::new(), node_id: None, partitions: 8, replicas: 3, prefix: "hotline".into(), sweep_ms: 1000 }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this broker is a node of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.nats.is_empty()
+    }
+
+    /// The node's id; only for an enabled cluster, where validation made it present.
+    pub fn node(&self) -> &str {
+        self.node_id.as_deref().unwrap_or("")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid(format!("cluster.{what}")));
+        let name_ok = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if let Some(id) = &self.node_id {
+            if !name_ok(id, 32) {
+                return invalid(format!("node_id {id:?} must be 1 to 32 of A-Z a-z 0-9 _ -"));
+            }
+        }
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.node_id.is_none() {
+            return invalid("node_id is required with cluster.nats (or --node-id with --cluster)".into());
+        }
+        for url in &self.nats {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) || url.len() <= "nats://".len() {
+                return invalid(format!("nats: {url:?} is not a nats:// or tls:// URL"));
+            }
+        }
+        if !(1..=1024).contains(&self.partitions) {
+            return invalid("partitions must be 1..=1024".into());
+        }
+        if !matches!(self.replicas, 1..=5) {
+            return invalid("replicas must be 1..=5".into());
+        }
+        if !name_ok(&self.prefix, 32) {
+            return invalid(format!("prefix {:?} must be 1 to 32 of A-Z a-z 0-9 _ -", self.prefix));
+        }
+        if !(10..=600_000).contains(&self.sweep_ms) {
+            return invalid("sweep_ms must be 10..=600000".into());
+        }
+        Ok(())
+    }
 }
 
 /// The media endpoint: files (pictures, voice notes) uploaded and downloaded over HTTPS by
@@ -437,6 +512,10 @@ pub struct Overrides {
     pub admin_token: Option<Secret>,
     /// `--media`: the media endpoint's address.
     pub media: Option<SocketAddr>,
+    /// `--cluster`: the NATS servers of a cluster (`cluster.nats`).
+    pub cluster: Option<Vec<String>>,
+    /// `--node-id`: this node's name in the cluster (`cluster.node_id`).
+    pub node_id: Option<String>,
 }
 
 impl Overrides {
@@ -461,6 +540,12 @@ impl Overrides {
         }
         if let Some(media) = self.media {
             config.media.listen = media;
+        }
+        if let Some(urls) = &self.cluster {
+            config.cluster.nats = urls.clone();
+        }
+        if let Some(id) = &self.node_id {
+            config.cluster.node_id = Some(id.clone());
         }
     }
 }
@@ -537,6 +622,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             push: PushConfig::default(),
             sms: SmsConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -651,6 +737,7 @@ impl Config {
         self.media.validate()?;
         self.push.validate()?;
         self.sms.validate()?;
+        self.cluster.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             let (set, unset) = if self.tls.cert.is_some() { ("tls.cert", "tls.key") } else { ("tls.key", "tls.cert") };
             return Err(ConfigError::Invalid(format!(
@@ -871,5 +958,26 @@ mod tests {
         let path = dir.path().join("hotline.toml");
         std::fs::write(&path, "[plugins]\nprobation_failures = 0\n").unwrap();
         assert_eq!(Config::load(&path).unwrap().plugins.probation_failures, 0);
+    }
+
+    #[test]
+    fn a_cluster_needs_a_node_id_and_nats_urls_and_the_command_line_wins() {
+        assert!(!Config::default().cluster.enabled());
+        let urls = Some(vec!["nats://127.0.0.1:4222".to_string(), "nats://127.0.0.1:4223".to_string()]);
+        let no_id = Overrides { cluster: urls.clone(), ..Overrides::default() };
+        let err = Config::resolve(None, &no_id).unwrap_err().to_string();
+        assert!(err.contains("cluster.node_id is required"), "{err}");
+        let ok = Overrides { cluster: urls.clone(), node_id: Some("n1".into()), ..Overrides::default() };
+        let config = Config::resolve(None, &ok).unwrap();
+        assert!(config.cluster.enabled());
+        assert_eq!((config.cluster.node(), config.cluster.nats.len(), config.cluster.partitions), ("n1", 2, 8));
+        let bad_id = Overrides { cluster: urls.clone(), node_id: Some("node 1".into()), ..Overrides::default() };
+        assert!(Config::resolve(None, &bad_id).unwrap_err().to_string().contains("cluster.node_id"));
+        let bad_url = Overrides { cluster: Some(vec!["http://x".into()]), node_id: Some("n1".into()), ..Overrides::default() };
+        assert!(Config::resolve(None, &bad_url).unwrap_err().to_string().contains("is not a nats:// or tls:// URL"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        std::fs::write(&path, "[cluster]\nnats = [\"nats://127.0.0.1:4222\"]\nnode_id = \"a\"\npartitions = 0\n").unwrap();
+        assert!(Config::load(&path).unwrap_err().to_string().contains("cluster.partitions"));
     }
 }

@@ -103,6 +103,13 @@ enum Command {
         /// config file [default: `media.listen` from the config, else 127.0.0.1:4443]
         #[arg(long, value_name = "ADDR")]
         media: Option<SocketAddr>,
+        /// Run as a node of a cluster over these NATS JetStream servers (comma-separated
+        /// nats:// URLs); wins over `cluster.nats` [default: one node on fjall, no NATS]
+        #[arg(long, value_name = "URLS", value_delimiter = ',')]
+        cluster: Option<Vec<String>>,
+        /// This node's name in the cluster; wins over `cluster.node_id`
+        #[arg(long, value_name = "NAME")]
+        node_id: Option<String>,
         /// Log line format on stderr. The filter is the environment variable HOTLINE_LOG
         /// (default info,fjall=warn,lsm_tree=warn).
         #[arg(long, value_enum, value_name = "FORMAT", env = "HOTLINE_LOG_FORMAT", default_value = "text")]
@@ -176,8 +183,8 @@ fn run() -> Result<()> {
         }
         Command::Status { admin, token, json } => status(&AdminClient::new(admin, token), json),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Serve { data, config: file, listen, admin, media, log_format: _ } => {
-            let overrides = Overrides { data, listen, admin, admin_token: None, media }.with_env_token();
+        Command::Serve { data, config: file, listen, admin, media, cluster, node_id, log_format: _ } => {
+            let overrides = Overrides { data, listen, admin, admin_token: None, media, cluster, node_id }.with_env_token();
             let config = Config::resolve(file.as_deref(), &overrides)?;
             // Everything the broker creates (storage, outbox, keys, plugin cache) is for its
             // own user only. Set before any thread starts: the mask is process-wide.
