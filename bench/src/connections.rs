@@ -389,11 +389,10 @@ fn shared_endpoint(bind: std::net::SocketAddr) -> Result<quinn::Endpoint> {
     quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).context("making a client endpoint")
 }
 
-/// One login as the app does it: connect (QUIC handshake, `Hello`), then `Login`.
+/// One login as the app does it: connect (QUIC handshake), then `Hello` and `Login` in
+/// one write (`Client::connect_and_login`).
 async fn login(options: &ConnectOptions, phone: &str, key: &str) -> Result<Client, ClientError> {
-    let mut client = Client::connect(options).await?;
-    client.login(phone, key).await?;
-    Ok(client)
+    Client::connect_and_login(options, phone, key).await
 }
 
 /// The broker's `hotline_sessions` (a blocking HTTP request, kept off the async workers).

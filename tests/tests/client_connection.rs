@@ -2,7 +2,8 @@
 //! once (its stateless-reset key outlives the process), a split client pipelines thousands
 //! of sends from one task while another reads the answers, and the broker says in words why
 //! a frame is malformed. A client that keeps its TLS config resumes its TLS session on the
-//! next connect (the broker sends no certificate again); many clients share one endpoint.
+//! next connect (the broker sends no certificate again); many clients share one endpoint;
+//! `Hello` and `Login` in one write log in with one exchange.
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
@@ -295,4 +296,36 @@ async fn clients_sharing_one_endpoint_log_in_and_close_cleanly() {
     // The shared endpoint still serves a new connection after the others closed.
     let client = Client::connect(&options).await.unwrap();
     client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_and_login_in_one_write_log_in_and_get_what_is_queued() {
+    let broker = Broker::start().unwrap();
+    let alice_key = broker.register(ALICE).await.unwrap();
+    let bob_key = broker.register(BOB).await.unwrap();
+    let mut alice = broker.login(ALICE, &alice_key).await.unwrap();
+    let cid = alice.send(BOB, b"waiting for you".to_vec()).await.unwrap();
+    hotline_tests::answer_to(&mut alice, cid).await.unwrap();
+
+    let mut bob = Client::connect_and_login(&broker.options(), BOB, &bob_key).await.unwrap();
+    assert_eq!(bob.version(), hotline_protocol::PROTOCOL_VERSION, "the Welcome was read and kept");
+    match bob.next_frame_within(Duration::from_secs(5)).await.unwrap() {
+        ServerFrame::TypedMessage { from, body, .. } => assert_eq!((from.as_str(), body.as_slice()), (ALICE, &b"waiting for you"[..])),
+        other => panic!("expected the queued message, got {other:?}"),
+    }
+    assert_eq!(broker.metric("hotline_sessions").unwrap(), 2.0);
+
+    // A wrong key is refused as after a separate Hello: the broker closes with AUTH_FAILED.
+    match Client::connect_and_login(&broker.options(), ALICE, "not-the-key").await {
+        Err(ClientError::Closed { code, reason }) => {
+            assert_eq!(code, close_code::AUTH_FAILED);
+            assert!(!reason.is_empty());
+        }
+        Err(other) => panic!("expected the broker's close, got {other}"),
+        Ok(_) => panic!("a wrong key logged in"),
+    }
+    // An older protocol range still gets its own version before the login.
+    let old = ConnectOptions { versions: (1, 2), ..broker.options() };
+    let alice2 = Client::connect_and_login(&old, ALICE, &alice_key).await.unwrap();
+    assert_eq!(alice2.version(), 2);
 }

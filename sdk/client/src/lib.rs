@@ -196,10 +196,34 @@ impl Client {
         let mut client = Client::connect_raw(opts).await?;
         let (min_version, max_version) = opts.versions;
         client.send_frame(&ClientFrame::Hello { min_version, max_version }).await?;
-        match client.next_frame().await? {
+        client.welcomed(opts).await?;
+        Ok(client)
+    }
+
+    /// Connects and logs in with one exchange: `Hello` and `Login` leave in one write,
+    /// without waiting for `Welcome` (the broker handles frames in order), which saves a
+    /// round trip and the datagrams of one exchange per connect. Queued items are pushed
+    /// right after `LoggedIn`, as after [`Client::login`].
+    pub async fn connect_and_login(opts: &ConnectOptions, phone: &str, key: &str) -> Result<Client, ClientError> {
+        let mut client = Client::connect_raw(opts).await?;
+        let (min_version, max_version) = opts.versions;
+        let mut bytes = encode(&ClientFrame::Hello { min_version, max_version });
+        bytes.extend_from_slice(&encode(&ClientFrame::Login { phone: phone.into(), key: key.into() }));
+        client.write_raw(&bytes).await?;
+        client.welcomed(opts).await?;
+        match client.next_answer().await? {
+            ServerFrame::LoggedIn { .. } => Ok(client),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads the broker's `Welcome` and keeps the version it chose.
+    async fn welcomed(&mut self, opts: &ConnectOptions) -> Result<(), ClientError> {
+        let (min_version, max_version) = opts.versions;
+        match self.next_frame().await? {
             ServerFrame::Welcome { version } if (min_version..=max_version).contains(&version) => {
-                client.tx.version = version;
-                Ok(client)
+                self.tx.version = version;
+                Ok(())
             }
             ServerFrame::Welcome { version } => Err(ClientError::Protocol(format!(
                 "the broker chose protocol version {version}, outside the offered {min_version} to {max_version}"
