@@ -141,6 +141,10 @@ struct Round {
     /// Packets dropped at the benchmark's shared endpoints' sockets during the login burst
     /// (/proc/net/udp; 0 with `--endpoints 0`, whose sockets come and go).
     bench_udp_drops_logins: u64,
+    /// UDP datagrams of one login (handshake, `Hello`, `Login` and their answers) from the
+    /// benchmark to the broker and back, averaged over the logins (the client's counters).
+    datagrams_to_broker_per_login: f64,
+    datagrams_from_broker_per_login: f64,
     /// UDP receive-buffer errors of the whole system during the round (/proc/net/snmp):
     /// the broker's and the clients' sockets.
     system_udp_rcvbuf_errors: u64,
@@ -255,7 +259,11 @@ async fn run_round(
         logins.spawn(async move {
             let started = Instant::now();
             let (phone, key) = &accounts[i];
-            let result = tokio::time::timeout(LOGIN_LIMIT, login(&options, phone, key)).await;
+            // The counters as the login ends, before keep-alives add to them.
+            let result = tokio::time::timeout(LOGIN_LIMIT, login(&options, phone, key)).await.map(|r| r.map(|c| {
+                let stats = c.stats();
+                (c, stats)
+            }));
             drop(permit);
             bar.inc(1);
             (started.elapsed(), result)
@@ -263,10 +271,13 @@ async fn run_round(
     }
     let mut latency = Histogram::<u64>::new(3)?;
     let mut clients = Vec::with_capacity(accounts.len());
+    let (mut datagrams_out, mut datagrams_in) = (0u64, 0u64);
     while let Some(joined) = logins.join_next().await {
         match joined? {
-            (took, Ok(Ok(client))) => {
+            (took, Ok(Ok((client, stats)))) => {
                 latency.record(took.as_micros() as u64)?;
+                datagrams_out += stats.udp_tx.datagrams;
+                datagrams_in += stats.udp_rx.datagrams;
                 clients.push(client);
             }
             (_, Ok(Err(e))) => {
@@ -286,6 +297,10 @@ async fn run_round(
     round.broker_udp_drops_logins = sys::udp_drops(port)? - drops_start;
     round.bench_udp_drops_logins = devices.udp_drops()?.saturating_sub(bench_drops_start);
     round.logged_in = clients.len();
+    if !clients.is_empty() {
+        round.datagrams_to_broker_per_login = datagrams_out as f64 / clients.len() as f64;
+        round.datagrams_from_broker_per_login = datagrams_in as f64 / clients.len() as f64;
+    }
     round.logins_per_sec = clients.len() as f64 / round.login_secs;
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     (round.login_p50_ms, round.login_p99_ms, round.login_p999_ms) = (ms(0.5), ms(0.99), ms(0.999));
@@ -454,7 +469,7 @@ fn print_report(r: &Report) {
         r.open_file_limit
     );
     type Cell = fn(&Round) -> String;
-    let rows: [(&str, Cell); 27] = [
+    let rows: [(&str, Cell); 28] = [
         ("logged in", |x| x.logged_in.to_string()),
         ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
         ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
@@ -475,6 +490,7 @@ fn print_report(r: &Report) {
         ("broker UDP drops in logins", |x| x.broker_udp_drops_logins.to_string()),
         ("broker UDP drops in round", |x| x.broker_udp_drops.to_string()),
         ("bench UDP drops in logins", |x| x.bench_udp_drops_logins.to_string()),
+        ("datagrams per login, to / from broker", |x| format!("{:.1} / {:.1}", x.datagrams_to_broker_per_login, x.datagrams_from_broker_per_login)),
         ("system UDP RcvbufErrors", |x| x.system_udp_rcvbuf_errors.to_string()),
         ("bench CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.bench_cpu_login_secs, x.login_secs)),
         ("broker CPU in logins (s)", |x| format!("{:.2} of {:.2}", x.broker_cpu_login_secs, x.login_secs)),

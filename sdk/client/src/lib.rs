@@ -418,6 +418,12 @@ impl Client {
         self.rx.close_reason()
     }
 
+    /// The QUIC connection's counters so far (datagrams and bytes each way, frames, path
+    /// figures), for benchmarks and diagnostics.
+    pub fn stats(&self) -> quinn::ConnectionStats {
+        self.rx.conn.stats()
+    }
+
     /// Ends the session cleanly: finishes the stream, so the broker handles everything sent
     /// so far (acks included: `Ack` has no answer, and this is how a client knows they were
     /// applied), waits for the broker to close the connection, then releases the socket (an
