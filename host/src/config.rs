@@ -588,11 +588,16 @@ pub struct UdpConfig {
     pub receive_buffer_bytes: usize,
     /// Kernel send buffer, in bytes (limit `net.core.wmem_max`).
     pub send_buffer_bytes: usize,
+    /// Whether each connection probes for datagrams larger than QUIC's 1,200 bytes (path
+    /// MTU discovery, up to 1,452). Off by default: on a login the probes and their
+    /// acknowledgements were a quarter of the datagrams (and of the CPU), and chat frames
+    /// are small.
+    pub mtu_discovery: bool,
 }
 
 impl Default for UdpConfig {
     fn default() -> Self {
-        UdpConfig { receive_buffer_bytes: 32 << 20, send_buffer_bytes: 4 << 20 }
+        UdpConfig { receive_buffer_bytes: 32 << 20, send_buffer_bytes: 4 << 20, mtu_discovery: false }
     }
 }
 

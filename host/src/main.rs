@@ -238,7 +238,7 @@ async fn serve(config: Config, file: Option<PathBuf>, overrides: Overrides) -> R
         tracing::error!(error = %e, "expiry failed");
     }
     let buffers = BufferSizes { receive: config.udp.receive_buffer_bytes, send: config.udp.send_buffer_bytes };
-    let listener = Listener::bind(config.listen, buffers, tls, &config.reset_key_path(), broker.clone())?;
+    let listener = Listener::bind(config.listen, buffers, config.udp.mtu_discovery, tls, &config.reset_key_path(), broker.clone())?;
     let addr = listener.local_addr()?;
     let _watcher = hotline::plugins::Watcher::start(broker.plugins.clone())?;
     let admin = tokio::net::TcpListener::bind(config.admin.listen)

@@ -329,3 +329,33 @@ async fn hello_and_login_in_one_write_log_in_and_get_what_is_queued() {
     let alice2 = Client::connect_and_login(&old, ALICE, &alice_key).await.unwrap();
     assert_eq!(alice2.version(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_mtu_probes_only_when_both_sides_turn_them_on() {
+    // By default neither side probes: a login is fewer datagrams, packets stay at 1,200 bytes.
+    let broker = Broker::start().unwrap();
+    let key = broker.register(ALICE).await.unwrap();
+    let client = Client::connect_and_login(&broker.options(), ALICE, &key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = client.stats();
+    assert_eq!((stats.path.sent_plpmtud_probes, stats.path.current_mtu), (0, 1200), "{:?}", stats.path);
+    let default_datagrams = stats.udp_tx.datagrams + stats.udp_rx.datagrams;
+    client.close().await;
+    drop(broker);
+
+    // `udp.mtu_discovery = true` and `ConnectOptions::mtu_discovery`: both sides probe, and
+    // on loopback the path grows to QUIC's largest (1,452 bytes).
+    let broker = Broker::start_with_config("[udp]\nmtu_discovery = true\n").unwrap();
+    let key = broker.register(ALICE).await.unwrap();
+    let options = ConnectOptions { mtu_discovery: true, ..broker.options() };
+    let client = Client::connect_and_login(&options, ALICE, &key).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.stats().path.current_mtu < 1452 {
+        assert!(Instant::now() < deadline, "the path MTU did not grow: {:?}", client.stats().path);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = client.stats();
+    assert!(stats.path.sent_plpmtud_probes > 0);
+    assert!(stats.udp_tx.datagrams + stats.udp_rx.datagrams > default_datagrams, "probes cost datagrams: {default_datagrams} without");
+    client.close().await;
+}

@@ -30,11 +30,14 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `addr` with the given TLS config and socket buffer sizes. The stateless-reset
-    /// key is read from `reset_key` (made there on first start, see [`reset_key`]).
+    /// Binds `addr` with the given TLS config and socket buffer sizes, probing each
+    /// connection's path MTU only with `mtu_discovery` (`udp.mtu_discovery`). The
+    /// stateless-reset key is read from `reset_key` (made there on first start, see
+    /// [`reset_key`]).
     pub fn bind(
         addr: SocketAddr,
         buffers: BufferSizes,
+        mtu_discovery: bool,
         tls: rustls::ServerConfig,
         reset_key: &Path,
         broker: Arc<Broker>,
@@ -52,6 +55,9 @@ impl Listener {
         transport.send_window(SEND_WINDOW);
         transport.stream_receive_window(RECEIVE_WINDOW.into());
         transport.receive_window(RECEIVE_WINDOW.into());
+        if !mtu_discovery {
+            transport.mtu_discovery_config(None);
+        }
         config.transport_config(Arc::new(transport));
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self::reset_key(reset_key)?);
         // Connection ids carry a keyed hash that the endpoint checks before answering a

@@ -79,8 +79,14 @@ pub struct ConnectOptions {
     /// `ca` at every connect. Made once and kept, it spares reading and parsing `ca` each
     /// time, and its TLS session store keeps the tickets the broker sends, so the next
     /// connect with it resumes the TLS session (no certificate to send, sign or verify).
-    /// Its transport settings are replaced by `keep_alive` and `idle_timeout`.
+    /// Its transport settings are replaced by `keep_alive`, `idle_timeout` and
+    /// `mtu_discovery`.
     pub config: Option<quinn::ClientConfig>,
+    /// Whether the connection probes for datagrams larger than QUIC's 1,200 bytes (path
+    /// MTU discovery, up to 1,452). Default off: the probes and their acknowledgements are
+    /// about a quarter of a login's datagrams, and chat frames are small; turn it on for a
+    /// long-lived connection that sends large bodies.
+    pub mtu_discovery: bool,
 }
 
 impl ConnectOptions {
@@ -102,6 +108,7 @@ impl ConnectOptions {
             bind: None,
             endpoint: None,
             config: None,
+            mtu_discovery: false,
         }
     }
 }
@@ -254,7 +261,7 @@ impl Client {
             Some(config) => config.clone(),
             None => client_config(&opts.ca)?,
         };
-        config.transport_config(Arc::new(transport_config(opts.keep_alive, opts.idle_timeout).map_err(connect_err)?));
+        config.transport_config(Arc::new(transport_config(opts.keep_alive, opts.idle_timeout, opts.mtu_discovery).map_err(connect_err)?));
         let conn = endpoint
             .connect_with(config, opts.server, &opts.server_name)
             .map_err(|e| connect_err(e.to_string()))?
@@ -608,16 +615,20 @@ pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig, ClientError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| ca_err(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let transport = transport_config(DEFAULT_KEEP_ALIVE, DEFAULT_IDLE_TIMEOUT).expect("the defaults are valid");
+    let transport = transport_config(DEFAULT_KEEP_ALIVE, DEFAULT_IDLE_TIMEOUT, false).expect("the defaults are valid");
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
 
-/// QUIC transport settings with the given keep-alive interval and idle timeout.
-fn transport_config(keep_alive: Duration, idle_timeout: Duration) -> Result<quinn::TransportConfig, String> {
+/// QUIC transport settings with the given keep-alive interval and idle timeout, and path
+/// MTU discovery only if asked for.
+fn transport_config(keep_alive: Duration, idle_timeout: Duration, mtu_discovery: bool) -> Result<quinn::TransportConfig, String> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(keep_alive));
     let idle = quinn::IdleTimeout::try_from(idle_timeout).map_err(|_| format!("idle timeout {idle_timeout:?} is too large"))?;
     transport.max_idle_timeout(Some(idle));
+    if !mtu_discovery {
+        transport.mtu_discovery_config(None);
+    }
     Ok(transport)
 }
