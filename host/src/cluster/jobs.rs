@@ -12,7 +12,8 @@
 //!   duplicate window gets the first sequence back; await every ack; write the idempotency
 //!   record; answer `Stored { id }` — only now may `Sent` go out. The queue limit
 //!   (`limits.max_queue_items`) is not enforced in a cluster (docs/cluster.md).
-//! - `Ack`: the item is looked up in the node's cache (gone: a duplicate ack, done); for a
+//! - `Ack`: the item is looked up in the node's cache, else its stream (gone: a duplicate
+//!   ack, done); for a
 //!   message, the delivered receipt is published to the sender's subject if policy allowed
 //!   it (`Nats-Msg-Id: r:<reader>:<id>:d`: one receipt even if the ack is done twice) and the
 //!   delivered record written; then the item is deleted by sequence ("not found" is done).
@@ -93,7 +94,7 @@ impl Cluster {
                 Ok(JobOutcome::Stored { id })
             }
             Job::Ack { user, id, message, at_ms } => {
-                let Some(cached) = self.mailboxes.get(&user, id) else { return Ok(JobOutcome::Done) };
+                let Some(cached) = self.mailboxes.fetch(&user, id).await? else { return Ok(JobOutcome::Done) };
                 if let Some(acked) = message {
                     if acked.receipt {
                         let receipt = StoredItem::Receipt { message_id: cached.message_id, by: user.clone(), status: ReceiptStatus::Delivered, at_ms };

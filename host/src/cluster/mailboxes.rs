@@ -252,6 +252,28 @@ impl Mailboxes {
         queue.items.get(&id).cloned()
     }
 
+    /// `user`'s item `id`: the cached copy, else read from its stream (the session that
+    /// acknowledged it may have ended before its job ran, taking the cache with it).
+    pub async fn fetch(&self, user: &str, id: u64) -> Result<Option<Cached>, ClusterError> {
+        if let Some(cached) = self.get(user, id) {
+            return Ok(Some(cached));
+        }
+        let (partition, seq) = names::split_id(id);
+        if partition >= self.names.partitions() || partition != self.names.partition(user) {
+            return Ok(None);
+        }
+        let name = self.names.stream(partition);
+        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| ClusterError::Stream { stream: name.clone(), detail: e.to_string() })?;
+        match stream.get_raw_message(seq).await {
+            Ok(message) if message.subject.as_str() == self.names.subject(user) => {
+                Ok(Some(cached(id, decode::<Envelope>(&message.payload, "mailbox item")?)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::Stream { stream: name, detail: e.to_string() }),
+        }
+    }
+
     /// Drops `user`'s item `id` (acknowledged and deleted).
     pub fn remove(&self, user: &str, id: u64) {
         if let Some(queue) = self.users().get_mut(&names::token(user)) {
