@@ -166,4 +166,7 @@ async fn two_logins_of_one_number_on_two_nodes_at_once_leave_exactly_one_session
         alice.ack(rid).await.unwrap();
         bob.close().await;
     }
+    // The losers were closed by kicks between the nodes, one per round.
+    let kicks: f64 = cluster.nodes.iter().map(|n| n.metric("hotline_cluster_kicks_received_total").unwrap()).sum();
+    assert!(kicks >= 3.0, "kicks received: {kicks}");
 }
