@@ -51,7 +51,24 @@ impl Lane {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>)>();
         tokio::spawn(async move {
             while let Some((job, reply)) = rx.recv().await {
-                let _ = reply.send(cluster.run(job).await);
+                let send = matches!(job, Job::Send { .. });
+                let result = cluster.run(job).await;
+                if let (true, Err(e)) = (send, &result) {
+                    // The sends queued behind a failed one were sent before the client
+                    // could know: storing them would put them ahead of its retry of this
+                    // one. They fail too (as a failed fsync fails its whole group).
+                    while let Ok((job, reply)) = rx.try_recv() {
+                        match job {
+                            Job::Send { .. } => {
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                            job => {
+                                let _ = reply.send(cluster.run(job).await);
+                            }
+                        }
+                    }
+                }
+                let _ = reply.send(result);
             }
         });
         Lane { tx }
