@@ -170,3 +170,44 @@ async fn two_logins_of_one_number_on_two_nodes_at_once_leave_exactly_one_session
     let kicks: f64 = cluster.nodes.iter().map(|n| n.metric("hotline_cluster_kicks_received_total").unwrap()).sum();
     assert!(kicks >= 3.0, "kicks received: {kicks}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_message_is_one_copy_per_member_each_with_its_id_and_receipts_name_the_sent_id() {
+    const CAROL: &str = "+15550140003";
+    let cluster = Cluster::start(1, 2).unwrap();
+    let alice_key = cluster.nodes[0].register(ALICE).await.unwrap();
+    let bob_key = cluster.nodes[0].register(BOB).await.unwrap();
+    let carol_key = cluster.nodes[0].register(CAROL).await.unwrap();
+    // The group lives in node 1's router state (plugin kv), where Alice sends from.
+    let mut alice = cluster.nodes[0].login(ALICE, &alice_key).await.unwrap();
+    alice.command("router", "group-create", vec!["#team".into()]).await.unwrap().0.unwrap();
+    for member in [BOB, CAROL] {
+        alice.command("router", "group-add", vec!["#team".into(), member.into()]).await.unwrap().0.unwrap();
+    }
+    let mut bob = cluster.nodes[1].login(BOB, &bob_key).await.unwrap();
+    let mut carol = cluster.nodes[0].login(CAROL, &carol_key).await.unwrap();
+
+    let client_id = alice.send("#team", b"hello team".to_vec()).await.unwrap();
+    let id = hotline_tests::answer_to(&mut alice, client_id).await.unwrap();
+    let (bob_id, _, body) = next_message(&mut bob).await;
+    assert_eq!(body, b"hello team");
+    let (carol_id, _, body) = next_message(&mut carol).await;
+    assert_eq!(body, b"hello team");
+    // Each copy has its own id; `Sent` answered the first copy's.
+    assert_ne!(bob_id, carol_id);
+    assert!(id == bob_id || id == carol_id, "sent {id}, copies {bob_id} and {carol_id}");
+    bob.ack(bob_id).await.unwrap();
+    carol.ack(carol_id).await.unwrap();
+    let mut by = BTreeSet::new();
+    for _ in 0..2 {
+        let (rid, message_id, who, status) = next_receipt(&mut alice).await;
+        assert_eq!((message_id, status), (id, ReceiptStatus::Delivered), "receipts name the id Sent gave");
+        by.insert(who);
+        alice.ack(rid).await.unwrap();
+    }
+    assert_eq!(by, [BOB.to_string(), CAROL.to_string()].into_iter().collect());
+    // A read receipt names it too.
+    bob.read(bob_id, ALICE).await.unwrap();
+    let (_, message_id, who, status) = next_receipt(&mut alice).await;
+    assert_eq!((message_id, who.as_str(), status), (id, BOB, ReceiptStatus::Read));
+}

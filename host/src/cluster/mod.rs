@@ -119,7 +119,8 @@ impl Cluster {
         let directory = Arc::new(Directory::new(names.clone(), client, buckets.sessions.clone(), sessions, metrics.clone()));
         directory.clone().listen().await?;
         for partition in 0..names.partitions() {
-            tokio::spawn(mailboxes.clone().watch(partition));
+            let start = mailboxes.start_of(partition).await?;
+            tokio::spawn(mailboxes.clone().watch(partition, start));
         }
         tokio::spawn(mailboxes.clone().sweep_every(Duration::from_millis(config.sweep_ms)));
         tracing::info!(node = names.node(), nats = %config.nats.join(","), partitions = names.partitions(), replicas = config.replicas, "joined the cluster");
