@@ -90,8 +90,15 @@ async fn an_r3_stream_keeps_every_acknowledged_write_through_a_nats_server_kill(
     block_in_place(|| nats.start_again(victim)).unwrap();
     let other = (victim + 1) % 3;
     block_in_place(|| nats.kill(other)).unwrap();
-    let stream = js.get_stream("FAULTS").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
+    // The killed one may have led the meta group: API requests wait for a new leader.
+    let stream = loop {
+        match js.get_stream("FAULTS").await {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() < deadline => eprintln!("stream info with nats-{other} down: {e}, retrying"),
+            Err(e) => panic!("no stream info with nats-{other} down: {e}"),
+        }
+    };
     for seq in 1..=200u64 {
         let message = loop {
             match stream.direct_get(seq).await {
