@@ -12,7 +12,8 @@
 //!   duplicate window gets the first sequence back; await every ack; write the idempotency
 //!   record; answer `Stored { id }` — only now may `Sent` go out. The queue limit
 //!   (`limits.max_queue_items`) is not enforced in a cluster (docs/cluster.md).
-//! - `Ack`: the item is looked up in the node's cache (gone: a duplicate ack, done); for a
+//! - `Ack`: the item is looked up in the node's cache, else its stream (gone: a duplicate
+//!   ack, done); for a
 //!   message, the delivered receipt is published to the sender's subject if policy allowed
 //!   it (`Nats-Msg-Id: r:<reader>:<id>:d`: one receipt even if the ack is done twice) and the
 //!   delivered record written; then the item is deleted by sequence ("not found" is done).
@@ -50,7 +51,24 @@ impl Lane {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>)>();
         tokio::spawn(async move {
             while let Some((job, reply)) = rx.recv().await {
-                let _ = reply.send(cluster.run(job).await);
+                let send = matches!(job, Job::Send { .. });
+                let result = cluster.run(job).await;
+                if let (true, Err(e)) = (send, &result) {
+                    // The sends queued behind a failed one were sent before the client
+                    // could know: storing them would put them ahead of its retry of this
+                    // one. They fail too (as a failed fsync fails its whole group).
+                    while let Ok((job, reply)) = rx.try_recv() {
+                        match job {
+                            Job::Send { .. } => {
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                            job => {
+                                let _ = reply.send(cluster.run(job).await);
+                            }
+                        }
+                    }
+                }
+                let _ = reply.send(result);
             }
         });
         Lane { tx }
@@ -93,7 +111,7 @@ impl Cluster {
                 Ok(JobOutcome::Stored { id })
             }
             Job::Ack { user, id, message, at_ms } => {
-                let Some(cached) = self.mailboxes.get(&user, id) else { return Ok(JobOutcome::Done) };
+                let Some(cached) = self.mailboxes.fetch(&user, id).await? else { return Ok(JobOutcome::Done) };
                 if let Some(acked) = message {
                     if acked.receipt {
                         let receipt = StoredItem::Receipt { message_id: cached.message_id, by: user.clone(), status: ReceiptStatus::Delivered, at_ms };

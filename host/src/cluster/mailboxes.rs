@@ -161,12 +161,23 @@ impl Mailboxes {
         }
     }
 
-    /// Runs partition `partition`'s ordered consumer until the runtime stops, starting with
-    /// items stored from now on, and resuming after the last one seen whenever the consumer
-    /// has to be made again.
-    pub async fn watch(self: Arc<Self>, partition: u16) {
+    /// Where partition `partition`'s consumer starts: after the last item stored now, so a
+    /// login after the node's start finds every item either in its backlog load or through
+    /// the consumer.
+    pub async fn start_of(&self, partition: u16) -> Result<u64, ClusterError> {
         let name = self.names.stream(partition);
-        let mut next: Option<u64> = None;
+        let fail = |e: &dyn std::fmt::Display| ClusterError::Stream { stream: name.clone(), detail: e.to_string() };
+        let stream = self.js.get_stream(&name).await.map_err(|e| fail(&e))?;
+        let info = stream.get_info().await.map_err(|e| fail(&e))?;
+        Ok(info.state.last_sequence + 1)
+    }
+
+    /// Runs partition `partition`'s ordered consumer until the runtime stops, from sequence
+    /// `start` (see [`Mailboxes::start_of`]), resuming after the last item seen whenever
+    /// the consumer has to be made again.
+    pub async fn watch(self: Arc<Self>, partition: u16, start: u64) {
+        let name = self.names.stream(partition);
+        let mut next = start;
         loop {
             if let Err(e) = self.consume(partition, &name, &mut next).await {
                 tracing::warn!(stream = %name, error = %e, "partition consumer stopped; making it again");
@@ -175,13 +186,10 @@ impl Mailboxes {
         }
     }
 
-    async fn consume(&self, partition: u16, name: &str, next: &mut Option<u64>) -> Result<(), ClusterError> {
+    async fn consume(&self, partition: u16, name: &str, next: &mut u64) -> Result<(), ClusterError> {
         let fail = |e: &dyn std::fmt::Display| ClusterError::Stream { stream: name.to_string(), detail: e.to_string() };
         let stream = self.js.get_stream_no_info(name).await.map_err(|e| fail(&e))?;
-        let deliver_policy = match *next {
-            None => consumer::DeliverPolicy::New,
-            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
-        };
+        let deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: *next };
         let config = consumer::pull::OrderedConfig { deliver_policy, ..Default::default() };
         let consumer = stream.create_consumer(config).await.map_err(|e| fail(&e))?;
         let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
@@ -194,7 +202,7 @@ impl Mailboxes {
                     continue;
                 }
             };
-            *next = Some(seq + 1);
+            *next = seq + 1;
             self.delivered(partition, seq, message.subject.as_str(), &message.payload);
         }
         Ok(())
@@ -250,6 +258,28 @@ impl Mailboxes {
         let users = self.users();
         let queue = users.get(&names::token(user)).filter(|q| q.loaded)?;
         queue.items.get(&id).cloned()
+    }
+
+    /// `user`'s item `id`: the cached copy, else read from its stream (the session that
+    /// acknowledged it may have ended before its job ran, taking the cache with it).
+    pub async fn fetch(&self, user: &str, id: u64) -> Result<Option<Cached>, ClusterError> {
+        if let Some(cached) = self.get(user, id) {
+            return Ok(Some(cached));
+        }
+        let (partition, seq) = names::split_id(id);
+        if partition >= self.names.partitions() || partition != self.names.partition(user) {
+            return Ok(None);
+        }
+        let name = self.names.stream(partition);
+        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| ClusterError::Stream { stream: name.clone(), detail: e.to_string() })?;
+        match stream.get_raw_message(seq).await {
+            Ok(message) if message.subject.as_str() == self.names.subject(user) => {
+                Ok(Some(cached(id, decode::<Envelope>(&message.payload, "mailbox item")?)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::Stream { stream: name, detail: e.to_string() }),
+        }
     }
 
     /// Drops `user`'s item `id` (acknowledged and deleted).
