@@ -86,6 +86,13 @@ impl Backend {
         }
     }
 
+    /// Whether a failed send must close its session: in a cluster, yes (its lane refuses
+    /// every later send, see `cluster::jobs`; the client sends them again after logging in
+    /// anew). On one node a failed fsync already refuses every later write.
+    pub fn closes_after_failed_send(&self) -> bool {
+        matches!(self, Backend::Cluster(_))
+    }
+
     /// The core's `Kick`: closes `phone`'s session, wherever it is.
     pub async fn kick(&self, sessions: &Sessions, phone: &str, close: Close) {
         match self {

@@ -23,7 +23,10 @@
 //! - `SetPushToken`: the account checked, the token written or deleted.
 //!
 //! Any NATS error fails the job ([`ClusterError`]); the session answers it as a failed
-//! commit on one node (`Retryable`), never `Sent` without the publish acks.
+//! commit on one node (`Retryable`), never `Sent` without the publish acks. After a failed
+//! send the lane fails every later send unpublished and the driver closes the session
+//! (as a failed fsync poisons one node's store): otherwise a send after it could be stored
+//! before the client's retry of it, out of order.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -57,35 +60,27 @@ impl Lane {
     pub fn start(cluster: Arc<Cluster>) -> Lane {
         let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
         tokio::spawn(async move {
+            // Set by a failed send: every later send of the session fails without being
+            // published, so none is stored ahead of the client's retry of the failed one
+            // (the session is closed and the client sends them again, in order).
+            let mut poisoned: Option<ClusterError> = None;
             while let Some(work) = rx.recv().await {
-                let (job, reply) = match work {
-                    Work::Job(job, reply) => (job, reply),
+                match work {
+                    Work::Job(Job::Send { .. }, reply) if poisoned.is_some() => {
+                        let _ = reply.send(Err(poisoned.clone().expect("checked")));
+                    }
+                    Work::Job(job, reply) => {
+                        let send = matches!(job, Job::Send { .. });
+                        let result = cluster.run_retrying(job).await;
+                        if let (true, Err(e)) = (send, &result) {
+                            poisoned = Some(e.clone());
+                        }
+                        let _ = reply.send(result);
+                    }
                     Work::Flush(done) => {
                         let _ = done.send(());
-                        continue;
-                    }
-                };
-                let send = matches!(job, Job::Send { .. });
-                let result = cluster.run_retrying(job).await;
-                if let (true, Err(e)) = (send, &result) {
-                    // The sends queued behind a failed one were sent before the client
-                    // could know: storing them would put them ahead of its retry of this
-                    // one. They fail too (as a failed fsync fails its whole group).
-                    while let Ok(work) = rx.try_recv() {
-                        match work {
-                            Work::Job(Job::Send { .. }, reply) => {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                            Work::Job(job, reply) => {
-                                let _ = reply.send(cluster.run_retrying(job).await);
-                            }
-                            Work::Flush(done) => {
-                                let _ = done.send(());
-                            }
-                        }
                     }
                 }
-                let _ = reply.send(result);
             }
         });
         Lane { tx }

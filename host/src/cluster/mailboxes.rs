@@ -78,17 +78,11 @@ impl Mailboxes {
     }
 
     /// Marks `user` online here, for local session `owner`; from now on the consumers keep
-    /// their items. A session replacing another of the same number here keeps the cache.
+    /// their items. The queue starts empty and unloaded even if an older session of the
+    /// number here left one: items in it may have been acknowledged on another node since.
     pub fn interest(&self, user: &str, owner: u64) {
-        let mut users = self.users();
-        let queue = users.entry(names::token(user)).or_insert_with(|| UserQueue {
-            user: user.to_string(),
-            owner,
-            loaded: false,
-            seen: 0,
-            items: BTreeMap::new(),
-        });
-        queue.owner = owner;
+        let queue = UserQueue { user: user.to_string(), owner, loaded: false, seen: 0, items: BTreeMap::new() };
+        self.users().insert(names::token(user), queue);
     }
 
     /// Forgets `user`'s queue, if local session `owner` still holds it.
@@ -104,9 +98,6 @@ impl Mailboxes {
     /// lets reads see it. Called after [`Mailboxes::interest`].
     pub async fn load(&self, user: &str) -> Result<(), ClusterError> {
         let token = names::token(user);
-        if self.users().get(&token).is_some_and(|q| q.loaded) {
-            return Ok(());
-        }
         let found = self.read_after(user, 0).await?;
         let mut users = self.users();
         let Some(queue) = users.get_mut(&token) else { return Ok(()) };
