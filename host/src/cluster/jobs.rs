@@ -64,10 +64,39 @@ impl Lane {
             // published, so none is stored ahead of the client's retry of the failed one
             // (the session is closed and the client sends them again, in order).
             let mut poisoned: Option<ClusterError> = None;
-            while let Some(work) = rx.recv().await {
+            // Work taken from the channel behind a run of acks, done next.
+            let mut held: Option<Work> = None;
+            loop {
+                let work = match held.take() {
+                    Some(work) => work,
+                    None => match rx.recv().await {
+                        Some(work) => work,
+                        None => break,
+                    },
+                };
                 match work {
                     Work::Job(Job::Send { .. }, reply) if poisoned.is_some() => {
                         let _ = reply.send(Err(poisoned.clone().expect("checked")));
+                    }
+                    Work::Job(job @ Job::Ack { .. }, reply) => {
+                        // Acks are independent of each other (each its own item): the run
+                        // of acks queued together is done concurrently, then what follows.
+                        let mut acks = vec![(job, reply)];
+                        while acks.len() < MAX_ACKS_AT_ONCE {
+                            match rx.try_recv() {
+                                Ok(Work::Job(job @ Job::Ack { .. }, reply)) => acks.push((job, reply)),
+                                Ok(other) => {
+                                    held = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        let cluster = &cluster;
+                        futures_util::future::join_all(acks.into_iter().map(|(job, reply)| async move {
+                            let _ = reply.send(cluster.run_retrying(job).await);
+                        }))
+                        .await;
                     }
                     Work::Job(job, reply) => {
                         let send = matches!(job, Job::Send { .. });
@@ -105,6 +134,9 @@ impl Lane {
         }
     }
 }
+
+/// Most acks of one session carried out at once.
+const MAX_ACKS_AT_ONCE: usize = 64;
 
 /// How long a lane keeps trying an `Ack` or `Read` that failed (nobody waits for their
 /// answer, and a client that closed cleanly after its acks must not get the items again).
