@@ -146,7 +146,10 @@ impl Cluster {
     /// [`Cluster::run`]; an `Ack` or `Read` that fails (JetStream electing a leader, a NATS
     /// server gone) is tried again, with a growing pause, for [`RETRY_FOR`]: each of their
     /// steps is idempotent. Jobs with an answer fail at once: the client retries them.
-    async fn run_retrying(&self, job: Job) -> Result<JobOutcome, ClusterError> {
+    /// Past that, the job is handed to a task of its own that keeps trying (every 5 s)
+    /// while the node runs, so an acknowledged item is deleted once JetStream is back
+    /// (it may be pushed again meanwhile, under its id), and the lane goes on.
+    async fn run_retrying(self: &Arc<Self>, job: Job) -> Result<JobOutcome, ClusterError> {
         if !matches!(job, Job::Ack { .. } | Job::Read { .. }) {
             return self.run(job).await;
         }
@@ -158,6 +161,19 @@ impl Cluster {
                     tracing::debug!(error = %e, "an ack or read failed; trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "an ack or read still fails; trying again in the background");
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            if this.run(job.clone()).await.is_ok() {
+                                break;
+                            }
+                        }
+                    });
+                    return Err(e);
                 }
                 result => return result,
             }
