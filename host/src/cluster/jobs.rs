@@ -1,6 +1,7 @@
 //! The job executor: the core's storage jobs ([`hotline_core::Job`]) carried out over
 //! JetStream, one session's jobs in submission order on its own [`Lane`] (so a sender's
-//! messages are stored in the order sent).
+//! messages are stored in the order sent; only a run of acks queued together runs
+//! concurrently, each being about its own item).
 //!
 //! On one node `Job::apply` runs each job as one atomic fjall batch. JetStream has no
 //! multi-subject transactions, so each job here is a sequence of idempotent steps, ordered
