@@ -174,7 +174,7 @@ impl NatsPluginKv {
         // Key → present, in delivery order: an entry written while the listing runs is
         // delivered again and its last state wins.
         let mut keys = BTreeMap::new();
-        let listed = async {
+        let listed: Result<(), KvError> = async {
             if consumer.cached_info().num_pending == 0 {
                 return Ok(());
             }
