@@ -1,0 +1,287 @@
+//! The node's mailbox cache: the queues of the users online on this node, holding only
+//! items read back from JetStream (so everything in it is durable), fed three ways:
+//!
+//! - one ordered consumer per partition (`watch`), delivering every new item of the
+//!   partition from the node's start; items of users online here are kept and their
+//!   sessions woken, the rest dropped;
+//! - the backlog load at login (`load`), after the user is marked interested (so nothing
+//!   stored meanwhile is missed) and before the core hears `Registered`;
+//! - the sweep (`sweep`), every `cluster.sweep_ms`, which reads each online user's
+//!   subject after the highest sequence seen, for anything the consumer has not brought.
+//!
+//! The cache is keyed by item id, so the three merge without duplicates. A user's reads
+//! return nothing until the backlog load finished: otherwise the delivery window's cursor
+//! could pass an item not loaded yet. After the load, an item at or below the highest
+//! sequence seen is not taken again (it was cached before, or already acknowledged).
+//! Reads of the leader (`STREAM.MSG.GET`, not direct gets from a replica that may lag)
+//! keep "everything up to the highest sequence seen" true.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use hotline_core::{Queues, StorageFailure, StoredItem};
+
+use super::names::{self, Names};
+use super::records::{decode, Envelope};
+use super::{ClusterError, ClusterMetrics};
+use crate::sessions::Sessions;
+
+/// One cached item.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub item: StoredItem,
+    /// The id receipts about it name: the sender's id of the message.
+    pub message_id: u64,
+}
+
+/// An online user's queue on this node.
+struct UserQueue {
+    user: String,
+    /// The local session the interest belongs to (a newer one takes it over).
+    owner: u64,
+    /// Whether the backlog load finished: reads return nothing before.
+    loaded: bool,
+    /// Highest stream sequence of this user's subject taken into the cache.
+    seen: u64,
+    items: BTreeMap<u64, Cached>,
+}
+
+/// The cache and what it needs to read partitions.
+pub struct Mailboxes {
+    names: Names,
+    js: jetstream::Context,
+    sessions: Arc<Sessions>,
+    metrics: Arc<ClusterMetrics>,
+    /// By subject token.
+    users: Mutex<HashMap<String, UserQueue>>,
+}
+
+impl Mailboxes {
+    pub fn new(names: Names, js: jetstream::Context, sessions: Arc<Sessions>, metrics: Arc<ClusterMetrics>) -> Mailboxes {
+        Mailboxes { names, js, sessions, metrics, users: Mutex::default() }
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserQueue>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `user` online here, for local session `owner`; from now on the consumers keep
+    /// their items. A session replacing another of the same number here keeps the cache.
+    pub fn interest(&self, user: &str, owner: u64) {
+        let mut users = self.users();
+        let queue = users.entry(names::token(user)).or_insert_with(|| UserQueue {
+            user: user.to_string(),
+            owner,
+            loaded: false,
+            seen: 0,
+            items: BTreeMap::new(),
+        });
+        queue.owner = owner;
+    }
+
+    /// Forgets `user`'s queue, if local session `owner` still holds it.
+    pub fn drop_interest(&self, user: &str, owner: u64) {
+        let mut users = self.users();
+        let token = names::token(user);
+        if users.get(&token).is_some_and(|q| q.owner == owner) {
+            users.remove(&token);
+        }
+    }
+
+    /// Loads `user`'s backlog (every item stored under their subject) into the cache, then
+    /// lets reads see it. Called after [`Mailboxes::interest`].
+    pub async fn load(&self, user: &str) -> Result<(), ClusterError> {
+        let token = names::token(user);
+        if self.users().get(&token).is_some_and(|q| q.loaded) {
+            return Ok(());
+        }
+        let found = self.read_after(user, 0).await?;
+        let mut users = self.users();
+        let Some(queue) = users.get_mut(&token) else { return Ok(()) };
+        for (seq, id, cached) in found {
+            queue.seen = queue.seen.max(seq);
+            queue.items.insert(id, cached);
+        }
+        queue.loaded = true;
+        Ok(())
+    }
+
+    /// Every item of `user`'s subject after sequence `after`, in order, read from the
+    /// stream's leader: `(sequence, id, item)`.
+    async fn read_after(&self, user: &str, after: u64) -> Result<Vec<(u64, u64, Cached)>, ClusterError> {
+        let partition = self.names.partition(user);
+        let name = self.names.stream(partition);
+        let subject = self.names.subject(user);
+        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| ClusterError::Stream { stream: name.clone(), detail: e.to_string() })?;
+        let mut found = Vec::new();
+        let mut next = after + 1;
+        loop {
+            match stream.get_first_raw_message_by_subject(&subject, next).await {
+                Ok(message) => {
+                    next = message.sequence + 1;
+                    let id = names::message_id(partition, message.sequence);
+                    match decode::<Envelope>(&message.payload, "mailbox item") {
+                        Ok(envelope) => found.push((message.sequence, id, cached(id, envelope))),
+                        Err(e) => tracing::error!(error = %e, stream = %name, seq = message.sequence, "skipped an item that does not decode"),
+                    }
+                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(found),
+                Err(e) => return Err(ClusterError::Stream { stream: name, detail: e.to_string() }),
+            }
+        }
+    }
+
+    /// An item the partition consumer delivered: kept (and the session woken) if its user
+    /// is online here and it is new to the cache.
+    fn delivered(&self, partition: u16, seq: u64, subject: &str, payload: &[u8]) {
+        let Some(token) = subject.rsplit('.').next() else { return };
+        let woken = {
+            let mut users = self.users();
+            let Some(queue) = users.get_mut(token) else { return };
+            if queue.loaded && seq <= queue.seen {
+                return;
+            }
+            let envelope = match decode::<Envelope>(payload, "mailbox item") {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    tracing::error!(error = %e, subject, seq, "skipped an item that does not decode");
+                    return;
+                }
+            };
+            let id = names::message_id(partition, seq);
+            queue.seen = queue.seen.max(seq);
+            queue.items.insert(id, cached(id, envelope));
+            queue.loaded.then(|| queue.user.clone())
+        };
+        if let Some(user) = woken {
+            self.sessions.wake(&user);
+        }
+    }
+
+    /// Runs partition `partition`'s ordered consumer until the runtime stops, starting with
+    /// items stored from now on, and resuming after the last one seen whenever the consumer
+    /// has to be made again.
+    pub async fn watch(self: Arc<Self>, partition: u16) {
+        let name = self.names.stream(partition);
+        let mut next: Option<u64> = None;
+        loop {
+            if let Err(e) = self.consume(partition, &name, &mut next).await {
+                tracing::warn!(stream = %name, error = %e, "partition consumer stopped; making it again");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn consume(&self, partition: u16, name: &str, next: &mut Option<u64>) -> Result<(), ClusterError> {
+        let fail = |e: &dyn std::fmt::Display| ClusterError::Stream { stream: name.to_string(), detail: e.to_string() };
+        let stream = self.js.get_stream_no_info(name).await.map_err(|e| fail(&e))?;
+        let deliver_policy = match *next {
+            None => consumer::DeliverPolicy::New,
+            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+        };
+        let config = consumer::pull::OrderedConfig { deliver_policy, ..Default::default() };
+        let consumer = stream.create_consumer(config).await.map_err(|e| fail(&e))?;
+        let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| fail(&e))?;
+            let seq = match message.info() {
+                Ok(info) => info.stream_sequence,
+                Err(e) => {
+                    tracing::warn!(stream = %name, error = %e, "a delivery without its sequence");
+                    continue;
+                }
+            };
+            *next = Some(seq + 1);
+            self.delivered(partition, seq, message.subject.as_str(), &message.payload);
+        }
+        Ok(())
+    }
+
+    /// One sweep: reads every loaded user's subject after the highest sequence seen, and
+    /// wakes the users it found items for.
+    pub async fn sweep(&self) {
+        let online: Vec<(String, u64)> = self.users().values().filter(|q| q.loaded).map(|q| (q.user.clone(), q.seen)).collect();
+        for (user, seen) in online {
+            let found = match self.read_after(&user, seen).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed");
+                    return;
+                }
+            };
+            if found.is_empty() {
+                continue;
+            }
+            let mut taken = 0;
+            {
+                let mut users = self.users();
+                let Some(queue) = users.get_mut(&names::token(&user)) else { continue };
+                for (seq, id, cached) in found {
+                    if seq > queue.seen {
+                        queue.seen = seq;
+                        queue.items.insert(id, cached);
+                        taken += 1;
+                    }
+                }
+            }
+            if taken > 0 {
+                self.metrics.sweep_found.fetch_add(taken, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%user, taken, "the sweep found items the consumer had not brought");
+                self.sessions.wake(&user);
+            }
+        }
+    }
+
+    /// Runs [`Mailboxes::sweep`] every `every` until the runtime stops.
+    pub async fn sweep_every(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sweep().await;
+        }
+    }
+
+    /// The cached copy of `user`'s item `id`.
+    pub fn get(&self, user: &str, id: u64) -> Option<Cached> {
+        let users = self.users();
+        let queue = users.get(&names::token(user)).filter(|q| q.loaded)?;
+        queue.items.get(&id).cloned()
+    }
+
+    /// Drops `user`'s item `id` (acknowledged and deleted).
+    pub fn remove(&self, user: &str, id: u64) {
+        if let Some(queue) = self.users().get_mut(&names::token(user)) {
+            queue.items.remove(&id);
+        }
+    }
+}
+
+fn cached(id: u64, envelope: Envelope) -> Cached {
+    Cached { item: envelope.item, message_id: envelope.message_id.unwrap_or(id) }
+}
+
+/// The core's view of the queues: only what the cache holds. Everything in it was read
+/// back from JetStream, so the durable watermark is "everything".
+impl Queues for Mailboxes {
+    fn durable_id(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn queue_after(&self, user: &str, after: u64, upto: u64, limit: usize) -> Result<Vec<(u64, StoredItem)>, StorageFailure> {
+        let users = self.users();
+        let Some(queue) = users.get(&names::token(user)).filter(|q| q.loaded) else { return Ok(Vec::new()) };
+        let from = after.saturating_add(1);
+        if from > upto {
+            return Ok(Vec::new());
+        }
+        Ok(queue.items.range(from..=upto).take(limit).map(|(id, c)| (*id, c.item.clone())).collect())
+    }
+
+    fn item(&self, user: &str, id: u64) -> Result<Option<StoredItem>, StorageFailure> {
+        Ok(self.get(user, id).map(|c| c.item))
+    }
+}
