@@ -356,7 +356,10 @@ pub fn start_node(nats: &NatsCluster, node_id: &str, dir: &Path, tls: &SharedTls
 pub fn start_node_with(nats: &NatsCluster, node_id: &str, dir: &Path, tls: &SharedTls, toml: &str, args: &[&str]) -> Result<Broker> {
     let home = dir.join(node_id);
     let data = home.join("data");
-    std::fs::create_dir_all(&data)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&data)?;
     tls.install(&data)?;
     let config = home.join("hotline.toml");
     std::fs::write(&config, format!("[cluster]\nreplicas = {}\n{toml}\n", nats.replicas()))?;

@@ -25,6 +25,7 @@ use crate::sessions::Sessions;
 
 /// This node's claim on a number, for its local session `session`.
 struct Local {
+    phone: String,
     session: u64,
     /// The epoch and revision written; `None` while the claim is being written.
     written: Option<(u64, u64)>,
@@ -40,6 +41,7 @@ pub struct Directory {
     bucket: kv::Store,
     sessions: Arc<Sessions>,
     metrics: Arc<ClusterMetrics>,
+    /// This node's claims, by the number's token (the bucket's key).
     local: Mutex<HashMap<String, Local>>,
 }
 
@@ -59,8 +61,8 @@ impl Directory {
     /// Claims `phone` for local session `session`; kicks the number's session on the node
     /// that held it. Returns once the claim is written.
     pub async fn claim(&self, phone: &str, session: u64, replaces: &Close) -> Result<(), ClusterError> {
-        self.local().insert(phone.to_string(), Local { session, written: None, kicked: 0, kick_close: None });
         let key = names::token(phone);
+        self.local().insert(key.clone(), Local { phone: phone.to_string(), session, written: None, kicked: 0, kick_close: None });
         let (old, epoch, revision) = loop {
             let entry = self.bucket.entry(&key).await.map_err(|e| self.kv_error(e))?;
             let (old, read_revision) = match entry {
@@ -87,7 +89,7 @@ impl Directory {
         };
         let kicked = {
             let mut local = self.local();
-            match local.get_mut(phone) {
+            match local.get_mut(&key) {
                 Some(l) if l.session == session => {
                     l.written = Some((epoch, revision));
                     (l.kicked > epoch).then(|| l.kick_close.clone().unwrap_or_else(|| replaces.clone()))
@@ -97,7 +99,7 @@ impl Directory {
         };
         if let Some(close) = kicked {
             // A newer login elsewhere kicked this one while it was being written.
-            self.local().remove(phone);
+            self.local().remove(&key);
             self.sessions.kick_session(phone, session, close);
         }
         if let Some(old) = old.filter(|old| old.node != self.names.node()) {
@@ -123,8 +125,9 @@ impl Directory {
     /// Removes `phone`'s local claim if it is session `session`'s; the revision it wrote.
     fn forget(&self, phone: &str, session: u64) -> Option<u64> {
         let mut local = self.local();
-        if local.get(phone).is_some_and(|l| l.session == session) {
-            return local.remove(phone).and_then(|l| l.written.map(|(_, revision)| revision));
+        let key = names::token(phone);
+        if local.get(&key).is_some_and(|l| l.session == session) {
+            return local.remove(&key).and_then(|l| l.written.map(|(_, revision)| revision));
         }
         None
     }
@@ -160,20 +163,26 @@ impl Directory {
     /// A kick for this node: closes the number's local session if its epoch is older.
     fn kicked(&self, kick: Kick) {
         self.metrics.kicks_received.fetch_add(1, Ordering::Relaxed);
-        let close = Close::new(kick.code, kick.reason);
+        self.newer_claim(&names::token(&kick.number), kick.epoch, Close::new(kick.code, kick.reason));
+    }
+
+    /// A claim of epoch `epoch` on the number with token `key` exists elsewhere: this
+    /// node's session of it closes with `close` if it is older.
+    fn newer_claim(&self, key: &str, epoch: u64, close: Close) {
         let mut local = self.local();
-        let Some(claim) = local.get_mut(&kick.number) else { return };
+        let Some(claim) = local.get_mut(key) else { return };
         match claim.written {
-            Some((epoch, _)) if epoch < kick.epoch => {
-                let session = claim.session;
-                local.remove(&kick.number);
+            Some((own, _)) if own < epoch => {
+                let (phone, session) = (claim.phone.clone(), claim.session);
+                local.remove(key);
                 drop(local);
-                self.sessions.kick_session(&kick.number, session, close);
+                tracing::debug!(%phone, own, epoch, "closing a session a newer login replaced");
+                self.sessions.kick_session(&phone, session, close);
             }
             Some(_) => {}
             None => {
-                if kick.epoch > claim.kicked {
-                    claim.kicked = kick.epoch;
+                if epoch > claim.kicked {
+                    claim.kicked = epoch;
                     claim.kick_close = Some(close);
                 }
             }
@@ -196,6 +205,33 @@ impl Directory {
                 }
             }
         });
+        tokio::spawn(self.watch());
         Ok(())
+    }
+
+    /// The backstop for a lost kick (the node's NATS connection was down when it was
+    /// sent): every claim written to the directory reaches every node through a watch of
+    /// the bucket, and a claim by another node with a newer epoch closes the local session
+    /// as its kick would have. Runs until the runtime stops, watching again after an error.
+    async fn watch(self: Arc<Self>) {
+        loop {
+            match self.bucket.watch_all().await {
+                Ok(mut entries) => {
+                    while let Some(entry) = entries.next().await {
+                        let Ok(entry) = entry else { break };
+                        if entry.operation != kv::Operation::Put {
+                            continue;
+                        }
+                        let Ok(claim) = from_json::<Claim>(&entry.value, "directory entry") else { continue };
+                        if claim.node != self.names.node() {
+                            let close = Close::new(hotline_protocol::close_code::SESSION_REPLACED, "logged in again on another node");
+                            self.newer_claim(&entry.key, claim.epoch, close);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watching the directory failed; trying again"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 }

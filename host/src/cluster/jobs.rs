@@ -12,7 +12,8 @@
 //!   duplicate window gets the first sequence back; await every ack; write the idempotency
 //!   record; answer `Stored { id }` — only now may `Sent` go out. The queue limit
 //!   (`limits.max_queue_items`) is not enforced in a cluster (docs/cluster.md).
-//! - `Ack`: the item is looked up in the node's cache (gone: a duplicate ack, done); for a
+//! - `Ack`: the item is looked up in the node's cache, else its stream (gone: a duplicate
+//!   ack, done); for a
 //!   message, the delivered receipt is published to the sender's subject if policy allowed
 //!   it (`Nats-Msg-Id: r:<reader>:<id>:d`: one receipt even if the ack is done twice) and the
 //!   delivered record written; then the item is deleted by sequence ("not found" is done).
@@ -26,6 +27,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use hotline_core::{Account, Job, JobOutcome, PushToken, StoredItem};
@@ -42,15 +44,48 @@ pub type Answer = oneshot::Receiver<Result<JobOutcome, ClusterError>>;
 /// One session's queue of jobs, run in order by a task of its own (which ends when the
 /// lane is dropped and its jobs are done).
 pub struct Lane {
-    tx: mpsc::UnboundedSender<(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>)>,
+    tx: mpsc::UnboundedSender<Work>,
+}
+
+/// What a lane's task takes: a job, or a flush (answered once every job before it ran).
+enum Work {
+    Job(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>),
+    Flush(oneshot::Sender<()>),
 }
 
 impl Lane {
     pub fn start(cluster: Arc<Cluster>) -> Lane {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
         tokio::spawn(async move {
-            while let Some((job, reply)) = rx.recv().await {
-                let _ = reply.send(cluster.run(job).await);
+            while let Some(work) = rx.recv().await {
+                let (job, reply) = match work {
+                    Work::Job(job, reply) => (job, reply),
+                    Work::Flush(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                let send = matches!(job, Job::Send { .. });
+                let result = cluster.run_retrying(job).await;
+                if let (true, Err(e)) = (send, &result) {
+                    // The sends queued behind a failed one were sent before the client
+                    // could know: storing them would put them ahead of its retry of this
+                    // one. They fail too (as a failed fsync fails its whole group).
+                    while let Ok(work) = rx.try_recv() {
+                        match work {
+                            Work::Job(Job::Send { .. }, reply) => {
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                            Work::Job(job, reply) => {
+                                let _ = reply.send(cluster.run_retrying(job).await);
+                            }
+                            Work::Flush(done) => {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                }
+                let _ = reply.send(result);
             }
         });
         Lane { tx }
@@ -59,14 +94,49 @@ impl Lane {
     /// Queues `job` behind the lane's earlier ones.
     pub fn submit(&self, job: Job) -> Answer {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError((_, reply))) = self.tx.send((job, reply)) {
+        if let Err(mpsc::error::SendError(Work::Job(_, reply))) = self.tx.send(Work::Job(job, reply)) {
             let _ = reply.send(Err(ClusterError::Stopped));
         }
         answer
     }
+
+    /// Waits until every job queued so far ran (at most `limit`): a session's acks are
+    /// applied before it leaves, as on one node, where its last acks are committed before
+    /// the next login reads the queue.
+    pub async fn flush(&self, limit: Duration) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Work::Flush(done)).is_ok() && tokio::time::timeout(limit, flushed).await.is_err() {
+            tracing::warn!(?limit, "a session's jobs were not done when it left");
+        }
+    }
 }
 
+/// How long a lane keeps trying an `Ack` or `Read` that failed (nobody waits for their
+/// answer, and a client that closed cleanly after its acks must not get the items again).
+const RETRY_FOR: Duration = Duration::from_secs(15);
+
 impl Cluster {
+    /// [`Cluster::run`]; an `Ack` or `Read` that fails (JetStream electing a leader, a NATS
+    /// server gone) is tried again, with a growing pause, for [`RETRY_FOR`]: each of their
+    /// steps is idempotent. Jobs with an answer fail at once: the client retries them.
+    async fn run_retrying(&self, job: Job) -> Result<JobOutcome, ClusterError> {
+        if !matches!(job, Job::Ack { .. } | Job::Read { .. }) {
+            return self.run(job).await;
+        }
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.run(job.clone()).await {
+                Err(e) if started.elapsed() < RETRY_FOR => {
+                    tracing::debug!(error = %e, "an ack or read failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Carries out one job (see the module's doc for the mapping).
     pub async fn run(&self, job: Job) -> Result<JobOutcome, ClusterError> {
         match job {
@@ -93,7 +163,7 @@ impl Cluster {
                 Ok(JobOutcome::Stored { id })
             }
             Job::Ack { user, id, message, at_ms } => {
-                let Some(cached) = self.mailboxes.get(&user, id) else { return Ok(JobOutcome::Done) };
+                let Some(cached) = self.mailboxes.fetch(&user, id).await? else { return Ok(JobOutcome::Done) };
                 if let Some(acked) = message {
                     if acked.receipt {
                         let receipt = StoredItem::Receipt { message_id: cached.message_id, by: user.clone(), status: ReceiptStatus::Delivered, at_ms };

@@ -7,7 +7,10 @@
 //! - the backlog load at login (`load`), after the user is marked interested (so nothing
 //!   stored meanwhile is missed) and before the core hears `Registered`;
 //! - the sweep (`sweep`), every `cluster.sweep_ms`, which reads each online user's
-//!   subject after the highest sequence seen, for anything the consumer has not brought.
+//!   subject after the highest sequence seen, for anything the consumer has not brought:
+//!   only in partitions whose consumer has not yet delivered what the stream held at the
+//!   previous sweep (a stalled or lagging consumer), so a healthy node pays one stream-info
+//!   request per partition and sweep, not one read per online user.
 //!
 //! The cache is keyed by item id, so the three merge without duplicates. A user's reads
 //! return nothing until the backlog load finished: otherwise the delivery window's cursor
@@ -17,6 +20,7 @@
 //! keep "everything up to the highest sequence seen" true.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,11 +61,16 @@ pub struct Mailboxes {
     metrics: Arc<ClusterMetrics>,
     /// By subject token.
     users: Mutex<HashMap<String, UserQueue>>,
+    /// Per partition: the next sequence its consumer will deliver.
+    consumed: Vec<AtomicU64>,
+    /// Per partition: the stream's last sequence at the previous sweep.
+    swept_end: Vec<AtomicU64>,
 }
 
 impl Mailboxes {
     pub fn new(names: Names, js: jetstream::Context, sessions: Arc<Sessions>, metrics: Arc<ClusterMetrics>) -> Mailboxes {
-        Mailboxes { names, js, sessions, metrics, users: Mutex::default() }
+        let per_partition = || (0..names.partitions()).map(|_| AtomicU64::new(0)).collect();
+        Mailboxes { consumed: per_partition(), swept_end: per_partition(), names, js, sessions, metrics, users: Mutex::default() }
     }
 
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserQueue>> {
@@ -161,12 +170,29 @@ impl Mailboxes {
         }
     }
 
-    /// Runs partition `partition`'s ordered consumer until the runtime stops, starting with
-    /// items stored from now on, and resuming after the last one seen whenever the consumer
-    /// has to be made again.
-    pub async fn watch(self: Arc<Self>, partition: u16) {
+    /// Where partition `partition`'s consumer starts: after the last item stored now, so a
+    /// login after the node's start finds every item either in its backlog load or through
+    /// the consumer.
+    pub async fn start_of(&self, partition: u16) -> Result<u64, ClusterError> {
+        Ok(self.stream_end(partition).await? + 1)
+    }
+
+    /// The last sequence partition `partition`'s stream has given out.
+    async fn stream_end(&self, partition: u16) -> Result<u64, ClusterError> {
         let name = self.names.stream(partition);
-        let mut next: Option<u64> = None;
+        let fail = |e: &dyn std::fmt::Display| ClusterError::Stream { stream: name.clone(), detail: e.to_string() };
+        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| fail(&e))?;
+        let info = stream.get_info().await.map_err(|e| fail(&e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Runs partition `partition`'s ordered consumer until the runtime stops, from sequence
+    /// `start` (see [`Mailboxes::start_of`]), resuming after the last item seen whenever
+    /// the consumer has to be made again.
+    pub async fn watch(self: Arc<Self>, partition: u16, start: u64) {
+        let name = self.names.stream(partition);
+        let mut next = start;
+        self.consumed[usize::from(partition)].store(start, Ordering::Relaxed);
         loop {
             if let Err(e) = self.consume(partition, &name, &mut next).await {
                 tracing::warn!(stream = %name, error = %e, "partition consumer stopped; making it again");
@@ -175,13 +201,10 @@ impl Mailboxes {
         }
     }
 
-    async fn consume(&self, partition: u16, name: &str, next: &mut Option<u64>) -> Result<(), ClusterError> {
+    async fn consume(&self, partition: u16, name: &str, next: &mut u64) -> Result<(), ClusterError> {
         let fail = |e: &dyn std::fmt::Display| ClusterError::Stream { stream: name.to_string(), detail: e.to_string() };
         let stream = self.js.get_stream_no_info(name).await.map_err(|e| fail(&e))?;
-        let deliver_policy = match *next {
-            None => consumer::DeliverPolicy::New,
-            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
-        };
+        let deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: *next };
         let config = consumer::pull::OrderedConfig { deliver_policy, ..Default::default() };
         let consumer = stream.create_consumer(config).await.map_err(|e| fail(&e))?;
         let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
@@ -194,7 +217,8 @@ impl Mailboxes {
                     continue;
                 }
             };
-            *next = Some(seq + 1);
+            *next = seq + 1;
+            self.consumed[usize::from(partition)].store(seq + 1, Ordering::Relaxed);
             self.delivered(partition, seq, message.subject.as_str(), &message.payload);
         }
         Ok(())
@@ -204,7 +228,23 @@ impl Mailboxes {
     /// wakes the users it found items for.
     pub async fn sweep(&self) {
         let online: Vec<(String, u64)> = self.users().values().filter(|q| q.loaded).map(|q| (q.user.clone(), q.seen)).collect();
-        for (user, seen) in online {
+        let mut lagging = vec![false; usize::from(self.names.partitions())];
+        for (partition, lags) in lagging.iter_mut().enumerate() {
+            if !online.iter().any(|(user, _)| usize::from(self.names.partition(user)) == partition) {
+                continue;
+            }
+            let end = match self.stream_end(partition as u16).await {
+                Ok(end) => end,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed");
+                    return;
+                }
+            };
+            let before = self.swept_end[partition].swap(end, Ordering::Relaxed);
+            // Everything stored before the previous sweep should have come by now.
+            *lags = self.consumed[partition].load(Ordering::Relaxed) <= before;
+        }
+        for (user, seen) in online.into_iter().filter(|(user, _)| lagging[usize::from(self.names.partition(user))]) {
             let found = match self.read_after(&user, seen).await {
                 Ok(found) => found,
                 Err(e) => {
@@ -228,7 +268,7 @@ impl Mailboxes {
                 }
             }
             if taken > 0 {
-                self.metrics.sweep_found.fetch_add(taken, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.sweep_found.fetch_add(taken, Ordering::Relaxed);
                 tracing::debug!(%user, taken, "the sweep found items the consumer had not brought");
                 self.sessions.wake(&user);
             }
@@ -250,6 +290,28 @@ impl Mailboxes {
         let users = self.users();
         let queue = users.get(&names::token(user)).filter(|q| q.loaded)?;
         queue.items.get(&id).cloned()
+    }
+
+    /// `user`'s item `id`: the cached copy, else read from its stream (the session that
+    /// acknowledged it may have ended before its job ran, taking the cache with it).
+    pub async fn fetch(&self, user: &str, id: u64) -> Result<Option<Cached>, ClusterError> {
+        if let Some(cached) = self.get(user, id) {
+            return Ok(Some(cached));
+        }
+        let (partition, seq) = names::split_id(id);
+        if partition >= self.names.partitions() || partition != self.names.partition(user) {
+            return Ok(None);
+        }
+        let name = self.names.stream(partition);
+        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| ClusterError::Stream { stream: name.clone(), detail: e.to_string() })?;
+        match stream.get_raw_message(seq).await {
+            Ok(message) if message.subject.as_str() == self.names.subject(user) => {
+                Ok(Some(cached(id, decode::<Envelope>(&message.payload, "mailbox item")?)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::Stream { stream: name, detail: e.to_string() }),
+        }
     }
 
     /// Drops `user`'s item `id` (acknowledged and deleted).

@@ -80,9 +80,8 @@ pub struct ClusterMetrics {
 }
 
 impl ClusterMetrics {
-    /// Writes the counters in Prometheus text.
-    pub fn expose(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// Writes the counters into `/metrics`.
+    pub(crate) fn expose(&self, out: &mut crate::admin::Exposition) {
         for (name, help, value) in [
             ("hotline_cluster_publishes_total", "Items published to the mailbox streams.", &self.publishes),
             ("hotline_cluster_publish_failures_total", "Mailbox publishes that failed or were not acknowledged.", &self.publish_failures),
@@ -90,7 +89,7 @@ impl ClusterMetrics {
             ("hotline_cluster_kicks_received_total", "Kicks received from other nodes.", &self.kicks_received),
             ("hotline_cluster_sweep_found_total", "Items the sweep found that the partition consumers had not brought.", &self.sweep_found),
         ] {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", value.load(Ordering::Relaxed));
+            out.counter(name, help, value.load(Ordering::Relaxed));
         }
     }
 }
@@ -120,7 +119,8 @@ impl Cluster {
         let directory = Arc::new(Directory::new(names.clone(), client, buckets.sessions.clone(), sessions, metrics.clone()));
         directory.clone().listen().await?;
         for partition in 0..names.partitions() {
-            tokio::spawn(mailboxes.clone().watch(partition));
+            let start = mailboxes.start_of(partition).await?;
+            tokio::spawn(mailboxes.clone().watch(partition, start));
         }
         tokio::spawn(mailboxes.clone().sweep_every(Duration::from_millis(config.sweep_ms)));
         tracing::info!(node = names.node(), nats = %config.nats.join(","), partitions = names.partitions(), replicas = config.replicas, "joined the cluster");

@@ -311,8 +311,8 @@ impl<'c> Session<'c> {
                 }
                 Output::Unregister { phone } => {
                     if let Some(signals) = &self.signals {
+                        self.broker.backend.unregistering(&phone, signals.id, &self.backend).await;
                         self.broker.sessions.unregister(&phone, signals.id);
-                        self.broker.backend.unregistered(&phone, signals.id);
                     }
                 }
                 Output::Kick { phone, close } => self.broker.backend.kick(&self.broker.sessions, &phone, close).await,
