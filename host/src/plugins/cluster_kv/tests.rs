@@ -100,6 +100,12 @@ fn cluster_kv_get_set_delete_and_slots_apart() {
     kv.set("router", b"", b"").unwrap();
     let big = vec![7u8; crate::plugins::MAX_VALUE_BYTES];
     kv.set("router", b"big", &big).unwrap();
+    // A key at the limit (2 KiB of hex in the subject).
+    let long = vec![0xabu8; crate::plugins::MAX_KEY_BYTES];
+    assert!(kv.compare_and_swap("router", &long, None, Some(b"long")).unwrap());
+    assert_eq!(kv.increment("router", &long, 1).unwrap_err().to_string(), "the value is 4 bytes long, not a counter (8 bytes, little-endian)");
+    assert_eq!(kv.keys("router", &long[..10], 10).unwrap(), vec![long.clone()]);
+    kv.delete("router", &long).unwrap();
     assert_eq!(kv.get("router", &odd).unwrap().as_deref(), Some(&b"odd"[..]));
     assert_eq!(kv.get("router", b"").unwrap().as_deref(), Some(&b""[..]));
     assert_eq!(kv.get("router", b"big").unwrap(), Some(big));
