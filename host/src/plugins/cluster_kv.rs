@@ -23,6 +23,9 @@ use super::kv_backend::{add_to_counter, IncrementError, KvError, PluginKv};
 /// listing); past it the call fails (a write may still have happened).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Longest wait for creating or opening the bucket at start.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The name of the empty key after the slot (hex never produces it).
 const EMPTY_KEY: &str = "_";
 
@@ -37,7 +40,7 @@ pub enum OpenError {
     #[error("plugin kv bucket {bucket}: {detail}")]
     Bucket { bucket: String, detail: String },
     /// Opening took longer than the time limit.
-    #[error("plugin kv bucket {0}: no answer from NATS within {OP_TIMEOUT:?}")]
+    #[error("plugin kv bucket {0}: no answer from NATS within {OPEN_TIMEOUT:?}")]
     TimedOut(String),
 }
 
@@ -94,7 +97,7 @@ impl NatsPluginKv {
         };
         let client = js.client();
         let opened = block(&handle, async {
-            tokio::time::timeout(OP_TIMEOUT * 5, async {
+            tokio::time::timeout(OPEN_TIMEOUT, async {
                 match js.create_key_value(config).await {
                     Ok(bucket) => Ok(bucket),
                     // Created by another node meanwhile, or with a configuration of an
