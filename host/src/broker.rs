@@ -108,7 +108,7 @@ impl Broker {
             config.plugins.clone(),
             config.plugin_dir(),
             config.plugin_cache_dir(),
-            store.clone(),
+            Arc::new(store.clone()),
             sms.clone(),
         )?);
         if let Some((_, pending)) = push {
