@@ -179,7 +179,7 @@ async fn a_group_message_is_one_copy_per_member_each_with_its_id_and_receipts_na
     let alice_key = cluster.nodes[0].register(ALICE).await.unwrap();
     let bob_key = cluster.nodes[0].register(BOB).await.unwrap();
     let carol_key = cluster.nodes[0].register(CAROL).await.unwrap();
-    // The group lives in node 1's router state (plugin kv), where Alice sends from.
+    // The group is made through node 1, where Alice sends from.
     let mut alice = cluster.nodes[0].login(ALICE, &alice_key).await.unwrap();
     alice.command("router", "group-create", vec!["#team".into()]).await.unwrap().0.unwrap();
     for member in [BOB, CAROL] {
