@@ -14,6 +14,8 @@ use base64::Engine;
 use hotline_core::{KeyMaker, Ports};
 use rand::RngCore;
 
+use crate::backend::Backend;
+use crate::cluster::Cluster;
 use crate::config::{Config, LimitsConfig};
 use crate::connections::Connections;
 use crate::metrics::Metrics;
@@ -29,6 +31,9 @@ use crate::store::{Committer, Store, WakeHook};
 pub struct Broker {
     pub store: Store,
     pub committer: Committer,
+    /// Where the session drivers' jobs and directory changes go: the committer on one
+    /// node, NATS JetStream in a cluster.
+    pub backend: Backend,
     /// The decisions: the plugin host, asked on the plugin threads.
     pub policy: PolicyThreads,
     /// The same plugin host, for operators (list, rollback).
@@ -65,11 +70,9 @@ pub struct ConnectionGauges {
 }
 
 impl Broker {
-    /// Opens storage in the configured data folder and starts the committer.
+    /// Opens storage in the configured data folder and starts the committer; with
+    /// `[cluster]`, joins the cluster (called on the multi-threaded runtime then).
     pub fn open(config: &Config) -> Result<Arc<Broker>> {
-        if config.cluster.enabled() {
-            anyhow::bail!("cluster mode (--cluster, [cluster] nats) is not served by this build yet");
-        }
         let path = config.store_path();
         let store = Store::open(&path).with_context(|| format!("opening storage at {}", path.display()))?;
         let sessions = Arc::new(Sessions::default());
@@ -90,15 +93,28 @@ impl Broker {
             })
         };
         let committer = Committer::start(store.clone(), config.storage.durability, wake)?;
+        let backend = match config.cluster.enabled() {
+            false => Backend::Local(committer.clone()),
+            true => {
+                let handle = tokio::runtime::Handle::try_current().context("cluster mode needs the tokio runtime")?;
+                let cluster = tokio::task::block_in_place(|| handle.block_on(Cluster::start(&config.cluster, config.message_ttl(), sessions.clone())))
+                    .context("joining the cluster")?;
+                Backend::Cluster(cluster)
+            }
+        };
         let provider = crate::sms::provider(&config.sms, config.sms_outbox_path()).context("starting the SMS provider")?;
         let sms = SmsGateway::start(provider, metrics.sms.clone()).context("starting the SMS threads")?;
-        let plugins = Arc::new(PluginHost::start(
-            config.plugins.clone(),
-            config.plugin_dir(),
-            config.plugin_cache_dir(),
-            store.clone(),
-            sms.clone(),
-        )?);
+        // Plugin state: the node's fjall store, or the cluster's `<prefix>_plugins` bucket.
+        let kv: Arc<dyn crate::plugins::PluginKv> = match &backend {
+            Backend::Local(_) => Arc::new(store.clone()),
+            Backend::Cluster(cluster) => {
+                let handle = tokio::runtime::Handle::current();
+                let bucket = crate::plugins::cluster_kv::NatsPluginKv::open(cluster.jetstream(), &config.cluster.prefix, config.cluster.replicas, handle)
+                    .context("opening the plugins' bucket")?;
+                Arc::new(bucket)
+            }
+        };
+        let plugins = Arc::new(PluginHost::start(config.plugins.clone(), config.plugin_dir(), config.plugin_cache_dir(), kv, sms.clone())?);
         if let Some((_, pending)) = push {
             let webhook = config.push.webhook.as_ref().expect("push is on only with a webhook");
             let webhook = crate::outbound::Webhook::new("push", webhook).context("starting the push gateway webhook")?;
@@ -121,6 +137,7 @@ impl Broker {
         Ok(Arc::new_cyclic(|broker| Broker {
             store,
             committer,
+            backend,
             policy,
             plugins,
             sessions,
@@ -165,10 +182,13 @@ impl Broker {
 }
 
 impl Broker {
-    /// What the delivery core reads during a step: the store's accounts and queues, and
-    /// random keys. (Policy is asked through [`Broker::policy`].)
+    /// What the delivery core reads during a step: the store's accounts and queues (in a
+    /// cluster: the accounts bucket and the node's mailbox cache), and random keys. (Policy is asked through [`Broker::policy`].)
     pub fn ports(&self) -> Ports<'_> {
-        Ports { accounts: &self.store, queues: &self.store, keys: &RandomKeys }
+        match &self.backend {
+            Backend::Local(_) => Ports { accounts: &self.store, queues: &self.store, keys: &RandomKeys },
+            Backend::Cluster(cluster) => Ports { accounts: &**cluster, queues: &*cluster.mailboxes, keys: &RandomKeys },
+        }
     }
 }
 

@@ -4,10 +4,13 @@
 //! Read `docs/ARCHITECTURE.md` for the map. Data path, top to bottom:
 //! [`server`] (listener → connection → the session driver, which runs the delivery core
 //! `hotline-core`) → [`broker`] (shared state, the core's ports) → [`store`] (fjall, the
-//! committer thread) and [`policy`].
+//! committer thread) and [`policy`]; in a cluster, [`backend`] sends jobs and the
+//! directory to [`cluster`] (NATS JetStream) instead.
 
 pub mod admin;
+pub mod backend;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod expiry;

@@ -68,6 +68,14 @@ impl Sessions {
         }
     }
 
+    /// Closes session `id` of `phone`, if it is still the one online (a cluster's kick
+    /// names the session it means; a newer one of the same number stays).
+    pub fn kick_session(&self, phone: &str, id: u64, kick: Close) {
+        if let Some((_, e)) = self.map.remove_if(phone, |_, e| e.id == id) {
+            let _ = e.kick.send(kick);
+        }
+    }
+
     /// Whether `phone` has a session online.
     pub fn is_online(&self, phone: &str) -> bool {
         self.map.contains_key(phone)

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hotline_client::{Client, ConnectOptions};
 
+pub mod cluster;
+
 /// Path of a binary of this workspace (`hotline`, `hotline-chat`). `cargo test --workspace`
 /// (and `cargo nextest run --workspace`) builds them before any test runs, because the
 /// host and client crates have integration tests of their own.

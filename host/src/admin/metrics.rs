@@ -66,6 +66,9 @@ fn exposition(broker: &Broker, udp: &UdpStats) -> String {
         out.gauge("hotline_memory_resident_bytes", "Bytes in pages the allocator holds from the system, free ones not yet returned included.", memory.resident);
     }
     broker.metrics.expose(&mut out, broker.connections.len());
+    if let crate::backend::Backend::Cluster(cluster) = &broker.backend {
+        cluster.metrics.expose(&mut out);
+    }
     crate::outbound::expose(&mut out);
     queues::expose(&mut out, &broker.monitor);
     out.gauge("hotline_policy_questions", "Questions handed to the plugin threads and not yet answered (at most one per connection).", broker.policy.pending());

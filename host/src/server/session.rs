@@ -22,18 +22,18 @@ use std::time::{Duration, Instant};
 
 use hotline_core::session::MAX_SEND_BATCH;
 use hotline_core::policy::{PolicyError, Question, Refusal, Reply, Slot};
-use hotline_core::{Input, Job, JobOutcome, Output, Ports, SessionConfig, StorageFailure, Ticket};
+use hotline_core::{Input, Job, JobOutcome, Output, Ports, SessionConfig, Ticket};
 use tokio::sync::oneshot;
 use hotline_protocol::{close_code, encode, ClientFrame, ErrorCode, FrameError, ReceiptStatus, ServerFrame, MAX_FRAME_LEN};
 
 pub use hotline_core::Close;
 
 use super::mailbox;
+use crate::backend::{JobPending, SessionJobs};
 use crate::broker::{now_ms, Broker};
 use crate::connections::{ConnectionHandle, KICK_REASON};
 use crate::metrics::{self, Metrics};
 use crate::sessions::SessionSignals;
-use crate::store::Pending;
 
 /// A question the plugin threads are answering.
 struct Asking {
@@ -66,9 +66,11 @@ pub struct Session<'c> {
     signals: Option<SessionSignals>,
     /// The number the session registered as.
     phone: Option<String>,
-    /// Jobs submitted and not yet finished, in submission order (the committer finishes a
+    /// Jobs submitted and not yet finished, in submission order (the backend finishes a
     /// session's jobs in that order).
-    jobs: VecDeque<(Ticket, Pending<JobOutcome>, Counted)>,
+    jobs: VecDeque<(Ticket, JobPending, Counted)>,
+    /// The session's place in the backend (a cluster's job lane).
+    backend: SessionJobs,
     /// The question out with the plugin threads (the core asks one at a time).
     asking: Option<Asking>,
     /// Bytes of uncommitted bodies counted in the broker's gauge for this session.
@@ -77,6 +79,8 @@ pub struct Session<'c> {
     writer_gone: bool,
     /// What the counters need to remember between inputs and outputs.
     tally: Tally,
+    /// A send failed in a cluster: the session closes once its answer is out.
+    failed_send: bool,
 }
 
 /// Most pushed messages a session remembers for the delivery histogram.
@@ -213,10 +217,12 @@ impl<'c> Session<'c> {
             signals: None,
             phone: None,
             jobs: VecDeque::new(),
+            backend: SessionJobs::default(),
             asking: None,
             gauged_bytes: 0,
             writer_gone: false,
             tally: Tally::default(),
+            failed_send: false,
         }
     }
 
@@ -238,7 +244,12 @@ impl<'c> Session<'c> {
             }
             let input = self.next_input(&core, &mut inbound).await;
             let was_frame = matches!(input, Input::Frame(_));
+            let failed_send = std::mem::take(&mut self.failed_send);
             core.handle(now_ms(), input, &ports);
+            if failed_send {
+                // The failed send's answer is out; the later ones would all fail.
+                core.handle(now_ms(), Input::Kicked(Close::storage_unavailable()), &ports);
+            }
             if was_frame {
                 // Hand in what is already waiting, so sends that came together are routed
                 // together.
@@ -279,9 +290,9 @@ impl<'c> Session<'c> {
                 }
                 Output::Submit { ticket, job } => {
                     let counted = Counted::of(&job);
-                    match self.broker.committer.submit_job(job).await {
+                    match self.broker.backend.submit_job(job, &mut self.backend).await {
                         Ok(pending) => self.jobs.push_back((ticket, pending, counted)),
-                        Err(e) => core.handle(now_ms(), Input::Committed { ticket, result: Err(StorageFailure::new(e)) }, ports),
+                        Err(e) => core.handle(now_ms(), Input::Committed { ticket, result: Err(e) }, ports),
                     }
                 }
                 Output::Ask { ticket, question } => {
@@ -293,16 +304,26 @@ impl<'c> Session<'c> {
                     self.asking = Some(Asking { ticket, slot, reply });
                 }
                 Output::Register { phone, replaces } => {
-                    self.signals = Some(self.broker.sessions.register(&phone, replaces));
-                    self.phone = Some(phone);
-                    core.handle(now_ms(), Input::Registered, ports);
+                    let signals = self.broker.sessions.register(&phone, replaces.clone());
+                    let id = signals.id;
+                    self.signals = Some(signals);
+                    self.phone = Some(phone.clone());
+                    // In a cluster: the number claimed and its backlog loaded first.
+                    match self.broker.backend.registered(&phone, id, &replaces).await {
+                        Ok(()) => core.handle(now_ms(), Input::Registered, ports),
+                        Err(e) => {
+                            tracing::warn!(error = %e, %phone, "login failed in the cluster");
+                            core.handle(now_ms(), Input::Kicked(Close::storage_unavailable()), ports);
+                        }
+                    }
                 }
                 Output::Unregister { phone } => {
                     if let Some(signals) = &self.signals {
+                        self.broker.backend.unregistering(&phone, signals.id, &self.backend).await;
                         self.broker.sessions.unregister(&phone, signals.id);
                     }
                 }
-                Output::Kick { phone, close } => self.broker.sessions.kick(&phone, close),
+                Output::Kick { phone, close } => self.broker.backend.kick(&self.broker.sessions, &phone, close).await,
                 Output::Close(c) => {
                     self.tally.closed(&self.broker.metrics, &c);
                     close = Some(c);
@@ -338,7 +359,7 @@ impl<'c> Session<'c> {
             (ticket, result) = async {
                 let (ticket, pending) = front.expect("guarded");
                 (ticket, pending.await)
-            }, if committing => Input::Committed { ticket, result: result.map_err(StorageFailure::new) },
+            }, if committing => Input::Committed { ticket, result },
             (ticket, reply) = async {
                 let Asking { ticket, slot, reply } = asking.expect("guarded");
                 let reply = reply.await.unwrap_or_else(|_| {
@@ -367,8 +388,10 @@ impl<'c> Session<'c> {
         match &input {
             Input::Committed { result, .. } => {
                 let (_, _, counted) = self.jobs.pop_front().expect("a job was pending");
-                if let Ok(outcome) = result {
-                    self.tally.committed(&self.broker.metrics, counted, outcome);
+                match result {
+                    Ok(outcome) => self.tally.committed(&self.broker.metrics, counted, outcome),
+                    Err(_) if matches!(counted, Counted::Send { .. }) => self.failed_send = self.broker.backend.closes_after_failed_send(),
+                    Err(_) => {}
                 }
             }
             Input::Answered { .. } => self.asking = None,
