@@ -11,7 +11,6 @@ const BOB: &str = "+15550810002";
 const CAROL: &str = "+15550810003";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "until Broker::open gives PluginHost::start a NatsPluginKv in cluster mode (cluster-core); passes with it"]
 async fn a_group_made_through_node_1_routes_on_node_2() {
     let cluster = tokio::task::block_in_place(|| Cluster::start(1, 2)).unwrap();
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
