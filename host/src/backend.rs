@@ -14,6 +14,9 @@ use crate::cluster::{Answer, Cluster, ClusterError, Lane};
 use crate::sessions::Sessions;
 use crate::store::{Committer, Pending};
 
+/// Longest a leaving cluster session waits for its queued jobs.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Where jobs and directory changes go.
 pub enum Backend {
     /// One node: fjall through the committer thread.
@@ -70,11 +73,24 @@ impl Backend {
         }
     }
 
-    /// The core's `Unregister` of session `id` (already out of the local directory).
-    pub fn unregistered(&self, phone: &str, id: u64) {
+    /// The core's `Unregister` of session `id`, before it leaves the local directory. In a
+    /// cluster the session's queued jobs (its last acks) are done first (at most
+    /// [`FLUSH_LIMIT`]), with its cache still there, so a login anywhere next does not get
+    /// them again.
+    pub async fn unregistering(&self, phone: &str, id: u64, session: &SessionJobs) {
         if let Backend::Cluster(cluster) = self {
+            if let Some(lane) = &session.lane {
+                lane.flush(FLUSH_LIMIT).await;
+            }
             cluster.logged_out(phone, id);
         }
+    }
+
+    /// Whether a failed send must close its session: in a cluster, yes (its lane refuses
+    /// every later send, see `cluster::jobs`; the client sends them again after logging in
+    /// anew). On one node a failed fsync already refuses every later write.
+    pub fn closes_after_failed_send(&self) -> bool {
+        matches!(self, Backend::Cluster(_))
     }
 
     /// The core's `Kick`: closes `phone`'s session, wherever it is.

@@ -23,10 +23,14 @@
 //! - `SetPushToken`: the account checked, the token written or deleted.
 //!
 //! Any NATS error fails the job ([`ClusterError`]); the session answers it as a failed
-//! commit on one node (`Retryable`), never `Sent` without the publish acks.
+//! commit on one node (`Retryable`), never `Sent` without the publish acks. After a failed
+//! send the lane fails every later send unpublished and the driver closes the session
+//! (as a failed fsync poisons one node's store): otherwise a send after it could be stored
+//! before the client's retry of it, out of order.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use hotline_core::{Account, Job, JobOutcome, PushToken, StoredItem};
@@ -43,32 +47,40 @@ pub type Answer = oneshot::Receiver<Result<JobOutcome, ClusterError>>;
 /// One session's queue of jobs, run in order by a task of its own (which ends when the
 /// lane is dropped and its jobs are done).
 pub struct Lane {
-    tx: mpsc::UnboundedSender<(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>)>,
+    tx: mpsc::UnboundedSender<Work>,
+}
+
+/// What a lane's task takes: a job, or a flush (answered once every job before it ran).
+enum Work {
+    Job(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>),
+    Flush(oneshot::Sender<()>),
 }
 
 impl Lane {
     pub fn start(cluster: Arc<Cluster>) -> Lane {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Job, oneshot::Sender<Result<JobOutcome, ClusterError>>)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
         tokio::spawn(async move {
-            while let Some((job, reply)) = rx.recv().await {
-                let send = matches!(job, Job::Send { .. });
-                let result = cluster.run(job).await;
-                if let (true, Err(e)) = (send, &result) {
-                    // The sends queued behind a failed one were sent before the client
-                    // could know: storing them would put them ahead of its retry of this
-                    // one. They fail too (as a failed fsync fails its whole group).
-                    while let Ok((job, reply)) = rx.try_recv() {
-                        match job {
-                            Job::Send { .. } => {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                            job => {
-                                let _ = reply.send(cluster.run(job).await);
-                            }
+            // Set by a failed send: every later send of the session fails without being
+            // published, so none is stored ahead of the client's retry of the failed one
+            // (the session is closed and the client sends them again, in order).
+            let mut poisoned: Option<ClusterError> = None;
+            while let Some(work) = rx.recv().await {
+                match work {
+                    Work::Job(Job::Send { .. }, reply) if poisoned.is_some() => {
+                        let _ = reply.send(Err(poisoned.clone().expect("checked")));
+                    }
+                    Work::Job(job, reply) => {
+                        let send = matches!(job, Job::Send { .. });
+                        let result = cluster.run_retrying(job).await;
+                        if let (true, Err(e)) = (send, &result) {
+                            poisoned = Some(e.clone());
                         }
+                        let _ = reply.send(result);
+                    }
+                    Work::Flush(done) => {
+                        let _ = done.send(());
                     }
                 }
-                let _ = reply.send(result);
             }
         });
         Lane { tx }
@@ -77,14 +89,49 @@ impl Lane {
     /// Queues `job` behind the lane's earlier ones.
     pub fn submit(&self, job: Job) -> Answer {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError((_, reply))) = self.tx.send((job, reply)) {
+        if let Err(mpsc::error::SendError(Work::Job(_, reply))) = self.tx.send(Work::Job(job, reply)) {
             let _ = reply.send(Err(ClusterError::Stopped));
         }
         answer
     }
+
+    /// Waits until every job queued so far ran (at most `limit`): a session's acks are
+    /// applied before it leaves, as on one node, where its last acks are committed before
+    /// the next login reads the queue.
+    pub async fn flush(&self, limit: Duration) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Work::Flush(done)).is_ok() && tokio::time::timeout(limit, flushed).await.is_err() {
+            tracing::warn!(?limit, "a session's jobs were not done when it left");
+        }
+    }
 }
 
+/// How long a lane keeps trying an `Ack` or `Read` that failed (nobody waits for their
+/// answer, and a client that closed cleanly after its acks must not get the items again).
+const RETRY_FOR: Duration = Duration::from_secs(15);
+
 impl Cluster {
+    /// [`Cluster::run`]; an `Ack` or `Read` that fails (JetStream electing a leader, a NATS
+    /// server gone) is tried again, with a growing pause, for [`RETRY_FOR`]: each of their
+    /// steps is idempotent. Jobs with an answer fail at once: the client retries them.
+    async fn run_retrying(&self, job: Job) -> Result<JobOutcome, ClusterError> {
+        if !matches!(job, Job::Ack { .. } | Job::Read { .. }) {
+            return self.run(job).await;
+        }
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.run(job.clone()).await {
+                Err(e) if started.elapsed() < RETRY_FOR => {
+                    tracing::debug!(error = %e, "an ack or read failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Carries out one job (see the module's doc for the mapping).
     pub async fn run(&self, job: Job) -> Result<JobOutcome, ClusterError> {
         match job {

@@ -7,7 +7,10 @@
 //! - the backlog load at login (`load`), after the user is marked interested (so nothing
 //!   stored meanwhile is missed) and before the core hears `Registered`;
 //! - the sweep (`sweep`), every `cluster.sweep_ms`, which reads each online user's
-//!   subject after the highest sequence seen, for anything the consumer has not brought.
+//!   subject after the highest sequence seen, for anything the consumer has not brought:
+//!   only in partitions whose consumer has not yet delivered what the stream held at the
+//!   previous sweep (a stalled or lagging consumer), so a healthy node pays one stream-info
+//!   request per partition and sweep, not one read per online user.
 //!
 //! The cache is keyed by item id, so the three merge without duplicates. A user's reads
 //! return nothing until the backlog load finished: otherwise the delivery window's cursor
@@ -17,6 +20,7 @@
 //! keep "everything up to the highest sequence seen" true.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,11 +61,16 @@ pub struct Mailboxes {
     metrics: Arc<ClusterMetrics>,
     /// By subject token.
     users: Mutex<HashMap<String, UserQueue>>,
+    /// Per partition: the next sequence its consumer will deliver.
+    consumed: Vec<AtomicU64>,
+    /// Per partition: the stream's last sequence at the previous sweep.
+    swept_end: Vec<AtomicU64>,
 }
 
 impl Mailboxes {
     pub fn new(names: Names, js: jetstream::Context, sessions: Arc<Sessions>, metrics: Arc<ClusterMetrics>) -> Mailboxes {
-        Mailboxes { names, js, sessions, metrics, users: Mutex::default() }
+        let per_partition = || (0..names.partitions()).map(|_| AtomicU64::new(0)).collect();
+        Mailboxes { consumed: per_partition(), swept_end: per_partition(), names, js, sessions, metrics, users: Mutex::default() }
     }
 
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserQueue>> {
@@ -69,17 +78,11 @@ impl Mailboxes {
     }
 
     /// Marks `user` online here, for local session `owner`; from now on the consumers keep
-    /// their items. A session replacing another of the same number here keeps the cache.
+    /// their items. The queue starts empty and unloaded even if an older session of the
+    /// number here left one: items in it may have been acknowledged on another node since.
     pub fn interest(&self, user: &str, owner: u64) {
-        let mut users = self.users();
-        let queue = users.entry(names::token(user)).or_insert_with(|| UserQueue {
-            user: user.to_string(),
-            owner,
-            loaded: false,
-            seen: 0,
-            items: BTreeMap::new(),
-        });
-        queue.owner = owner;
+        let queue = UserQueue { user: user.to_string(), owner, loaded: false, seen: 0, items: BTreeMap::new() };
+        self.users().insert(names::token(user), queue);
     }
 
     /// Forgets `user`'s queue, if local session `owner` still holds it.
@@ -95,9 +98,6 @@ impl Mailboxes {
     /// lets reads see it. Called after [`Mailboxes::interest`].
     pub async fn load(&self, user: &str) -> Result<(), ClusterError> {
         let token = names::token(user);
-        if self.users().get(&token).is_some_and(|q| q.loaded) {
-            return Ok(());
-        }
         let found = self.read_after(user, 0).await?;
         let mut users = self.users();
         let Some(queue) = users.get_mut(&token) else { return Ok(()) };
@@ -165,11 +165,16 @@ impl Mailboxes {
     /// login after the node's start finds every item either in its backlog load or through
     /// the consumer.
     pub async fn start_of(&self, partition: u16) -> Result<u64, ClusterError> {
+        Ok(self.stream_end(partition).await? + 1)
+    }
+
+    /// The last sequence partition `partition`'s stream has given out.
+    async fn stream_end(&self, partition: u16) -> Result<u64, ClusterError> {
         let name = self.names.stream(partition);
         let fail = |e: &dyn std::fmt::Display| ClusterError::Stream { stream: name.clone(), detail: e.to_string() };
-        let stream = self.js.get_stream(&name).await.map_err(|e| fail(&e))?;
+        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| fail(&e))?;
         let info = stream.get_info().await.map_err(|e| fail(&e))?;
-        Ok(info.state.last_sequence + 1)
+        Ok(info.state.last_sequence)
     }
 
     /// Runs partition `partition`'s ordered consumer until the runtime stops, from sequence
@@ -178,6 +183,7 @@ impl Mailboxes {
     pub async fn watch(self: Arc<Self>, partition: u16, start: u64) {
         let name = self.names.stream(partition);
         let mut next = start;
+        self.consumed[usize::from(partition)].store(start, Ordering::Relaxed);
         loop {
             if let Err(e) = self.consume(partition, &name, &mut next).await {
                 tracing::warn!(stream = %name, error = %e, "partition consumer stopped; making it again");
@@ -203,6 +209,7 @@ impl Mailboxes {
                 }
             };
             *next = seq + 1;
+            self.consumed[usize::from(partition)].store(seq + 1, Ordering::Relaxed);
             self.delivered(partition, seq, message.subject.as_str(), &message.payload);
         }
         Ok(())
@@ -212,7 +219,23 @@ impl Mailboxes {
     /// wakes the users it found items for.
     pub async fn sweep(&self) {
         let online: Vec<(String, u64)> = self.users().values().filter(|q| q.loaded).map(|q| (q.user.clone(), q.seen)).collect();
-        for (user, seen) in online {
+        let mut lagging = vec![false; usize::from(self.names.partitions())];
+        for (partition, lags) in lagging.iter_mut().enumerate() {
+            if !online.iter().any(|(user, _)| usize::from(self.names.partition(user)) == partition) {
+                continue;
+            }
+            let end = match self.stream_end(partition as u16).await {
+                Ok(end) => end,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed");
+                    return;
+                }
+            };
+            let before = self.swept_end[partition].swap(end, Ordering::Relaxed);
+            // Everything stored before the previous sweep should have come by now.
+            *lags = self.consumed[partition].load(Ordering::Relaxed) <= before;
+        }
+        for (user, seen) in online.into_iter().filter(|(user, _)| lagging[usize::from(self.names.partition(user))]) {
             let found = match self.read_after(&user, seen).await {
                 Ok(found) => found,
                 Err(e) => {
@@ -236,7 +259,7 @@ impl Mailboxes {
                 }
             }
             if taken > 0 {
-                self.metrics.sweep_found.fetch_add(taken, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.sweep_found.fetch_add(taken, Ordering::Relaxed);
                 tracing::debug!(%user, taken, "the sweep found items the consumer had not brought");
                 self.sessions.wake(&user);
             }

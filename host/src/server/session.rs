@@ -79,6 +79,8 @@ pub struct Session<'c> {
     writer_gone: bool,
     /// What the counters need to remember between inputs and outputs.
     tally: Tally,
+    /// A send failed in a cluster: the session closes once its answer is out.
+    failed_send: bool,
 }
 
 /// Most pushed messages a session remembers for the delivery histogram.
@@ -220,6 +222,7 @@ impl<'c> Session<'c> {
             gauged_bytes: 0,
             writer_gone: false,
             tally: Tally::default(),
+            failed_send: false,
         }
     }
 
@@ -241,7 +244,12 @@ impl<'c> Session<'c> {
             }
             let input = self.next_input(&core, &mut inbound).await;
             let was_frame = matches!(input, Input::Frame(_));
+            let failed_send = std::mem::take(&mut self.failed_send);
             core.handle(now_ms(), input, &ports);
+            if failed_send {
+                // The failed send's answer is out; the later ones would all fail.
+                core.handle(now_ms(), Input::Kicked(Close::storage_unavailable()), &ports);
+            }
             if was_frame {
                 // Hand in what is already waiting, so sends that came together are routed
                 // together.
@@ -311,8 +319,8 @@ impl<'c> Session<'c> {
                 }
                 Output::Unregister { phone } => {
                     if let Some(signals) = &self.signals {
+                        self.broker.backend.unregistering(&phone, signals.id, &self.backend).await;
                         self.broker.sessions.unregister(&phone, signals.id);
-                        self.broker.backend.unregistered(&phone, signals.id);
                     }
                 }
                 Output::Kick { phone, close } => self.broker.backend.kick(&self.broker.sessions, &phone, close).await,
@@ -380,8 +388,10 @@ impl<'c> Session<'c> {
         match &input {
             Input::Committed { result, .. } => {
                 let (_, _, counted) = self.jobs.pop_front().expect("a job was pending");
-                if let Ok(outcome) = result {
-                    self.tally.committed(&self.broker.metrics, counted, outcome);
+                match result {
+                    Ok(outcome) => self.tally.committed(&self.broker.metrics, counted, outcome),
+                    Err(_) if matches!(counted, Counted::Send { .. }) => self.failed_send = self.broker.backend.closes_after_failed_send(),
+                    Err(_) => {}
                 }
             }
             Input::Answered { .. } => self.asking = None,
