@@ -242,12 +242,12 @@ async fn login_anywhere(net: &Net, me: &Party, at: &mut usize, ledger: &Shared) 
 }
 
 /// A sender: sends `s<n>:<client id>` to `to` with increasing client ids, up to `window`
-/// unanswered at a time, until `count` were sent (or, without a count, until `stop`), and
+/// unanswered at a time and each new one `pace` after the previous, until `count` were sent (or, without a count, until `stop`), and
 /// until every one was answered `Sent`. A lost connection means a login elsewhere and the
 /// unanswered ones sent again in order, under the same client ids; `SendFailed`
 /// (`Retryable`) means the same. Receipts are acknowledged.
 #[allow(clippy::too_many_arguments)]
-async fn sender(net: Net, n: usize, me: Party, to: String, mut at: usize, window: usize, count: Option<u64>, stop: Arc<AtomicBool>, ledger: Shared) {
+async fn sender(net: Net, n: usize, me: Party, to: String, mut at: usize, window: usize, pace: Duration, count: Option<u64>, stop: Arc<AtomicBool>, ledger: Shared) {
     let mut next = 0u64;
     let mut unanswered = BTreeSet::new();
     let mut client: Option<Client> = None;
@@ -276,6 +276,9 @@ async fn sender(net: Net, n: usize, me: Party, to: String, mut at: usize, window
             }
         };
         if !done_sending && unanswered.len() < window {
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
             match c.send_with_id(next, &to, body(n, next)).await {
                 Ok(()) => {
                     unanswered.insert(next);
@@ -383,7 +386,11 @@ async fn reader(net: Net, n: usize, me: Party, mut at: usize, stop: Arc<AtomicBo
             at = (at + 1) % net.nodes.len();
         }
     }
+    let closing = Instant::now();
     client.take().unwrap().close().await;
+    if closing.elapsed() > Duration::from_secs(1) {
+        eprintln!("reader {n}: the clean close took {:.1?}", closing.elapsed());
+    }
     at = (at + 1) % net.nodes.len();
     let mut again = login_anywhere(&net, &me, &mut at, &ledger).await;
     while let Ok(frame) = again.next_frame_within(Duration::from_millis(1000)).await {
@@ -485,7 +492,7 @@ struct Running {
 }
 
 /// Starts the load: sender `s` on node `sender_node(s)`, reader `r` on `reader_node(r)`.
-fn run_load(net: &Net, load: &Load, window: usize, count: Option<u64>, sender_node: impl Fn(usize) -> usize, reader_node: impl Fn(usize) -> usize) -> Running {
+fn run_load(net: &Net, load: &Load, window: usize, pace: Duration, count: Option<u64>, sender_node: impl Fn(usize) -> usize, reader_node: impl Fn(usize) -> usize) -> Running {
     let ledger = Shared::default();
     let stop_sending = Arc::new(AtomicBool::new(false));
     let stop_reading = Arc::new(AtomicBool::new(false));
@@ -495,7 +502,7 @@ fn run_load(net: &Net, load: &Load, window: usize, count: Option<u64>, sender_no
     let senders = (0..load.senders.len())
         .map(|s| {
             let to = load.readers[load.recipient(s)].phone.clone();
-            tokio::spawn(sender(net.clone(), s, load.senders[s].clone(), to, sender_node(s), window, count, stop_sending.clone(), ledger.clone()))
+            tokio::spawn(sender(net.clone(), s, load.senders[s].clone(), to, sender_node(s), window, pace, count, stop_sending.clone(), ledger.clone()))
         })
         .collect();
     Running { ledger, stop_sending, stop_reading, senders, readers }
@@ -653,7 +660,7 @@ async fn a_killed_node_s_clients_move_to_another_node_and_every_sent_message_arr
     let load = Load::register(&cluster, 3_100_000, senders, 2).await;
     let net = Net::of(&cluster);
     // Every sender and reader 0 on node 0 (the one killed), reader 1 on node 1.
-    let running = run_load(&net, &load, 4, Some(per_sender), |_| 0, |r| r);
+    let running = run_load(&net, &load, 4, Duration::ZERO, Some(per_sender), |_| 0, |r| r);
     let total = senders * per_sender as usize;
     running.wait_sent(total / 4).await;
     block_in_place(|| cluster.nodes[0].kill()).unwrap();
@@ -684,7 +691,7 @@ async fn a_killed_nats_server_loses_no_acknowledged_message() {
     let load = Load::register(&cluster, 3_200_000, senders, 2).await;
     let net = Net::of(&cluster);
     // Senders on node 0, readers on node 1: every message crosses nodes.
-    let running = run_load(&net, &load, 4, Some(per_sender), |_| 0, |_| 1);
+    let running = run_load(&net, &load, 4, Duration::ZERO, Some(per_sender), |_| 0, |_| 1);
     let total = senders * per_sender as usize;
     running.wait_sent(total / 4).await;
 
@@ -754,11 +761,12 @@ async fn a_crash_loop_across_nodes_and_nats_servers_keeps_the_single_node_invari
     eprintln!("crash loop: seed {seed} ({kills} kills; HOTLINE_CLUSTER_SEED={seed} repeats the schedule)");
     let cluster = block_in_place(|| Cluster::start(3, 3)).unwrap();
     let load = Load::register(&cluster, 3_300_000, 6, 3).await;
-    // A window of 2: enough to interleave every sender's sends with the faults, light
-    // enough for the readers' acks to keep up on a 2-core machine.
+    // A window of 2 and a send every 100 ms per sender: every sender's sends interleave
+    // with the faults, and each reader's acks (one session's jobs run one after another,
+    // three replicated writes each) keep up with its two senders on a 2-core machine.
     let net = Net::of(&cluster);
     // Senders and readers spread over the nodes.
-    let running = run_load(&net, &load, 2, None, |s| s % 3, |r| (r + 1) % 3);
+    let running = run_load(&net, &load, 2, Duration::from_millis(100), None, |s| s % 3, |r| (r + 1) % 3);
     running.wait_sent(20).await;
 
     let chaos = tokio::task::spawn_blocking(move || {
@@ -771,6 +779,11 @@ async fn a_crash_loop_across_nodes_and_nats_servers_keeps_the_single_node_invari
             let i = rng.usize(0..3);
             let down = Duration::from_millis(rng.u64(100..1000));
             let what = if node { format!("node n{}", i + 1) } else { format!("nats-{i}") };
+            if !node {
+                // At most one NATS server behind at a time (else writes stall until two
+                // are current again): the last one restarted must have caught up.
+                cluster.nats.wait_ready(Duration::from_secs(60)).unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
+            }
             eprintln!("kill {}/{kills}: {what}, down {down:?}", k + 1);
             let killed = Instant::now();
             if node {
@@ -779,14 +792,17 @@ async fn a_crash_loop_across_nodes_and_nats_servers_keeps_the_single_node_invari
                 cluster.nats.kill(i).unwrap();
             }
             std::thread::sleep(down);
+            // A node serves once it joined the cluster; a NATS server is started and left
+            // to catch up while the loop goes on.
             if node {
                 cluster.nodes[i].start_again().unwrap_or_else(|e| panic!("{what} did not start again (seed {seed}): {e:#}"));
             } else {
-                cluster.nats.start_again(i).unwrap_or_else(|e| panic!("{what} did not start again (seed {seed}): {e:#}"));
+                cluster.nats.start_again_unready(i).unwrap_or_else(|e| panic!("{what} did not start again (seed {seed}): {e:#}"));
             }
-            eprintln!("  {what} serving again {:.1?} after the kill", killed.elapsed());
+            eprintln!("  {what} started again {:.1?} after the kill", killed.elapsed());
             schedule.push(what);
         }
+        cluster.nats.wait_ready(Duration::from_secs(60)).unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
         (cluster, schedule)
     });
     let (cluster, schedule) = chaos.await.unwrap();
