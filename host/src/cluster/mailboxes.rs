@@ -14,8 +14,12 @@
 //!
 //! The cache is keyed by item id, so the three merge without duplicates. A user's reads
 //! return nothing until the backlog load finished: otherwise the delivery window's cursor
-//! could pass an item not loaded yet. After the load, an item at or below the highest
-//! sequence seen is not taken again (it was cached before, or already acknowledged).
+//! could pass an item not loaded yet. The load notes where the stream ended when it began;
+//! what the consumer brings meanwhile is kept aside and merged only if stored after that
+//! (older items the load read itself, or they were acknowledged and deleted since: a
+//! lagging consumer must not bring them back). After the load, an item at or below the
+//! highest sequence seen is not taken again (it was cached before, or already
+//! acknowledged).
 //! Reads of the leader (`STREAM.MSG.GET`, not direct gets from a replica that may lag)
 //! keep "everything up to the highest sequence seen" true.
 
@@ -48,9 +52,14 @@ struct UserQueue {
     owner: u64,
     /// Whether the backlog load finished: reads return nothing before.
     loaded: bool,
-    /// Highest stream sequence of this user's subject taken into the cache.
+    /// Highest stream sequence of this user's subject taken into the cache (after the
+    /// load: at least the stream's end when the load began).
     seen: u64,
     items: BTreeMap<u64, Cached>,
+    /// What the consumer brought during the load, by sequence: merged after it only if
+    /// stored after the load began (an older one the load read, or it was deleted since:
+    /// a lagging consumer must not bring back an item acknowledged meanwhile).
+    pending: BTreeMap<u64, (u64, Cached)>,
 }
 
 /// The cache and what it needs to read partitions.
@@ -81,7 +90,7 @@ impl Mailboxes {
     /// their items. The queue starts empty and unloaded even if an older session of the
     /// number here left one: items in it may have been acknowledged on another node since.
     pub fn interest(&self, user: &str, owner: u64) {
-        let queue = UserQueue { user: user.to_string(), owner, loaded: false, seen: 0, items: BTreeMap::new() };
+        let queue = UserQueue { user: user.to_string(), owner, loaded: false, seen: 0, items: BTreeMap::new(), pending: BTreeMap::new() };
         self.users().insert(names::token(user), queue);
     }
 
@@ -98,12 +107,20 @@ impl Mailboxes {
     /// lets reads see it. Called after [`Mailboxes::interest`].
     pub async fn load(&self, user: &str) -> Result<(), ClusterError> {
         let token = names::token(user);
+        let began = self.stream_end(self.names.partition(user)).await?;
         let found = self.read_after(user, 0).await?;
         let mut users = self.users();
         let Some(queue) = users.get_mut(&token) else { return Ok(()) };
+        queue.seen = began;
         for (seq, id, cached) in found {
             queue.seen = queue.seen.max(seq);
             queue.items.insert(id, cached);
+        }
+        for (seq, (id, cached)) in std::mem::take(&mut queue.pending) {
+            if seq > began {
+                queue.seen = queue.seen.max(seq);
+                queue.items.insert(id, cached);
+            }
         }
         queue.loaded = true;
         Ok(())
@@ -152,9 +169,13 @@ impl Mailboxes {
                 }
             };
             let id = names::message_id(partition, seq);
-            queue.seen = queue.seen.max(seq);
+            if !queue.loaded {
+                queue.pending.insert(seq, (id, cached(id, envelope)));
+                return;
+            }
+            queue.seen = seq;
             queue.items.insert(id, cached(id, envelope));
-            queue.loaded.then(|| queue.user.clone())
+            Some(queue.user.clone())
         };
         if let Some(user) = woken {
             self.sessions.wake(&user);
