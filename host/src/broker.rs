@@ -104,13 +104,17 @@ impl Broker {
         };
         let provider = crate::sms::provider(&config.sms, config.sms_outbox_path()).context("starting the SMS provider")?;
         let sms = SmsGateway::start(provider, metrics.sms.clone()).context("starting the SMS threads")?;
-        let plugins = Arc::new(PluginHost::start(
-            config.plugins.clone(),
-            config.plugin_dir(),
-            config.plugin_cache_dir(),
-            store.clone(),
-            sms.clone(),
-        )?);
+        // Plugin state: the node's fjall store, or the cluster's `<prefix>_plugins` bucket.
+        let kv: Arc<dyn crate::plugins::PluginKv> = match &backend {
+            Backend::Local(_) => Arc::new(store.clone()),
+            Backend::Cluster(cluster) => {
+                let handle = tokio::runtime::Handle::current();
+                let bucket = crate::plugins::cluster_kv::NatsPluginKv::open(cluster.jetstream(), &config.cluster.prefix, config.cluster.replicas, handle)
+                    .context("opening the plugins' bucket")?;
+                Arc::new(bucket)
+            }
+        };
+        let plugins = Arc::new(PluginHost::start(config.plugins.clone(), config.plugin_dir(), config.plugin_cache_dir(), kv, sms.clone())?);
         if let Some((_, pending)) = push {
             let webhook = config.push.webhook.as_ref().expect("push is on only with a webhook");
             let webhook = crate::outbound::Webhook::new("push", webhook).context("starting the push gateway webhook")?;

@@ -1,8 +1,9 @@
 //! Messaging across the nodes of a cluster (issue 14), with real `nats-server` processes and
 //! real `hotline serve --cluster` nodes: a message from a client on one node reaches a client
 //! on another with its receipts; a recipient who was offline gets everything, in order and
-//! once per id, on whichever node they come back to; and of two logins of one number on two
-//! nodes at once exactly one survives.
+//! once per id, on whichever node they come back to; of two logins of one number on two
+//! nodes at once exactly one survives; a group's copies have their own ids and the receipts
+//! name `Sent`'s; a registration through one node closes the old device on another.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -178,7 +179,7 @@ async fn a_group_message_is_one_copy_per_member_each_with_its_id_and_receipts_na
     let alice_key = cluster.nodes[0].register(ALICE).await.unwrap();
     let bob_key = cluster.nodes[0].register(BOB).await.unwrap();
     let carol_key = cluster.nodes[0].register(CAROL).await.unwrap();
-    // The group lives in node 1's router state (plugin kv), where Alice sends from.
+    // The group is made through node 1, where Alice sends from.
     let mut alice = cluster.nodes[0].login(ALICE, &alice_key).await.unwrap();
     alice.command("router", "group-create", vec!["#team".into()]).await.unwrap().0.unwrap();
     for member in [BOB, CAROL] {
@@ -210,4 +211,29 @@ async fn a_group_message_is_one_copy_per_member_each_with_its_id_and_receipts_na
     bob.read(bob_id, ALICE).await.unwrap();
     let (_, message_id, who, status) = next_receipt(&mut alice).await;
     assert_eq!((message_id, who.as_str(), status), (id, BOB, ReceiptStatus::Read));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registering_on_a_new_device_through_one_node_closes_the_old_device_on_another() {
+    let cluster = Cluster::start(1, 2).unwrap();
+    let old_key = cluster.nodes[0].register(BOB).await.unwrap();
+    let mut old_device = cluster.nodes[1].login(BOB, &old_key).await.unwrap();
+    let new_key = cluster.nodes[0].register(BOB).await.unwrap();
+    assert_ne!(new_key, old_key);
+    match old_device.next_frame_within(T).await {
+        Err(ClientError::Closed { code, reason }) => {
+            assert_eq!(code, close_code::KEY_REVOKED);
+            assert!(reason.contains("another device"), "{reason}");
+        }
+        other => panic!("expected the old device's session on node 2 to be closed, got {other:?}"),
+    }
+    // The old key is refused on either node; the new one logs in on node 2.
+    for node in &cluster.nodes {
+        let mut again = node.connect().await.unwrap();
+        match again.login(BOB, &old_key).await {
+            Err(ClientError::Closed { code, .. }) => assert_eq!(code, close_code::AUTH_FAILED),
+            other => panic!("old key was not refused: {other:?}"),
+        }
+    }
+    cluster.nodes[1].login(BOB, &new_key).await.unwrap();
 }

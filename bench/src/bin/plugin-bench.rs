@@ -116,7 +116,7 @@ fn calls(args: &Args) -> Result<()> {
         }
         None => "default router".to_string(),
     };
-    let host = PluginHost::start(PluginsConfig::default(), plugins, dir.path().join("cache"), store, sms.clone())?;
+    let host = PluginHost::start(PluginsConfig::default(), plugins, dir.path().join("cache"), Arc::new(store), sms.clone())?;
     let meta = |i: usize| MessageMeta { from: "+15550000001".into(), to: format!("+1555{:07}", i % 1000 + 1_000_000), size: 100, at_ms: 0, kind: hotline_protocol::MessageKind::Text };
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!("plugin-bench: router call ({name}, direct messages; compiled in {:.1} ms)", router_info(&host).load.compile_us as f64 / 1000.0);

@@ -23,6 +23,9 @@ use super::records::{from_json, to_json, Claim, Kick};
 use super::{ClusterError, ClusterMetrics};
 use crate::sessions::Sessions;
 
+/// How long a login keeps trying to claim its number while JetStream fails.
+const CLAIM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// This node's claim on a number, for its local session `session`.
 struct Local {
     phone: String,
@@ -63,8 +66,21 @@ impl Directory {
     pub async fn claim(&self, phone: &str, session: u64, replaces: &Close) -> Result<(), ClusterError> {
         let key = names::token(phone);
         self.local().insert(key.clone(), Local { phone: phone.to_string(), session, written: None, kicked: 0, kick_close: None });
+        // A lost race is read again; so is a failure while JetStream elects a leader (no
+        // responders, a time-out), for a while.
+        let started = std::time::Instant::now();
         let (old, epoch, revision) = loop {
-            let entry = self.bucket.entry(&key).await.map_err(|e| self.kv_error(e))?;
+            let entry = match self.bucket.entry(&key).await {
+                Ok(entry) => entry,
+                Err(_) if started.elapsed() < CLAIM_PATIENCE => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => {
+                    self.forget(phone, session);
+                    return Err(self.kv_error(e));
+                }
+            };
             let (old, read_revision) = match entry {
                 Some(entry) if entry.operation == kv::Operation::Put => (Some(from_json::<Claim>(&entry.value, "directory entry")?), Some(entry.revision)),
                 // A deleted entry: its marker's revision keeps the epochs growing.
@@ -81,6 +97,10 @@ impl Directory {
                 Ok(revision) => break (old, epoch, revision),
                 // Another login of the number wrote first: read it and claim after it.
                 Err((true, _)) => continue,
+                Err((false, _)) if started.elapsed() < CLAIM_PATIENCE => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
                 Err((false, e)) => {
                     self.forget(phone, session);
                     return Err(self.kv_error(e));

@@ -1,6 +1,7 @@
 //! The job executor: the core's storage jobs ([`hotline_core::Job`]) carried out over
 //! JetStream, one session's jobs in submission order on its own [`Lane`] (so a sender's
-//! messages are stored in the order sent).
+//! messages are stored in the order sent; only a run of acks queued together runs
+//! concurrently, each being about its own item).
 //!
 //! On one node `Job::apply` runs each job as one atomic fjall batch. JetStream has no
 //! multi-subject transactions, so each job here is a sequence of idempotent steps, ordered
@@ -64,10 +65,39 @@ impl Lane {
             // published, so none is stored ahead of the client's retry of the failed one
             // (the session is closed and the client sends them again, in order).
             let mut poisoned: Option<ClusterError> = None;
-            while let Some(work) = rx.recv().await {
+            // Work taken from the channel behind a run of acks, done next.
+            let mut held: Option<Work> = None;
+            loop {
+                let work = match held.take() {
+                    Some(work) => work,
+                    None => match rx.recv().await {
+                        Some(work) => work,
+                        None => break,
+                    },
+                };
                 match work {
                     Work::Job(Job::Send { .. }, reply) if poisoned.is_some() => {
                         let _ = reply.send(Err(poisoned.clone().expect("checked")));
+                    }
+                    Work::Job(job @ Job::Ack { .. }, reply) => {
+                        // Acks are independent of each other (each its own item): the run
+                        // of acks queued together is done concurrently, then what follows.
+                        let mut acks = vec![(job, reply)];
+                        while acks.len() < MAX_ACKS_AT_ONCE {
+                            match rx.try_recv() {
+                                Ok(Work::Job(job @ Job::Ack { .. }, reply)) => acks.push((job, reply)),
+                                Ok(other) => {
+                                    held = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        let cluster = &cluster;
+                        futures_util::future::join_all(acks.into_iter().map(|(job, reply)| async move {
+                            let _ = reply.send(cluster.run_retrying(job).await);
+                        }))
+                        .await;
                     }
                     Work::Job(job, reply) => {
                         let send = matches!(job, Job::Send { .. });
@@ -106,6 +136,9 @@ impl Lane {
     }
 }
 
+/// Most acks of one session carried out at once.
+const MAX_ACKS_AT_ONCE: usize = 64;
+
 /// How long a lane keeps trying an `Ack` or `Read` that failed (nobody waits for their
 /// answer, and a client that closed cleanly after its acks must not get the items again).
 const RETRY_FOR: Duration = Duration::from_secs(15);
@@ -114,7 +147,10 @@ impl Cluster {
     /// [`Cluster::run`]; an `Ack` or `Read` that fails (JetStream electing a leader, a NATS
     /// server gone) is tried again, with a growing pause, for [`RETRY_FOR`]: each of their
     /// steps is idempotent. Jobs with an answer fail at once: the client retries them.
-    async fn run_retrying(&self, job: Job) -> Result<JobOutcome, ClusterError> {
+    /// Past that, the job is handed to a task of its own that keeps trying (every 5 s)
+    /// while the node runs, so an acknowledged item is deleted once JetStream is back
+    /// (it may be pushed again meanwhile, under its id), and the lane goes on.
+    async fn run_retrying(self: &Arc<Self>, job: Job) -> Result<JobOutcome, ClusterError> {
         if !matches!(job, Job::Ack { .. } | Job::Read { .. }) {
             return self.run(job).await;
         }
@@ -126,6 +162,19 @@ impl Cluster {
                     tracing::debug!(error = %e, "an ack or read failed; trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "an ack or read still fails; trying again in the background");
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            if this.run(job.clone()).await.is_ok() {
+                                break;
+                            }
+                        }
+                    });
+                    return Err(e);
                 }
                 result => return result,
             }

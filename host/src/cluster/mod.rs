@@ -149,6 +149,11 @@ impl Cluster {
         self.directory.release(phone, session);
     }
 
+    /// The node's JetStream context (for the plugins' bucket).
+    pub fn jetstream(&self) -> jetstream::Context {
+        self.js.clone()
+    }
+
     /// Closes `phone`'s session, here or on the node that holds it.
     pub async fn kick(&self, phone: &str, close: Close) {
         self.directory.kick(phone, close).await;

@@ -7,7 +7,7 @@ use base64::Engine;
 use hotline_core::credentials::hash_key;
 use hotline_protocol::is_e164;
 
-use crate::store::{Store, StoreError};
+use hotline_core::{Accounts, StorageFailure};
 
 /// Why a request is not let in.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +23,12 @@ pub enum AuthError {
     Refused(String),
     /// The account could not be read.
     #[error("cannot check credentials: {0}")]
-    Storage(#[from] StoreError),
+    Storage(#[from] StorageFailure),
 }
 
-/// The number the request's credentials belong to.
-pub fn check(store: &Store, headers: &HeaderMap) -> Result<String, AuthError> {
+/// The number the request's credentials belong to, checked against `accounts` (the
+/// broker's port: fjall on one node, the accounts bucket in a cluster).
+pub fn check(accounts: &dyn Accounts, headers: &HeaderMap) -> Result<String, AuthError> {
     let value = headers.get(header::AUTHORIZATION).ok_or(AuthError::Missing)?;
     let value = value.to_str().map_err(|_| AuthError::Malformed)?.trim();
     let (scheme, encoded) = value.split_once(' ').ok_or(AuthError::Missing)?;
@@ -41,7 +42,7 @@ pub fn check(store: &Store, headers: &HeaderMap) -> Result<String, AuthError> {
     if !is_e164(phone) {
         return Err(AuthError::Refused(format!("{phone:?} is not an E.164 number")));
     }
-    let Some(account) = store.account(phone)? else {
+    let Some(account) = accounts.account(phone)? else {
         return Err(AuthError::Refused(format!("{phone} is not registered")));
     };
     if account.key_hash != hash_key(key) {

@@ -75,7 +75,7 @@ async fn upload(State(media): State<Arc<Media>>, request: Request) -> Response {
 async fn receive(media: &Arc<Media>, request: Request) -> Result<Response, Response> {
     let metrics = &media.broker.metrics.media;
     let (parts, body) = request.into_parts();
-    let uploader = match auth::check(&media.broker.store, &parts.headers) {
+    let uploader = match auth::check(media.broker.ports().accounts, &parts.headers) {
         Ok(phone) => phone,
         Err(e) => {
             metrics.refused(if matches!(e, AuthError::Storage(_)) { "storage" } else { "unauthorized" });
@@ -230,7 +230,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
 
 /// `GET` (or `HEAD`) `/media/{id}`.
 async fn download(State(media): State<Arc<Media>>, method: Method, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(e) = auth::check(&media.broker.store, &headers) {
+    if let Err(e) = auth::check(media.broker.ports().accounts, &headers) {
         return refused(e);
     }
     let not_found = || text(StatusCode::NOT_FOUND, format!("no media {id:?} (unknown or expired)"));

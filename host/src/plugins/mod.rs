@@ -4,7 +4,9 @@
 //!
 //! Code map: `bindings/` (the WIT contract, host side: one module per served contract
 //! version and the conversions into the newest), `host_api/` (one file per host interface),
-//! `state` (an instance's store data), `runtime` (engine, linkers, compile cache),
+//! `state` (an instance's store data), `kv_backend` (where the kv interface keeps its data:
+//! the [`PluginKv`] trait, implemented by the node's store) and `cluster_kv` (its NATS
+//! JetStream bucket in a cluster), `runtime` (engine, linkers, compile cache),
 //! `instance` (an instance of any version, called with the newest types), `version` (one
 //! loaded version and its instance pool), `slot` (current and earlier versions, swap and
 //! rollback), `canary` (canary rollouts: the user hash, latency, the comparison),
@@ -12,9 +14,11 @@
 
 mod bindings;
 mod canary;
+pub mod cluster_kv;
 pub mod defaults;
 mod host_api;
 mod instance;
+pub mod kv_backend;
 pub mod metrics;
 mod runtime;
 mod slot;
@@ -38,6 +42,7 @@ pub use bindings::{ContractVersion, CONTRACT_VERSION};
 pub use canary::{bucket, CanaryInfo, LatencySnapshot, METRIC_BOUNDS_US};
 use canary::{Baseline, Canary};
 pub use host_api::kv::{MAX_KEYS_PER_CALL, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use kv_backend::PluginKv;
 pub use metrics::PluginCounters;
 use runtime::Runtime;
 pub use runtime::blocking;
@@ -50,7 +55,6 @@ pub use watcher::Watcher;
 use crate::config::PluginsConfig;
 use crate::policy::{HostPolicy, MessageMeta, Policy, PolicyError, ReceiptMeta, Refusal, Route, Slot};
 use crate::sms::{SmsGateway, Text};
-use crate::store::Store;
 
 /// Limits every plugin instance runs under.
 #[derive(Debug, Clone)]
@@ -63,12 +67,13 @@ pub struct Limits {
     pub max_idle_instances: usize,
 }
 
-/// What versions need to instantiate: engine, storage, SMS, counters, limits, configs.
+/// What versions need to instantiate: engine, key-value backend, SMS, counters, limits, configs.
 pub struct PluginContext {
     runtime: Runtime,
     /// Component files of the loaded versions, on disk (`<cache>/versions/`).
     sources: Arc<sources::Sources>,
-    store: Store,
+    /// Where the plugins' key-value spaces live (the node's store, or the cluster's bucket).
+    kv: Arc<dyn PluginKv>,
     /// Where texts of calls other than `request-code` go (nobody waits for them).
     sms: SmsGateway,
     counters: [Arc<PluginCounters>; 4],
@@ -154,8 +159,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 impl PluginHost {
     /// Prepares the plugin folder (writing the built-in plugins on first start), compiles
     /// and loads one version per slot. A slot whose file cannot be loaded starts with its
-    /// built-in plugin, and the refusal is logged and listed.
-    pub fn start(config: PluginsConfig, dir: PathBuf, cache_dir: PathBuf, store: Store, sms: SmsGateway) -> anyhow::Result<PluginHost> {
+    /// built-in plugin, and the refusal is logged and listed. `kv` keeps the plugins'
+    /// key-value state: the node's [`crate::store::Store`], or in a cluster the bucket of
+    /// [`cluster_kv::NatsPluginKv`].
+    pub fn start(config: PluginsConfig, dir: PathBuf, cache_dir: PathBuf, kv: Arc<dyn PluginKv>, sms: SmsGateway) -> anyhow::Result<PluginHost> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating plugin folder {}", dir.display()))?;
         let limits = Limits {
             call_timeout: Duration::from_millis(config.call_timeout_ms),
@@ -168,7 +175,7 @@ impl PluginHost {
         let ctx = PluginContext {
             runtime: Runtime::new(cache_dir)?,
             sources,
-            store,
+            kv,
             sms,
             counters: Default::default(),
             limits,

@@ -12,14 +12,15 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::metrics::PluginCounters;
 use crate::policy::Slot;
 use crate::sms::Text;
-use crate::store::Store;
+use super::kv_backend::PluginKv;
 
 /// Data of one plugin instance's wasmtime store.
 pub struct PluginState {
     pub(crate) slot: Slot,
     /// The version's short hash, for log lines.
     pub(crate) version: String,
-    pub(crate) store: Store,
+    /// Where the slot's key-value space lives.
+    pub(crate) kv: Arc<dyn PluginKv>,
     /// The text the running call asked to send (`sms.send`, at most one per call): the
     /// host sends it once the call returned (see [`crate::sms`]).
     pub(crate) text: Option<Text>,
@@ -44,14 +45,14 @@ impl PluginState {
     pub fn new(
         slot: Slot,
         version: String,
-        store: Store,
+        kv: Arc<dyn PluginKv>,
         counters: Arc<PluginCounters>,
         memory_limit: usize,
     ) -> Self {
         PluginState {
             slot,
             version,
-            store,
+            kv,
             text: None,
             counters,
             limits: MemoryLimiter {

@@ -160,7 +160,7 @@ impl Version {
         let state = PluginState::new(
             self.slot,
             self.short().to_string(),
-            ctx.store.clone(),
+            ctx.kv.clone(),
             ctx.counters(self.slot),
             ctx.limits.memory_bytes,
         );
