@@ -148,12 +148,18 @@ impl NatsCluster {
     /// Starts server `i` again with the same ports, config and store, and waits until it
     /// reports JetStream healthy (its streams caught up) and the meta group has a leader.
     pub fn start_again(&mut self, i: usize) -> Result<()> {
+        self.start_again_unready(i)?;
+        self.wait_ready(NATS_READY)
+    }
+
+    /// Starts server `i` again with the same ports, config and store, and returns as soon
+    /// as it listens (its streams may still be catching up: see [`NatsCluster::wait_ready`]).
+    pub fn start_again_unready(&mut self, i: usize) -> Result<()> {
         if self.servers[i].child.is_some() {
             bail!("{} is running", self.servers[i].name);
         }
         let bin = nats_server_bin()?;
-        self.spawn(&bin, i)?;
-        self.wait_ready(NATS_READY)
+        self.spawn(&bin, i)
     }
 
     /// Stops every server gracefully (SIGTERM) and waits for each to exit.
