@@ -76,13 +76,20 @@ impl Backend {
     /// The core's `Unregister` of session `id`, before it leaves the local directory. In a
     /// cluster the session's queued jobs (its last acks) are done first (at most
     /// [`FLUSH_LIMIT`]), with its cache still there, so a login anywhere next does not get
-    /// them again.
-    pub async fn unregistering(&self, phone: &str, id: u64, session: &SessionJobs) {
-        if let Backend::Cluster(cluster) = self {
-            if let Some(lane) = &session.lane {
-                lane.flush(FLUSH_LIMIT).await;
+    /// them again. Whether they were all done: if not (an ack failed for good, or the limit
+    /// passed), the session must not close cleanly, since a clean close tells the client
+    /// its acks were applied.
+    pub async fn unregistering(&self, phone: &str, id: u64, session: &SessionJobs) -> bool {
+        match self {
+            Backend::Local(_) => true,
+            Backend::Cluster(cluster) => {
+                let done = match &session.lane {
+                    Some(lane) => lane.flush(FLUSH_LIMIT).await,
+                    None => true,
+                };
+                cluster.logged_out(phone, id);
+                done
             }
-            cluster.logged_out(phone, id);
         }
     }
 

@@ -29,7 +29,7 @@
 //! (as a failed fsync poisons one node's store): otherwise a send after it could be stored
 //! before the client's retry of it, out of order.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,9 @@ pub type Answer = oneshot::Receiver<Result<JobOutcome, ClusterError>>;
 /// lane is dropped and its jobs are done).
 pub struct Lane {
     tx: mpsc::UnboundedSender<Work>,
+    /// Set when an `Ack` or `Read` failed for good (after [`RETRY_FOR`]): nobody waits for
+    /// their answers, so the session's close says it instead of closing cleanly.
+    failed: Arc<AtomicBool>,
 }
 
 /// What a lane's task takes: a job, or a flush (answered once every job before it ran).
@@ -60,7 +63,10 @@ enum Work {
 impl Lane {
     pub fn start(cluster: Arc<Cluster>) -> Lane {
         let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let lane_failed = failed.clone();
         tokio::spawn(async move {
+            let failed = lane_failed;
             // Set by a failed send: every later send of the session fails without being
             // published, so none is stored ahead of the client's retry of the failed one
             // (the session is closed and the client sends them again, in order).
@@ -93,17 +99,25 @@ impl Lane {
                                 Err(_) => break,
                             }
                         }
-                        let cluster = &cluster;
+                        let (cluster, failed) = (&cluster, &failed);
                         futures_util::future::join_all(acks.into_iter().map(|(job, reply)| async move {
-                            let _ = reply.send(cluster.run_retrying(job).await);
+                            let result = cluster.run_retrying(job).await;
+                            if result.is_err() {
+                                failed.store(true, Ordering::Relaxed);
+                            }
+                            let _ = reply.send(result);
                         }))
                         .await;
                     }
                     Work::Job(job, reply) => {
                         let send = matches!(job, Job::Send { .. });
+                        let unanswered = matches!(job, Job::Read { .. });
                         let result = cluster.run_retrying(job).await;
                         if let (true, Err(e)) = (send, &result) {
                             poisoned = Some(e.clone());
+                        }
+                        if unanswered && result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
                         }
                         let _ = reply.send(result);
                     }
@@ -113,7 +127,7 @@ impl Lane {
                 }
             }
         });
-        Lane { tx }
+        Lane { tx, failed }
     }
 
     /// Queues `job` behind the lane's earlier ones.
@@ -128,11 +142,18 @@ impl Lane {
     /// Waits until every job queued so far ran (at most `limit`): a session's acks are
     /// applied before it leaves, as on one node, where its last acks are committed before
     /// the next login reads the queue.
-    pub async fn flush(&self, limit: Duration) {
+    /// Whether they all succeeded: false when one failed for good or they were not done
+    /// in time (the session then does not close cleanly: its acks may not be applied).
+    pub async fn flush(&self, limit: Duration) -> bool {
         let (done, flushed) = oneshot::channel();
-        if self.tx.send(Work::Flush(done)).is_ok() && tokio::time::timeout(limit, flushed).await.is_err() {
+        let in_time = match self.tx.send(Work::Flush(done)) {
+            Ok(()) => tokio::time::timeout(limit, flushed).await.is_ok(),
+            Err(_) => false,
+        };
+        if !in_time {
             tracing::warn!(?limit, "a session's jobs were not done when it left");
         }
+        in_time && !self.failed.load(Ordering::Relaxed)
     }
 }
 

@@ -270,6 +270,9 @@ impl<'c> Session<'c> {
     /// Executes the core's outputs until it has none; the close, when it is the last.
     async fn execute(&mut self, core: &mut hotline_core::Session, ports: &Ports<'_>) -> Option<Close> {
         let mut close = None;
+        // Set by `Unregister` (always right before the `Close`) when the backend could not
+        // apply the session's last jobs.
+        let mut jobs_failed = false;
         while let Some(output) = core.poll_output(now_ms(), ports) {
             match output {
                 Output::Frame(frame) => {
@@ -319,12 +322,18 @@ impl<'c> Session<'c> {
                 }
                 Output::Unregister { phone } => {
                     if let Some(signals) = &self.signals {
-                        self.broker.backend.unregistering(&phone, signals.id, &self.backend).await;
+                        if !self.broker.backend.unregistering(&phone, signals.id, &self.backend).await {
+                            jobs_failed = true;
+                        }
                         self.broker.sessions.unregister(&phone, signals.id);
                     }
                 }
                 Output::Kick { phone, close } => self.broker.backend.kick(&self.broker.sessions, &phone, close).await,
-                Output::Close(c) => {
+                Output::Close(mut c) => {
+                    // Not a clean close when the session's last acks were not applied.
+                    if jobs_failed && c.code == close_code::NORMAL {
+                        c = Close::storage_unavailable();
+                    }
                     self.tally.closed(&self.broker.metrics, &c);
                     close = Some(c);
                 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotline_protocol::{
-    encode, ClientFrame, ErrorCode, FrameDecoder, FrameError, MessageKind, ServerFrame, ALPN, MIN_PROTOCOL_VERSION,
+    close_code, encode, ClientFrame, ErrorCode, FrameDecoder, FrameError, MessageKind, ServerFrame, ALPN, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };
 
@@ -435,15 +435,33 @@ impl Client {
     /// so far (acks included: `Ack` has no answer, and this is how a client knows they were
     /// applied), waits for the broker to close the connection, then releases the socket (an
     /// endpoint given in [`ConnectOptions::endpoint`] stays open, and sends the close).
-    pub async fn close(mut self) {
+    pub async fn close(self) {
+        let _ = self.close_checked().await;
+    }
+
+    /// [`Client::close`], saying how the broker ended the session: `Ok` when it closed
+    /// normally (every frame sent was handled and its acks applied), else the broker's close
+    /// ([`ClientError::Closed`]: e.g. code 8, storage unavailable, when its last acks could
+    /// not be applied), a lost connection, or [`ClientError::Timeout`] when it did not close
+    /// within 5 s. Frames still arriving meanwhile are dropped.
+    pub async fn close_checked(mut self) -> Result<(), ClientError> {
         self.tx.finish();
         let drain = async {
-            while self.rx.next_frame().await.is_ok() {}
+            loop {
+                if let Err(e) = self.rx.next_frame().await {
+                    return e;
+                }
+            }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+        let ended = tokio::time::timeout(Duration::from_secs(5), drain).await;
         self.rx.conn.close(0u32.into(), b"bye");
         if self.rx.own_endpoint {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.rx.endpoint.wait_idle()).await;
+        }
+        match ended {
+            Ok(ClientError::Closed { code: close_code::NORMAL, .. }) => Ok(()),
+            Ok(e) => Err(e),
+            Err(_) => Err(ClientError::Timeout),
         }
     }
 }
