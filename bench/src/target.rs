@@ -35,6 +35,11 @@ pub struct BrokerArgs {
     /// it those figures are not reported.
     #[arg(long, value_name = "PID", requires = "addr")]
     pub broker_pid: Option<u32>,
+    /// With --addr: more nodes of the same cluster (QUIC addresses, comma-separated): the
+    /// workload's clients log in round-robin on --addr and these (registration goes
+    /// through --addr; the CPU and memory figures are --addr's process only).
+    #[arg(long, value_name = "HOST:PORT,...", requires = "addr", value_delimiter = ',')]
+    pub nodes: Vec<SocketAddr>,
     /// Storage durability of the broker the benchmark starts: fsync or buffered.
     #[arg(long, default_value = "fsync")]
     pub durability: String,
@@ -50,6 +55,9 @@ pub struct Target {
     /// Data folder, if known.
     pub data: Option<PathBuf>,
     pub pid: Option<u32>,
+    /// Where [`Target::login`] connects, in turn: `addr`, then `--nodes`.
+    nodes: Vec<SocketAddr>,
+    logins: std::sync::atomic::AtomicUsize,
     /// Prefix of the benchmark's phone numbers: fixed for a fresh broker, from the clock
     /// for a running one (the registrar allows 5 code requests per number and hour).
     prefix: String,
@@ -76,6 +84,8 @@ impl Target {
                 ca: broker.data.join("tls/cert.pem"),
                 data: Some(broker.data.clone()),
                 pid: broker.pid(),
+                nodes: vec![broker.addr],
+                logins: Default::default(),
                 _owned: Some(broker),
                 prefix: "+1555".into(),
             });
@@ -93,6 +103,8 @@ impl Target {
             ca,
             data: args.data.clone(),
             pid: args.broker_pid,
+            nodes: std::iter::once(addr).chain(args.nodes.iter().copied()).collect(),
+            logins: Default::default(),
             prefix: format!("+2{:05}", secs % 100_000),
         })
     }
@@ -121,9 +133,11 @@ impl Target {
         Admin(self.admin)
     }
 
-    /// Logs `phone` in on a new connection.
+    /// Logs `phone` in on a new connection, to the next node in turn (`--nodes`).
     pub async fn login(&self, phone: &str, key: &str) -> Result<Client> {
-        let mut client = Client::connect(&self.options()).await?;
+        let turn = self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let options = ConnectOptions::new(self.nodes[turn % self.nodes.len()], self.ca.clone());
+        let mut client = Client::connect(&options).await?;
         client.login(phone, key).await.with_context(|| format!("logging in {phone}"))?;
         Ok(client)
     }

@@ -163,6 +163,11 @@ pub struct Session {
     barrier: Option<Ticket>,
     /// Close with this once every answer is out.
     draining: Option<Close>,
+    /// Set when storage failed under a send before its job was queued (an account read):
+    /// every later send is refused and the session closes once its answers are out, so no
+    /// later send is stored ahead of the client's retry (as a failed fsync refuses every
+    /// later write on one node).
+    sends_refused: bool,
     /// `Output::Close` was emitted; nothing more happens.
     closed: bool,
     outputs: VecDeque<Output>,
@@ -187,6 +192,7 @@ impl Session {
             pending_send_bytes: 0,
             barrier: None,
             draining: None,
+            sends_refused: false,
             closed: false,
             outputs: VecDeque::new(),
             next_ticket: 0,

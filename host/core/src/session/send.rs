@@ -3,10 +3,11 @@
 //! `Sent` once durable, `SendFailed` otherwise. Retries with the same client id store once
 //! ([`Job::Send`] checks).
 
-use hotline_protocol::{is_e164, ErrorCode, MessageKind, ServerFrame, MAX_MIME_LEN};
+use hotline_protocol::{close_code, is_e164, ErrorCode, MessageKind, ServerFrame, MAX_MIME_LEN};
 
 use super::ask::{expect, Asked};
 use super::{Answer, Session, Stage, Ticket};
+use crate::close::Close;
 use crate::jobs::{Job, JobOutcome};
 use crate::policy::{MessageMeta, PolicyError, Question, Reply, Route};
 use crate::ports::{Ports, StorageFailure};
@@ -79,6 +80,11 @@ impl Session {
             let answer = self.submit_send(now, &from, msg, route, ports);
             self.replace(ticket, answer);
         }
+        if self.sends_refused && self.draining.as_ref().is_none_or(|c| c.code == close_code::NORMAL) {
+            // Storage failed under a send before its job was queued: no later send of this
+            // session may be stored ahead of the client's retry of it.
+            self.drain(Close::storage_unavailable());
+        }
     }
 
     /// Why a message is refused before routing, if it is.
@@ -98,6 +104,9 @@ impl Session {
     fn submit_send(&mut self, now: Millis, from: &str, msg: Outgoing, route: Option<Route>, ports: &Ports<'_>) -> Answer {
         let client_id = msg.client_id;
         let fail = |error, reason: String| Answer::Ready(ServerFrame::SendFailed { client_id, error, reason });
+        if self.sends_refused {
+            return fail(ErrorCode::Retryable, "storage is unavailable; log in again and retry with the same client id".into());
+        }
         let recipients = match route {
             Some(Route::Deliver(recipients)) => recipients,
             Some(Route::Reject(reason)) => return fail(ErrorCode::Rejected, clamp(reason, MAX_REASON_BYTES)),
@@ -113,7 +122,10 @@ impl Session {
                     }
                 }
                 Ok(_) => tracing::debug!(recipient = %r, "skipping unregistered recipient"),
-                Err(e) => return fail(ErrorCode::Retryable, e.to_string()),
+                Err(e) => {
+                    self.sends_refused = true;
+                    return fail(ErrorCode::Retryable, e.to_string());
+                }
             }
         }
         if registered.is_empty() {

@@ -39,6 +39,17 @@ struct World {
     questions: Vec<(usize, Ticket, crate::policy::Question)>,
     /// Every question asked, in order.
     asked: Vec<crate::policy::Question>,
+    /// Account reads fail (a storage outage under the `Accounts` port).
+    accounts_fail: bool,
+}
+
+/// An `Accounts` port whose every read fails.
+struct FailingAccounts;
+
+impl crate::ports::Accounts for FailingAccounts {
+    fn account(&self, _phone: &str) -> Result<Option<Account>, StorageFailure> {
+        Err(StorageFailure::new(std::io::Error::other("accounts: timed out")))
+    }
 }
 
 impl World {
@@ -61,6 +72,7 @@ impl World {
             hold_questions: false,
             questions: Vec::new(),
             asked: Vec::new(),
+            accounts_fail: false,
         }
     }
 
@@ -89,7 +101,8 @@ impl World {
     }
 
     fn input(&mut self, c: usize, input: Input) {
-        let ports = Ports { accounts: &self.store, queues: &self.store, keys: &self.keys };
+        let accounts: &dyn crate::ports::Accounts = if self.accounts_fail { &FailingAccounts } else { &self.store };
+        let ports = Ports { accounts, queues: &self.store, keys: &self.keys };
         self.clients[c].session.handle(self.now, input, &ports);
         self.pump(c);
     }
@@ -106,7 +119,8 @@ impl World {
     /// Executes the session's outputs, as a driver does.
     fn pump(&mut self, c: usize) {
         loop {
-            let ports = Ports { accounts: &self.store, queues: &self.store, keys: &self.keys };
+            let accounts: &dyn crate::ports::Accounts = if self.accounts_fail { &FailingAccounts } else { &self.store };
+        let ports = Ports { accounts, queues: &self.store, keys: &self.keys };
             let Some(output) = self.clients[c].session.poll_output(self.now, &ports) else { return };
             match output {
                 Output::Frame(frame) => self.clients[c].received.push(frame),
@@ -254,6 +268,32 @@ fn fsync_failure_refuses_and_never_acks() {
     assert!(matches!(&w.take(a)[..], [ServerFrame::SendFailed { client_id: 2, .. }]));
     w.store.crash();
     assert!(w.store.durable().queues.is_empty(), "a refused message survived the restart");
+}
+
+#[test]
+fn a_send_whose_account_read_fails_refuses_every_later_send_and_closes() {
+    let mut w = World::new();
+    let a = w.login(ALICE);
+    w.hold_questions = true;
+    w.send(a, 1, BOB, b"first");
+    w.send(a, 2, BOB, b"second");
+    w.accounts_fail = true;
+    w.answer();
+    w.accounts_fail = false;
+    // Storage is back, but a later send must not be stored ahead of the retry of the first;
+    // and the session reads no more frames: it closes once its answers are out.
+    assert!(!w.clients[a].session.wants_frames());
+    while !w.questions.is_empty() {
+        w.answer();
+    }
+    w.commit();
+    let frames = w.take(a);
+    assert!(
+        matches!(&frames[..], [ServerFrame::SendFailed { client_id: 1, error: ErrorCode::Retryable, reason }, ServerFrame::SendFailed { client_id: 2, error: ErrorCode::Retryable, .. }] if reason.contains("timed out")),
+        "{frames:?}"
+    );
+    assert!(w.queued(BOB).is_empty(), "a send stored after the refusal");
+    assert_eq!(w.clients[a].closed.as_ref().map(|c| c.code), Some(hotline_protocol::close_code::INTERNAL));
 }
 
 #[test]
