@@ -533,6 +533,11 @@ impl Running {
         self.ledger.lock().unwrap().sent.len()
     }
 
+    /// How long after `at` the first message was answered `Sent` (the failover time).
+    fn first_sent_after(&self, at: Instant) -> Option<Duration> {
+        self.ledger.lock().unwrap().sent_at.iter().find(|(_, t)| *t > at).map(|(_, t)| *t - at)
+    }
+
     /// Waits until at least `n` messages were answered `Sent`.
     async fn wait_sent(&self, n: usize) {
         let deadline = Instant::now() + RECOVERY;
@@ -694,10 +699,7 @@ async fn a_killed_node_s_clients_move_to_another_node_and_every_sent_message_arr
     let sent_before = running.sent();
     eprintln!("killed node n1 after {sent_before} messages Sent");
     running.wait_sent(sent_before + 1).await;
-    let failover = {
-        let l = running.ledger.lock().unwrap();
-        l.sent_at.iter().find(|(_, at)| *at > killed).map(|(_, at)| *at - killed)
-    };
+    let failover = running.first_sent_after(killed);
     eprintln!("failover: first Sent {failover:.1?} after the kill (clients notice a dead node within their 3 s idle timeout)");
     let ledger = running.finish(&load, &cluster.nats.urls()).await;
     assert_eq!(ledger.sent.len(), total);
@@ -727,10 +729,7 @@ async fn a_killed_nats_server_loses_no_acknowledged_message() {
     let sent_before = running.sent();
     eprintln!("killed nats-{victim} (leading the most mailbox streams) after {sent_before} messages Sent");
     running.wait_sent(sent_before + 1).await;
-    let resumed = {
-        let l = running.ledger.lock().unwrap();
-        l.sent_at.iter().find(|(_, at)| *at > killed).map(|(_, at)| *at - killed)
-    };
+    let resumed = running.first_sent_after(killed);
     eprintln!("first Sent {resumed:.1?} after the kill");
 
     running.wait_sent(total / 2).await;

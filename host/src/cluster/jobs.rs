@@ -310,7 +310,7 @@ impl Cluster {
     async fn delete_item(&self, id: u64) -> Result<(), ClusterError> {
         let (partition, seq) = names::split_id(id);
         let name = self.names.stream(partition);
-        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| ClusterError::Stream { stream: name.clone(), detail: e.to_string() })?;
+        let stream = super::mailboxes::open_stream(&self.js, &name).await?;
         match stream.delete_message(seq).await {
             Ok(_) => Ok(()),
             Err(e) => match e.kind() {

@@ -132,7 +132,7 @@ impl Mailboxes {
         let partition = self.names.partition(user);
         let name = self.names.stream(partition);
         let subject = self.names.subject(user);
-        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| ClusterError::Stream { stream: name.clone(), detail: e.to_string() })?;
+        let stream = open_stream(&self.js, &name).await?;
         let mut found = Vec::new();
         let mut next = after + 1;
         loop {
@@ -315,7 +315,7 @@ impl Mailboxes {
             return Ok(None);
         }
         let name = self.names.stream(partition);
-        let stream = self.js.get_stream_no_info(&name).await.map_err(|e| ClusterError::Stream { stream: name.clone(), detail: e.to_string() })?;
+        let stream = open_stream(&self.js, &name).await?;
         match stream.get_raw_message(seq).await {
             Ok(message) if message.subject.as_str() == self.names.subject(user) => {
                 Ok(Some(cached(id, decode::<Envelope>(&message.payload, "mailbox item")?)))
@@ -332,6 +332,11 @@ impl Mailboxes {
             queue.items.remove(&id);
         }
     }
+}
+
+/// The mailbox stream `name`, without asking for its info (no round trip to the server).
+pub(super) async fn open_stream(js: &jetstream::Context, name: &str) -> Result<stream::Stream<()>, ClusterError> {
+    js.get_stream_no_info(name).await.map_err(|e| ClusterError::Stream { stream: name.to_string(), detail: e.to_string() })
 }
 
 fn cached(id: u64, envelope: Envelope) -> Cached {
