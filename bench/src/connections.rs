@@ -122,9 +122,14 @@ struct Round {
     broker_kib_per_connection: f64,
     /// Broker RSS as soon as `hotline_sessions` reached 0.
     broker_rss_closed_bytes: u64,
-    /// Broker RSS `SETTLE` after that.
+    /// From the start of the closes until the broker's QUIC endpoint held no connection
+    /// (`hotline_quic_connections` 0: closing and draining ones gone too). None: a broker
+    /// without that figure, or not within `DRAIN_LIMIT` (then `quic_connections_left`).
+    quic_released_secs: Option<f64>,
+    quic_connections_left: u64,
+    /// Broker RSS once it stopped falling after that.
     broker_rss_settled_bytes: u64,
-    /// How long the RSS took to stop falling after the drain.
+    /// How long the RSS took to stop falling after the QUIC connections were gone.
     settle_secs: f64,
     bench_rss_held_bytes: u64,
     /// From the start of the closes until `hotline_sessions` was 0 (None: not within
@@ -334,6 +339,13 @@ async fn run_round(
     }
     round.broker_rss_closed_bytes = sys::rss_bytes(pid)?;
     round.clients_closed_secs = all_closed.await?.as_secs_f64();
+    // A session ends before its connection: QUIC keeps a closed connection, its buffers
+    // and keys, for three probe timeouts. What is left after that is what the broker keeps.
+    match quic_released(target.admin(), close_started + DRAIN_LIMIT).await? {
+        Some(Ok(())) => round.quic_released_secs = Some(close_started.elapsed().as_secs_f64()),
+        Some(Err(left)) => round.quic_connections_left = left,
+        None => {}
+    }
     (round.broker_rss_settled_bytes, round.settle_secs) = settled_rss(pid).await?;
 
     round.broker_udp_drops = sys::udp_drops(port)? - drops_start;
@@ -431,6 +443,23 @@ async fn drain(admin: Admin, deadline: Instant) -> Result<Result<Duration, u64>>
     }
 }
 
+/// Polls `hotline_quic_connections` every 10 ms until it is 0 (Some(Ok)) or `deadline`
+/// passes (Some(Err): the connections left). None: the broker does not report it.
+async fn quic_released(admin: Admin, deadline: Instant) -> Result<Option<Result<(), u64>>> {
+    loop {
+        let Ok(left) = tokio::task::spawn_blocking(move || admin.metric("hotline_quic_connections")).await? else {
+            return Ok(None);
+        };
+        if left == 0.0 {
+            return Ok(Some(Ok(())));
+        }
+        if Instant::now() > deadline {
+            return Ok(Some(Err(left as u64)));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The broker's RSS once it has stopped falling, and how long that took.
 async fn settled_rss(pid: &str) -> Result<(u64, f64)> {
     let started = Instant::now();
@@ -469,7 +498,7 @@ fn print_report(r: &Report) {
         r.open_file_limit
     );
     type Cell = fn(&Round) -> String;
-    let rows: [(&str, Cell); 28] = [
+    let rows: [(&str, Cell); 29] = [
         ("logged in", |x| x.logged_in.to_string()),
         ("failed / timed out", |x| format!("{} / {}", x.failed, x.timed_out)),
         ("logins/s", |x| format!("{:.0}", x.logins_per_sec)),
@@ -483,6 +512,11 @@ fn print_report(r: &Report) {
         ("broker RSS held (MiB)", |x| mib(x.broker_rss_held_bytes)),
         ("broker per held conn (KiB)", |x| format!("{:.1}", x.broker_kib_per_connection)),
         ("broker RSS at 0 sessions (MiB)", |x| mib(x.broker_rss_closed_bytes)),
+        ("QUIC connections gone in (s)", |x| match (x.quic_released_secs, x.quic_connections_left) {
+            (Some(s), _) => format!("{s:.2}"),
+            (None, 0) => "not reported".into(),
+            (None, left) => format!("no, {left} left"),
+        }),
         ("broker RSS settled (MiB)", |x| mib(x.broker_rss_settled_bytes)),
         ("  settled after (s)", |x| format!("{:.1}", x.settle_secs)),
         ("sessions drained in (s)", |x| x.drain_secs.map_or(format!("no, {} left", x.sessions_left), |s| format!("{s:.2}"))),

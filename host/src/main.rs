@@ -255,7 +255,7 @@ async fn serve(config: Config, file: Option<PathBuf>, overrides: Overrides) -> R
     };
     let media = media.map(|media| tokio::spawn(media.run()));
     let live = hotline::live::Live::new(config.clone(), file, overrides, certificate, broker.clone());
-    let admin_app = hotline::admin::router(broker.clone(), listener.udp_stats(), live.clone());
+    let admin_app = hotline::admin::router(broker.clone(), listener.transport_stats(), live.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(admin, admin_app).await {
             tracing::error!(error = %e, "admin endpoint failed");

@@ -359,3 +359,51 @@ async fn path_mtu_probes_only_when_both_sides_turn_them_on() {
     assert!(stats.udp_tx.datagrams + stats.udp_rx.datagrams > default_datagrams, "probes cost datagrams: {default_datagrams} without");
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_its_own_socket_trades_no_connection_ids() {
+    // With its own endpoint (the default, as an app has) a client uses empty connection ids:
+    // it issues none, the broker issues it one spare instead of four and never retires the
+    // first, so a login takes fewer datagrams than through a shared endpoint.
+    let broker = Broker::start().unwrap();
+    let key = broker.register(ALICE).await.unwrap();
+    let own = Client::connect_and_login(&broker.options(), ALICE, &key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = own.stats();
+    assert_eq!(
+        (stats.frame_tx.new_connection_id, stats.frame_tx.retire_connection_id, stats.frame_rx.new_connection_id),
+        (0, 0, 1),
+        "{stats:?}"
+    );
+    let own_datagrams = stats.udp_tx.datagrams + stats.udp_rx.datagrams;
+    // It still works as a client: a message to itself comes back.
+    let (mut tx, mut rx) = own.split();
+    tx.send(ALICE, b"to me".to_vec()).await.unwrap();
+    let mut got = false;
+    while !got {
+        match rx.next_frame_within(Duration::from_secs(5)).await.unwrap() {
+            ServerFrame::Message { body, .. } | ServerFrame::TypedMessage { body, .. } => got = body == b"to me",
+            _ => {}
+        }
+    }
+    Client::reunite(tx, rx).unwrap().close().await;
+
+    // Many devices on one shared endpoint need ids to tell their connections apart.
+    let shared = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let options = ConnectOptions { endpoint: Some(shared), ..broker.options() };
+    let client = Client::connect_and_login(&options, ALICE, &key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = client.stats();
+    // Four each way, and one more from the client once the broker retired its first.
+    assert_eq!(
+        (stats.frame_tx.new_connection_id, stats.frame_rx.retire_connection_id, stats.frame_rx.new_connection_id),
+        (5, 1, 4),
+        "{stats:?}"
+    );
+    assert!(
+        stats.udp_tx.datagrams + stats.udp_rx.datagrams > own_datagrams,
+        "{own_datagrams} datagrams on its own socket, {} shared",
+        stats.udp_tx.datagrams + stats.udp_rx.datagrams
+    );
+    client.close().await;
+}

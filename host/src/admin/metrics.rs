@@ -9,19 +9,19 @@ use axum::response::{IntoResponse, Response};
 
 use super::{process, queues, Admin};
 use crate::broker::Broker;
-use crate::server::UdpStats;
+use crate::server::TransportStats;
 
 /// The content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub(super) async fn metrics(State(Admin { broker, udp, .. }): State<Admin>) -> Response {
-    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], exposition(&broker, &udp)).into_response()
+pub(super) async fn metrics(State(Admin { broker, transport, .. }): State<Admin>) -> Response {
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], exposition(&broker, &transport)).into_response()
 }
 
 /// Prometheus text: every family with its `# HELP` and `# TYPE`, counters named `…_total`,
 /// and label sets that never change on a series (what moves is a gauge's label set, as with
 /// `hotline_plugin_version_info`).
-fn exposition(broker: &Broker, udp: &UdpStats) -> String {
+fn exposition(broker: &Broker, transport: &TransportStats) -> String {
     let mut out = Exposition::default();
     out.family("hotline_build_info", "gauge", "Always 1; the label says which broker version serves.");
     out.sample("hotline_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
@@ -57,6 +57,8 @@ fn exposition(broker: &Broker, udp: &UdpStats) -> String {
     for (name, help, value) in gauges {
         out.gauge(name, help, value.load(Ordering::Relaxed));
     }
+    let udp = transport.udp();
+    out.gauge("hotline_quic_connections", "Connections the QUIC endpoint holds, closing ones included (a connection stays a few round trips after its session ended).", transport.quic_connections());
     out.gauge("hotline_udp_receive_buffer_bytes", "The QUIC socket's receive buffer as the kernel reports it.", udp.granted.receive);
     if let Some(drops) = udp.drops() {
         out.counter("hotline_udp_receive_drops_total", "Datagrams the kernel dropped at the QUIC socket because its receive buffer was full.", drops);

@@ -12,7 +12,7 @@ use axum::Router;
 
 use crate::broker::Broker;
 use crate::live::Live;
-use crate::server::UdpStats;
+use crate::server::TransportStats;
 
 mod api;
 mod auth;
@@ -29,15 +29,15 @@ pub(crate) use metrics::Exposition;
 #[derive(Clone)]
 struct Admin {
     broker: Arc<Broker>,
-    udp: Arc<UdpStats>,
+    transport: Arc<TransportStats>,
     live: Arc<Live>,
 }
 
 /// The admin endpoint: every route of [`routes`] behind the token check.
-pub fn router(broker: Arc<Broker>, udp: Arc<UdpStats>, live: Arc<Live>) -> Router {
+pub fn router(broker: Arc<Broker>, transport: Arc<TransportStats>, live: Arc<Live>) -> Router {
     routes()
         .layer(axum::middleware::from_fn_with_state(live.clone(), auth::require_token))
-        .with_state(Admin { broker, udp, live })
+        .with_state(Admin { broker, transport, live })
 }
 
 /// Every admin route. (Add new ones here: [`router`] puts the token check over all of them.)

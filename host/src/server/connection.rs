@@ -86,10 +86,11 @@ pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
 /// stream that ends inside a frame, is passed on as the last item.
 async fn read_frames(mut recv: quinn::RecvStream, frames: mailbox::Sender<Inbound>, metrics: Arc<Metrics>) {
     let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match recv.read(&mut buf).await {
-            Ok(Some(n)) => n,
+        // quinn's own buffers, as received: no read buffer per connection, and one copy
+        // fewer (into the decoder only).
+        let chunk = match recv.read_chunk(usize::MAX, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => {
                 if decoder.buffered() > 0 {
                     let _ = frames.send(Inbound::Truncated(decoder.buffered()), 0).await;
@@ -99,8 +100,8 @@ async fn read_frames(mut recv: quinn::RecvStream, frames: mailbox::Sender<Inboun
             // Reset by the client or the connection is gone: nothing more to read.
             Err(_) => return,
         };
-        metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        decoder.extend(&buf[..n]);
+        metrics.bytes_in.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        decoder.extend(&chunk);
         loop {
             let before = decoder.buffered();
             match decoder.next_frame() {

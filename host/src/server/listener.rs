@@ -72,9 +72,14 @@ impl Listener {
         Ok(Listener { endpoint, broker, udp: Arc::new(udp) })
     }
 
-    /// The socket's buffer sizes and drop counter (for `/metrics`).
+    /// The socket's buffer sizes and drop counter.
     pub fn udp_stats(&self) -> Arc<UdpStats> {
         self.udp.clone()
+    }
+
+    /// What `/metrics` reports of the transport: the socket, and the connections quinn holds.
+    pub fn transport_stats(&self) -> Arc<TransportStats> {
+        Arc::new(TransportStats { udp: self.udp.clone(), endpoint: self.endpoint.clone() })
     }
 
     /// The address actually bound (useful with port 0).
@@ -99,6 +104,26 @@ impl Listener {
     pub async fn close(&self, code: u32, reason: &str) {
         self.endpoint.close(code.into(), reason.as_bytes());
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// The transport's figures for `/metrics`.
+pub struct TransportStats {
+    udp: Arc<UdpStats>,
+    endpoint: quinn::Endpoint,
+}
+
+impl TransportStats {
+    /// The UDP socket's buffer sizes and drop counter.
+    pub fn udp(&self) -> &UdpStats {
+        &self.udp
+    }
+
+    /// Connections the QUIC endpoint holds, closing ones included: a connection stays
+    /// after its session ended until the close is through (QUIC's closing or draining
+    /// period, three probe timeouts), with its buffers and keys.
+    pub fn quic_connections(&self) -> usize {
+        self.endpoint.open_connections()
     }
 }
 

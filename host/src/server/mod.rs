@@ -7,6 +7,6 @@ mod mailbox;
 mod session;
 mod udp;
 
-pub use listener::Listener;
+pub use listener::{Listener, TransportStats};
 pub use mailbox::Load as MailboxLoad;
 pub use udp::{warn_on_drops, BufferSizes, UdpStats};

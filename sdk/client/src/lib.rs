@@ -194,7 +194,6 @@ pub struct ClientReceiver {
     conn: quinn::Connection,
     recv: quinn::RecvStream,
     decoder: FrameDecoder,
-    buf: Vec<u8>,
 }
 
 impl Client {
@@ -254,7 +253,7 @@ impl Client {
             None => {
                 let any: SocketAddr = if opts.server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
                 let bind = opts.bind.unwrap_or(any);
-                quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?
+                own_endpoint(bind).map_err(|e| connect_err(e.to_string()))?
             }
         };
         let mut config = match &opts.config {
@@ -271,7 +270,7 @@ impl Client {
         let own_endpoint = opts.endpoint.is_none();
         Ok(Client {
             tx: ClientSender { endpoint: endpoint.clone(), conn: conn.clone(), send, version: 0 },
-            rx: ClientReceiver { endpoint, own_endpoint, conn, recv, decoder: FrameDecoder::new(), buf: vec![0; 16 * 1024] },
+            rx: ClientReceiver { endpoint, own_endpoint, conn, recv, decoder: FrameDecoder::new() },
         })
     }
 
@@ -563,8 +562,8 @@ impl ClientReceiver {
                     return Err(ClientError::Protocol(e.to_string()))
                 }
             }
-            match self.recv.read(&mut self.buf).await {
-                Ok(Some(n)) => self.decoder.extend(&self.buf[..n]),
+            match self.recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => self.decoder.extend(&chunk.bytes),
                 Ok(None) | Err(_) => return Err(close_error(&self.conn).await),
             }
         }
@@ -640,6 +639,38 @@ pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig, ClientError> {
 
 /// QUIC transport settings with the given keep-alive interval and idle timeout, and path
 /// MTU discovery only if asked for.
+/// A client endpoint for this connection alone. Its connection ids are empty: with one
+/// connection per socket the endpoint tells packets apart by the broker's address, and the
+/// ids a client issues only serve to tell connections apart. With none, a login saves the
+/// exchange that issues and retires them (the client's four `NEW_CONNECTION_ID` frames,
+/// the broker switching to one of them and asking for a replacement: two or three
+/// datagrams), and the broker issues the client one spare id instead of four. A shared
+/// [`ConnectOptions::endpoint`] keeps quinn's 8-byte ids.
+fn own_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(bind)?;
+    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+    let mut config = quinn::EndpointConfig::default();
+    config.cid_generator(|| Box::new(NoConnectionIds));
+    quinn::Endpoint::new(config, None, socket, runtime)
+}
+
+/// Connection ids of length zero (see [`own_endpoint`]).
+struct NoConnectionIds;
+
+impl quinn::ConnectionIdGenerator for NoConnectionIds {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&[])
+    }
+
+    fn cid_len(&self) -> usize {
+        0
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
 fn transport_config(keep_alive: Duration, idle_timeout: Duration, mtu_discovery: bool) -> Result<quinn::TransportConfig, String> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(keep_alive));

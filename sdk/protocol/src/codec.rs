@@ -130,6 +130,9 @@ impl<'de> serde::Deserializer<'de> for &mut VariantProbe {
     }
 }
 
+/// Buffer capacity a [`FrameDecoder`] keeps once everything in it was decoded.
+const KEPT_CAPACITY: usize = 16 * 1024;
+
 /// Incremental frame parser over a byte stream. Frames are decoded where they lie in the
 /// buffer: taking a frame only advances an offset, and the unread rest is moved to the
 /// front only when new bytes arrive and the consumed part is at least as long as the rest,
@@ -152,6 +155,11 @@ impl FrameDecoder {
     /// Appends bytes read from the stream.
     pub fn extend(&mut self, bytes: &[u8]) {
         if self.start == self.buf.len() {
+            // Everything was decoded: a buffer grown for a large frame goes back to the
+            // allocator rather than stay with an idle connection.
+            if self.buf.capacity() > KEPT_CAPACITY {
+                self.buf = Vec::new();
+            }
             self.buf.clear();
             self.start = 0;
         } else if self.start > 0 && self.start >= self.buf.len() - self.start {
@@ -249,6 +257,27 @@ mod tests {
             ServerFrame::TypedMessage { id: 2, from: "+1".into(), sent_at_ms: 5, kind: MessageKind::Media { mime: "audio/ogg".into() }, body: vec![] },
             ServerFrame::PushTokenSet,
         ]);
+    }
+
+    #[test]
+    fn a_buffer_grown_for_a_large_frame_is_given_back_once_it_is_decoded() {
+        // An idle connection keeps no more than KEPT_CAPACITY for its last large message.
+        let mut dec = FrameDecoder::new();
+        let big = encode(&ClientFrame::Send { client_id: 1, to: "+1555".into(), body: vec![7; 200_000] });
+        dec.extend(&big);
+        assert!(matches!(dec.next_frame::<ClientFrame>().unwrap(), Some(ClientFrame::Send { body, .. }) if body.len() == 200_000));
+        assert!(dec.buf.capacity() >= 200_000);
+        let small = encode(&ClientFrame::Ping { nonce: 1 });
+        dec.extend(&small);
+        assert!(dec.buf.capacity() <= KEPT_CAPACITY, "kept {} bytes", dec.buf.capacity());
+        assert_eq!(dec.next_frame::<ClientFrame>().unwrap(), Some(ClientFrame::Ping { nonce: 1 }));
+        // A buffer of at most KEPT_CAPACITY is kept and reused.
+        let medium = encode(&ClientFrame::Send { client_id: 2, to: "+1555".into(), body: vec![1; 4_000] });
+        dec.extend(&medium);
+        dec.next_frame::<ClientFrame>().unwrap().unwrap();
+        let kept = dec.buf.capacity();
+        dec.extend(&small);
+        assert_eq!(dec.buf.capacity(), kept);
     }
 
     #[test]
