@@ -1,6 +1,6 @@
 //! The broker's own traffic counters and latency histograms for `/metrics`: plain atomics
 //! the data path bumps (the session driver from the core's inputs and outputs, the
-//! connection's reader and writer, expiry) and [`Metrics::expose`] writes out. Counters only
+//! connection's inbox and writer, expiry) and [`Metrics::expose`] writes out. Counters only
 //! ever grow; every labelled family has its label values fixed per series, and the ones an
 //! operator alerts on (refusal reasons, close codes, failed-login reasons) exist at 0 from
 //! start.

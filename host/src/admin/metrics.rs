@@ -50,7 +50,7 @@ fn exposition(broker: &Broker, transport: &TransportStats) -> String {
         out.gauge("hotline_storage_disk_bytes", "Bytes the storage folder occupies on disk (allocated blocks).", bytes);
     }
     let gauges = [
-        ("hotline_connection_inbound_bytes", "Bytes of decoded frames waiting for their session, all connections.", &broker.gauges.inbound_bytes),
+        ("hotline_connection_inbound_bytes", "Bytes received from clients and not yet part of a whole frame handed to their session, all connections.", &broker.gauges.inbound_bytes),
         ("hotline_connection_mailbox_bytes", "Bytes of frames waiting in session mailboxes to be written, all connections.", &broker.gauges.mailbox_bytes),
         ("hotline_connection_pending_send_bytes", "Bytes of message bodies received and not yet committed, all connections.", &broker.gauges.pending_send_bytes),
     ];

@@ -1,9 +1,11 @@
-//! One QUIC connection: a reader task turning stream bytes into frames, a writer task
-//! turning frames into stream bytes, and the session in between. Both channels between
-//! them are bounded in bytes (see [`mailbox`](super::mailbox)), so what a connection holds
-//! in the broker's memory is bounded whatever its client does.
+//! One QUIC connection: the session reading frames from the stream itself (its [`Inbox`]),
+//! and a writer task turning the frames of its mailbox into stream bytes. The mailbox is
+//! bounded in bytes (see [`mailbox`](super::mailbox)) and the inbox reads only when the
+//! session asks (QUIC's receive window holds the rest), so what a connection holds in the
+//! broker's memory is bounded whatever its client does.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,10 +19,6 @@ use crate::metrics::{self, Metrics};
 
 /// How long a client has to open its stream, and then again to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames decoded but not yet handled; the reader stops reading when either bound is hit
-/// (and QUIC flow control then stops the client).
-const INBOUND_FRAMES: usize = 64;
-const INBOUND_BYTES: usize = 1 << 20;
 /// Encoded frames waiting to be written: the session's mailbox. A client that does not read
 /// fills it (behind QUIC's own send window) and then holds up only its own session.
 const OUTBOUND_FRAMES: usize = 512;
@@ -55,14 +53,12 @@ pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
             return;
         }
     };
-    let (in_tx, in_rx) = mailbox::channel(INBOUND_FRAMES, INBOUND_BYTES, broker.gauges.inbound_bytes.clone(), Arc::default());
+    let inbox = Inbox::new(recv, metrics.clone(), broker.gauges.inbound_bytes.clone());
     let (out_tx, out_rx) =
         mailbox::channel(OUTBOUND_FRAMES, OUTBOUND_BYTES, broker.gauges.mailbox_bytes.clone(), handle.mailbox());
-    let reader = tokio::spawn(read_frames(recv, in_tx, metrics.clone()));
     let writer = tokio::spawn(write_frames(send, out_rx, metrics.clone()));
 
-    let (close, phone) = Session::new(broker, out_tx, &handle).run(in_rx, HELLO_TIMEOUT).await;
-    reader.abort();
+    let (close, phone) = Session::new(broker, out_tx, &handle).run(inbox, HELLO_TIMEOUT).await;
     let phone = phone.as_deref().unwrap_or("-");
     if close.code == close_code::NORMAL {
         tracing::debug!(%remote, phone, reason = %close.reason, "closing connection");
@@ -82,41 +78,132 @@ pub async fn serve(broker: Arc<Broker>, conn: quinn::Connection) {
     metrics.connection_closed((!lost).then_some(close.code));
 }
 
-/// Reads frames into `frames` until the stream ends or is broken. A decoding error, or a
-/// stream that ends inside a frame, is passed on as the last item.
-async fn read_frames(mut recv: quinn::RecvStream, frames: mailbox::Sender<Inbound>, metrics: Arc<Metrics>) {
-    let mut decoder = FrameDecoder::new();
-    loop {
-        // quinn's own buffers, as received: no read buffer per connection, and one copy
-        // fewer (into the decoder only).
-        let chunk = match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => {
-                if decoder.buffered() > 0 {
-                    let _ = frames.send(Inbound::Truncated(decoder.buffered()), 0).await;
-                }
-                return;
-            }
-            // Reset by the client or the connection is gone: nothing more to read.
-            Err(_) => return,
-        };
-        metrics.bytes_in.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        decoder.extend(&chunk);
+/// The client's stream as the session reads it: quinn's received chunks, decoded in place
+/// (no task and no channel between them). Reading only when the session asks is the
+/// backpressure: what the client sends beyond waits in quinn's receive window (1 MiB).
+pub struct Inbox {
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+    metrics: Arc<Metrics>,
+    /// Bytes received and not yet part of a frame handed to the session, all connections.
+    gauge: Arc<AtomicU64>,
+    /// What this inbox added to `gauge`.
+    counted: u64,
+    /// Set once the last item (a bad frame, a truncated one, or the end) was handed out.
+    ended: bool,
+    /// The end of the stream (or its error) as [`Inbox::try_recv`] met it, for `recv`.
+    /// `Ok`: the client finished the stream.
+    seen_end: Option<Result<(), quinn::ReadError>>,
+}
+
+impl Inbox {
+    fn new(recv: quinn::RecvStream, metrics: Arc<Metrics>, gauge: Arc<AtomicU64>) -> Inbox {
+        Inbox { recv, decoder: FrameDecoder::new(), metrics, gauge, counted: 0, ended: false, seen_end: None }
+    }
+
+    /// The next frame, or the error that ends the stream; `None` once it has ended (or the
+    /// connection is gone). Cancel-safe: a frame is taken from the buffer only when it is
+    /// returned, and a chunk only when it is in the buffer.
+    pub async fn recv(&mut self) -> Option<Inbound> {
         loop {
-            let before = decoder.buffered();
-            match decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    if frames.send(Inbound::Frame(frame, Instant::now()), before - decoder.buffered()).await.is_err() {
-                        return;
+            if let Some(item) = self.decoded() {
+                return item;
+            }
+            let end = match self.seen_end.take() {
+                Some(end) => end,
+                None => match self.recv.read_chunk(usize::MAX, true).await {
+                    Ok(Some(chunk)) => {
+                        self.take(&chunk.bytes);
+                        continue;
                     }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+            };
+            match end {
+                Ok(()) => {
+                    self.ended = true;
+                    let partial = self.decoder.buffered();
+                    return (partial > 0).then_some(Inbound::Truncated(partial));
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = frames.send(Inbound::Bad(e), 0).await;
-                    return;
+                // Reset by the client or the connection is gone: nothing more to read.
+                Err(_) => {
+                    self.ended = true;
+                    return None;
                 }
             }
         }
+    }
+
+    /// A frame already received (in the buffer, or in quinn's), without waiting.
+    pub fn try_recv(&mut self) -> Option<Inbound> {
+        if let Some(item) = self.decoded() {
+            return item;
+        }
+        // One look at what quinn holds; a read that would wait is dropped unfinished,
+        // which takes nothing (the next `recv` registers its own waker again).
+        let polled = {
+            let mut read = std::pin::pin!(self.recv.read_chunk(usize::MAX, true));
+            read.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        };
+        match polled {
+            std::task::Poll::Ready(Ok(Some(chunk))) => {
+                self.take(&chunk.bytes);
+                self.decoded().flatten()
+            }
+            // The end or an error, which `recv` reports next.
+            std::task::Poll::Ready(Ok(None)) => {
+                self.seen_end = Some(Ok(()));
+                None
+            }
+            std::task::Poll::Ready(Err(e)) => {
+                self.seen_end = Some(Err(e));
+                None
+            }
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// Bytes from the client, into the decoder.
+    fn take(&mut self, bytes: &[u8]) {
+        self.metrics.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.decoder.extend(bytes);
+        self.count();
+    }
+
+    /// What the buffer holds: `Some(item)` to hand out (`Some(None)`: the end), `None`
+    /// when more bytes are needed.
+    fn decoded(&mut self) -> Option<Option<Inbound>> {
+        if self.ended {
+            return Some(None);
+        }
+        let item = match self.decoder.next_frame() {
+            Ok(Some(frame)) => Some(Inbound::Frame(frame, Instant::now())),
+            Ok(None) => return None,
+            Err(e) => {
+                self.ended = true;
+                Some(Inbound::Bad(e))
+            }
+        };
+        self.count();
+        Some(item)
+    }
+
+    /// Keeps `gauge` at what the decoder holds.
+    fn count(&mut self) {
+        let now = self.decoder.buffered() as u64;
+        if now >= self.counted {
+            self.gauge.fetch_add(now - self.counted, Ordering::Relaxed);
+        } else {
+            self.gauge.fetch_sub(self.counted - now, Ordering::Relaxed);
+        }
+        self.counted = now;
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.counted, Ordering::Relaxed);
     }
 }
 

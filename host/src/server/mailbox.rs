@@ -1,6 +1,5 @@
 //! A channel bounded in bytes as well as in items, between a connection's tasks: the
-//! session's mailbox (encoded frames for the writer) and its inbox (decoded frames from the
-//! reader). A sender waits while the bytes in the channel would pass the budget, so a
+//! session's mailbox (encoded frames for the writer). A sender waits while the bytes in the channel would pass the budget, so a
 //! client that stops reading (or floods) holds up its own session, never the broker's
 //! memory.
 //!
@@ -99,11 +98,6 @@ impl<T> Receiver<T> {
     /// The next item; its bytes leave the budget now.
     pub async fn recv(&mut self) -> Option<T> {
         self.rx.recv().await.map(|(item, _held)| item)
-    }
-
-    /// The next item if one is waiting.
-    pub fn try_recv(&mut self) -> Option<T> {
-        self.rx.try_recv().ok().map(|(item, _held)| item)
     }
 }
 

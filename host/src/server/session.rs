@@ -1,6 +1,6 @@
 //! The session driver: runs one connection's [`hotline_core::Session`] (the state machine
 //! that holds every delivery rule) against the real world. It feeds the core its inputs —
-//! frames from the reader task, commit results, wake-ups and kicks from the directory, the
+//! frames it reads from the connection's [`Inbox`], commit results, wake-ups and kicks from the directory, the
 //! hello timer, a writer that went away — and executes its outputs: frames into the
 //! mailbox, jobs to the committer, registrations in the directory, the close. It decides
 //! nothing itself. Policy questions go to the plugin threads ([`crate::policy::PolicyThreads`]);
@@ -28,6 +28,7 @@ use hotline_protocol::{close_code, encode, ClientFrame, ErrorCode, FrameError, R
 
 pub use hotline_core::Close;
 
+use super::connection::Inbox;
 use super::mailbox;
 use crate::backend::{JobPending, SessionJobs};
 use crate::broker::{now_ms, Broker};
@@ -42,7 +43,7 @@ struct Asking {
     reply: oneshot::Receiver<Result<Reply, PolicyError>>,
 }
 
-/// What the reader task hands the session.
+/// What the session reads from its [`Inbox`].
 #[derive(Debug)]
 pub enum Inbound {
     /// A whole frame, and when it was decoded.
@@ -54,7 +55,6 @@ pub enum Inbound {
     Truncated(usize),
 }
 
-type InboundRx = mailbox::Receiver<Inbound>;
 
 /// One client's session: the core and what it needs from the world.
 pub struct Session<'c> {
@@ -228,7 +228,7 @@ impl<'c> Session<'c> {
 
     /// Runs until the client leaves, breaks the protocol or is kicked. Returns how it ended
     /// and the number it was logged in as, if any.
-    pub async fn run(mut self, mut inbound: InboundRx, hello_timeout: Duration) -> (Close, Option<String>) {
+    pub async fn run(mut self, mut inbound: Inbox, hello_timeout: Duration) -> (Close, Option<String>) {
         let broker = self.broker.clone();
         let ports = broker.ports();
         let config = SessionConfig {
@@ -344,7 +344,7 @@ impl<'c> Session<'c> {
     }
 
     /// Waits for whatever happens next.
-    async fn next_input(&mut self, core: &hotline_core::Session, inbound: &mut InboundRx) -> Input {
+    async fn next_input(&mut self, core: &hotline_core::Session, inbound: &mut Inbox) -> Input {
         let reading = core.wants_frames();
         let hello = core.poll_timeout().map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms())));
         let committing = !self.jobs.is_empty();
@@ -436,7 +436,7 @@ impl<'c> Session<'c> {
 }
 
 impl Session<'_> {
-    /// What the reader task's item (or the end of its stream) is to the core; a frame is
+    /// What the inbox's item (or the end of its stream) is to the core; a frame is
     /// counted on its way in.
     fn inbound_input(&mut self, inbound: Option<Inbound>) -> Input {
         match inbound {
