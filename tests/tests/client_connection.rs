@@ -368,8 +368,9 @@ async fn a_client_on_its_own_socket_trades_no_connection_ids() {
     let broker = Broker::start().unwrap();
     let key = broker.register(ALICE).await.unwrap();
     let own = Client::connect_and_login(&broker.options(), ALICE, &key).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stats = own.stats();
+    // The broker issues its ids once the handshake is confirmed, after the client issued
+    // any of its own.
+    let stats = frames_until(&own, |s| s.frame_rx.new_connection_id >= 1).await;
     assert_eq!(
         (stats.frame_tx.new_connection_id, stats.frame_tx.retire_connection_id, stats.frame_rx.new_connection_id),
         (0, 0, 1),
@@ -392,8 +393,7 @@ async fn a_client_on_its_own_socket_trades_no_connection_ids() {
     let shared = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let options = ConnectOptions { endpoint: Some(shared), ..broker.options() };
     let client = Client::connect_and_login(&options, ALICE, &key).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stats = client.stats();
+    let stats = frames_until(&client, |s| s.frame_tx.new_connection_id >= 5 && s.frame_rx.new_connection_id >= 4).await;
     // Four each way, and one more from the client once the broker retired its first.
     assert_eq!(
         (stats.frame_tx.new_connection_id, stats.frame_rx.retire_connection_id, stats.frame_rx.new_connection_id),
@@ -406,4 +406,16 @@ async fn a_client_on_its_own_socket_trades_no_connection_ids() {
         stats.udp_tx.datagrams + stats.udp_rx.datagrams
     );
     client.close().await;
+}
+
+/// The client's QUIC counters once `done` holds of them (at most 5 s).
+async fn frames_until(client: &Client, done: impl Fn(&quinn::ConnectionStats) -> bool) -> quinn::ConnectionStats {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = client.stats();
+        if done(&stats) || Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -110,6 +110,10 @@ async fn memory_returns_after_rounds_of_logins_and_closes() {
     const ROUNDS: usize = 3;
     let broker = Broker::start().unwrap();
     let (phones, keys) = numbers(&broker, 3_000_000, N).await;
+    // The registrations' connections are gone too, closing period and all.
+    until(Duration::from_secs(30), || quic_connections(&broker) == 0.0)
+        .await
+        .expect("the registrations' connections end");
     let idle = settled_rss(&broker).await;
     let allocated = |broker: &Broker| broker.metric("hotline_memory_allocated_bytes").unwrap();
     let idle_allocated = allocated(&broker);
