@@ -19,6 +19,10 @@ use tokio::task::JoinSet;
 use crate::sys;
 use crate::target::{Admin, BrokerArgs, Target};
 
+/// Logged-in sessions, and connections the broker's QUIC endpoint holds (closing ones too).
+const SESSIONS: &str = "hotline_sessions";
+const QUIC_CONNECTIONS: &str = "hotline_quic_connections";
+
 /// A login not answered within this long counts as timed out.
 const LOGIN_LIMIT: Duration = Duration::from_secs(30);
 /// How long to wait for the sessions to drain after the closes: longer than the broker's
@@ -188,7 +192,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let registration_secs = started.elapsed().as_secs_f64();
     let accounts: Arc<Vec<(String, String)>> = Arc::new(phones.into_iter().zip(keys).collect());
     let devices = Arc::new(Devices::new(&args, &target, accounts.len())?);
-    if let Some(left) = drain(admin, Instant::now() + DRAIN_LIMIT).await?.err() {
+    if let Some(left) = until_zero(admin, SESSIONS, Instant::now() + DRAIN_LIMIT).await?.err() {
         bail!("{left} sessions still open {DRAIN_LIMIT:?} after registration");
     }
     let (broker_rss_idle, _) = settled_rss(&pid).await?;
@@ -313,7 +317,7 @@ async fn run_round(
 
     // Hold.
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
-    round.sessions_held = sessions(target.admin()).await? as u64;
+    round.sessions_held = metric(target.admin(), SESSIONS).await? as u64;
     let lost: Vec<_> = clients.iter().filter_map(Client::close_reason).collect();
     round.lost_while_held = lost.len();
     round.first_lost_reason = lost.first().map(ToString::to_string);
@@ -333,7 +337,7 @@ async fn run_round(
         }
         close_started.elapsed()
     });
-    match drain(target.admin(), close_started + DRAIN_LIMIT).await? {
+    match until_zero(target.admin(), SESSIONS, close_started + DRAIN_LIMIT).await? {
         Ok(took) => round.drain_secs = Some(took.as_secs_f64()),
         Err(left) => round.sessions_left = left,
     }
@@ -341,10 +345,12 @@ async fn run_round(
     round.clients_closed_secs = all_closed.await?.as_secs_f64();
     // A session ends before its connection: QUIC keeps a closed connection, its buffers
     // and keys, for three probe timeouts. What is left after that is what the broker keeps.
-    match quic_released(target.admin(), close_started + DRAIN_LIMIT).await? {
-        Some(Ok(())) => round.quic_released_secs = Some(close_started.elapsed().as_secs_f64()),
-        Some(Err(left)) => round.quic_connections_left = left,
-        None => {}
+    // (A broker without the figure is not waited for.)
+    if metric(target.admin(), QUIC_CONNECTIONS).await.is_ok() {
+        match until_zero(target.admin(), QUIC_CONNECTIONS, close_started + DRAIN_LIMIT).await? {
+            Ok(_) => round.quic_released_secs = Some(close_started.elapsed().as_secs_f64()),
+            Err(left) => round.quic_connections_left = left,
+        }
     }
     (round.broker_rss_settled_bytes, round.settle_secs) = settled_rss(pid).await?;
 
@@ -422,39 +428,22 @@ async fn login(options: &ConnectOptions, phone: &str, key: &str) -> Result<Clien
     Client::connect_and_login(options, phone, key).await
 }
 
-/// The broker's `hotline_sessions` (a blocking HTTP request, kept off the async workers).
-async fn sessions(admin: Admin) -> Result<f64> {
-    tokio::task::spawn_blocking(move || admin.metric("hotline_sessions")).await?
+/// One of the broker's metrics (a blocking HTTP request, kept off the async workers).
+async fn metric(admin: Admin, name: &'static str) -> Result<f64> {
+    tokio::task::spawn_blocking(move || admin.metric(name)).await?
 }
 
-/// Polls `hotline_sessions` every 10 ms until it is 0 (Ok: how long since this was called)
-/// or `deadline` passes (Err: the sessions left).
-async fn drain(admin: Admin, deadline: Instant) -> Result<Result<Duration, u64>> {
+/// Polls metric `name` every 10 ms until it is 0 (Ok: how long since this was called) or
+/// `deadline` passes (Err: what is left).
+async fn until_zero(admin: Admin, name: &'static str, deadline: Instant) -> Result<Result<Duration, u64>> {
     let started = Instant::now();
     loop {
-        let left = sessions(admin).await?;
+        let left = metric(admin, name).await?;
         if left == 0.0 {
             return Ok(Ok(started.elapsed()));
         }
         if Instant::now() > deadline {
             return Ok(Err(left as u64));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Polls `hotline_quic_connections` every 10 ms until it is 0 (Some(Ok)) or `deadline`
-/// passes (Some(Err): the connections left). None: the broker does not report it.
-async fn quic_released(admin: Admin, deadline: Instant) -> Result<Option<Result<(), u64>>> {
-    loop {
-        let Ok(left) = tokio::task::spawn_blocking(move || admin.metric("hotline_quic_connections")).await? else {
-            return Ok(None);
-        };
-        if left == 0.0 {
-            return Ok(Some(Ok(())));
-        }
-        if Instant::now() > deadline {
-            return Ok(Some(Err(left as u64)));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -4,9 +4,10 @@
 //! session asks (QUIC's receive window holds the rest), so what a connection holds in the
 //! broker's memory is bounded whatever its client does.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hotline_protocol::{close_code, FrameDecoder};
@@ -91,76 +92,52 @@ pub struct Inbox {
     counted: u64,
     /// Set once the last item (a bad frame, a truncated one, or the end) was handed out.
     ended: bool,
-    /// The end of the stream (or its error) as [`Inbox::try_recv`] met it, for `recv`.
-    /// `Ok`: the client finished the stream.
-    seen_end: Option<Result<(), quinn::ReadError>>,
 }
 
 impl Inbox {
     fn new(recv: quinn::RecvStream, metrics: Arc<Metrics>, gauge: Arc<AtomicU64>) -> Inbox {
-        Inbox { recv, decoder: FrameDecoder::new(), metrics, gauge, counted: 0, ended: false, seen_end: None }
+        Inbox { recv, decoder: FrameDecoder::new(), metrics, gauge, counted: 0, ended: false }
     }
 
     /// The next frame, or the error that ends the stream; `None` once it has ended (or the
     /// connection is gone). Cancel-safe: a frame is taken from the buffer only when it is
     /// returned, and a chunk only when it is in the buffer.
     pub async fn recv(&mut self) -> Option<Inbound> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// A frame (or the end) already received, in the buffer or in quinn's, without waiting.
+    pub fn try_recv(&mut self) -> Option<Inbound> {
+        // A read that would wait is dropped unfinished, which takes nothing; the next
+        // `recv` registers its own waker again.
+        match self.poll_recv(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(item) => item,
+            Poll::Pending => None,
+        }
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
             if let Some(item) = self.decoded() {
-                return item;
+                return Poll::Ready(item);
             }
-            let end = match self.seen_end.take() {
-                Some(end) => end,
-                None => match self.recv.read_chunk(usize::MAX, true).await {
-                    Ok(Some(chunk)) => {
-                        self.take(&chunk.bytes);
-                        continue;
-                    }
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                },
+            let read = {
+                let mut read = std::pin::pin!(self.recv.read_chunk(usize::MAX, true));
+                std::task::ready!(read.as_mut().poll(cx))
             };
-            match end {
-                Ok(()) => {
+            match read {
+                Ok(Some(chunk)) => self.take(&chunk.bytes),
+                Ok(None) => {
                     self.ended = true;
                     let partial = self.decoder.buffered();
-                    return (partial > 0).then_some(Inbound::Truncated(partial));
+                    return Poll::Ready((partial > 0).then_some(Inbound::Truncated(partial)));
                 }
                 // Reset by the client or the connection is gone: nothing more to read.
                 Err(_) => {
                     self.ended = true;
-                    return None;
+                    return Poll::Ready(None);
                 }
             }
-        }
-    }
-
-    /// A frame already received (in the buffer, or in quinn's), without waiting.
-    pub fn try_recv(&mut self) -> Option<Inbound> {
-        if let Some(item) = self.decoded() {
-            return item;
-        }
-        // One look at what quinn holds; a read that would wait is dropped unfinished,
-        // which takes nothing (the next `recv` registers its own waker again).
-        let polled = {
-            let mut read = std::pin::pin!(self.recv.read_chunk(usize::MAX, true));
-            read.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-        };
-        match polled {
-            std::task::Poll::Ready(Ok(Some(chunk))) => {
-                self.take(&chunk.bytes);
-                self.decoded().flatten()
-            }
-            // The end or an error, which `recv` reports next.
-            std::task::Poll::Ready(Ok(None)) => {
-                self.seen_end = Some(Ok(()));
-                None
-            }
-            std::task::Poll::Ready(Err(e)) => {
-                self.seen_end = Some(Err(e));
-                None
-            }
-            std::task::Poll::Pending => None,
         }
     }
 
@@ -192,7 +169,10 @@ impl Inbox {
     /// Keeps `gauge` at what the decoder holds.
     fn count(&mut self) {
         let now = self.decoder.buffered() as u64;
-        if now >= self.counted {
+        if now == self.counted {
+            return;
+        }
+        if now > self.counted {
             self.gauge.fetch_add(now - self.counted, Ordering::Relaxed);
         } else {
             self.gauge.fetch_sub(self.counted - now, Ordering::Relaxed);
